@@ -1,0 +1,1 @@
+//! Normalises CDN cache-status headers (being written).

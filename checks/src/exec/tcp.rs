@@ -1,0 +1,32 @@
+//! `kind = "tcp"`: connect time, refused versus timeout.
+
+use std::time::{Duration, Instant};
+
+use super::{ExecError, Observation, net};
+use crate::model::TcpCheck;
+use crate::result::{Facts, TcpFacts, Timings, millis};
+
+pub(crate) async fn run(check: &TcpCheck, timeout: Duration) -> Result<Observation, ExecError> {
+    let start = Instant::now();
+    let mut timings = Timings::default();
+    let mut facts = TcpFacts::default();
+    let addrs = match net::resolve(&check.target, timeout).await {
+        Ok(addrs) => addrs,
+        Err(f) => return Ok(Observation::fail(f.kind, f.message, timings, Facts::Tcp(facts))),
+    };
+    timings.resolve_ms = Some(millis(start.elapsed()));
+    let left = timeout.saturating_sub(start.elapsed());
+    match net::connect(&addrs, left).await {
+        Ok((_stream, addr, took)) => {
+            facts.remote_addr = Some(addr);
+            timings.connect_ms = Some(millis(took));
+            timings.total_ms = millis(start.elapsed());
+            Ok(Observation::ok(timings, Facts::Tcp(facts)))
+        }
+        Err((f, addr)) => {
+            facts.remote_addr = addr;
+            timings.total_ms = millis(start.elapsed());
+            Ok(Observation::fail(f.kind, f.message, timings, Facts::Tcp(facts)))
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Vantage checks: the check definitions SREs write in TOML, their validation, the
+//! executors that probes run, and the result wire type both binaries share.
+//!
+//! Layout:
+//! - [`config`]: loading TOML files and validating them into a [`model::CheckSet`], with
+//!   every error located by file, line and column.
+//! - [`model`]: the validated types the program runs.
+//! - [`exec`]: one executor per check kind (`dns`, `http` for `cdn` and `http`, `tls`, `tcp`).
+//! - [`result`]: the [`result::CheckResult`] wire type that probes push.
+//! - [`duration`]: parsing and printing the duration strings used in TOML.
+
+pub mod config;
+pub mod duration;
+pub mod exec;
+pub mod model;
+pub mod result;

@@ -1,0 +1,494 @@
+//! The validated check set: what probes run and the coordinator judges.
+//!
+//! These types are produced only by [`crate::config::validate`]; every duration is parsed,
+//! every regex compiled and every default applied, so nothing re-validates at run time.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Name, RecordType};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// Every vendor and check loaded from one or more files.
+#[derive(Clone, Debug)]
+pub struct CheckSet {
+    /// Vendors, in file order.
+    pub vendors: Vec<Vendor>,
+    /// Checks, in file order.
+    pub checks: Vec<Check>,
+}
+
+impl CheckSet {
+    /// The vendor with this id.
+    pub fn vendor(&self, id: &str) -> Option<&Vendor> {
+        self.vendors.iter().find(|v| v.id == id)
+    }
+
+    /// The check with this id.
+    pub fn check(&self, id: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.id == id)
+    }
+}
+
+/// A vendor watched by Vantage.
+#[derive(Clone, Debug)]
+pub struct Vendor {
+    /// Stable id (`acme-dns`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The contract SLA the vendor is held to.
+    pub sla: Sla,
+}
+
+/// Contract SLA figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sla {
+    /// Availability objective as a fraction (0.9995 for `"99.95%"`).
+    pub availability: Option<f64>,
+    /// p50 latency objective.
+    pub latency_p50: Option<Duration>,
+    /// p95 latency objective.
+    pub latency_p95: Option<Duration>,
+    /// p99 latency objective.
+    pub latency_p99: Option<Duration>,
+}
+
+/// The kinds of check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// DNS, straight to authoritative servers.
+    Dns,
+    /// HTTP through a CDN edge, looking at cache status, encoding and the vendor header.
+    Cdn,
+    /// Plain HTTP(S) endpoint.
+    Http,
+    /// TLS handshake and certificate.
+    Tls,
+    /// TCP connect.
+    Tcp,
+}
+
+impl CheckKind {
+    /// Every kind.
+    pub const ALL: [CheckKind; 5] = [Self::Dns, Self::Cdn, Self::Http, Self::Tls, Self::Tcp];
+
+    /// The stable label (`dns`, `cdn`, …).
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Cdn => "cdn",
+            Self::Http => "http",
+            Self::Tls => "tls",
+            Self::Tcp => "tcp",
+        }
+    }
+}
+
+/// Which plane of the vendor a check watches; it decides which vendor state a failure means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The service itself (DNS answers, CDN objects): failures mean `hard_down`.
+    #[default]
+    Data,
+    /// The control plane or portal: failures mean `api_down`.
+    Control,
+    /// The vendor's reporting or log delivery: failures mean `limited_visibility`.
+    Telemetry,
+}
+
+impl Role {
+    /// The stable label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Data => "data",
+            Self::Control => "control",
+            Self::Telemetry => "telemetry",
+        }
+    }
+}
+
+/// A share of probes or a count of them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Threshold {
+    /// A fraction in `(0, 1]` of the fresh probes.
+    Share(f64),
+    /// A number of probes.
+    Count(u32),
+}
+
+impl Threshold {
+    /// True when `votes` out of `fresh` reaches this threshold.
+    pub fn reached(self, votes: u32, fresh: u32) -> bool {
+        if votes == 0 {
+            return false;
+        }
+        match self {
+            // Compare in integers so 1 of 2 reaches 50% exactly.
+            Self::Share(share) => f64::from(votes) >= share * f64::from(fresh) - 1e-9,
+            Self::Count(n) => votes >= n,
+        }
+    }
+}
+
+/// Scheduling and consensus settings; `[defaults]` and every check may set them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// How often each probe runs the check.
+    pub interval: Duration,
+    /// Hard timeout of one run.
+    pub timeout: Duration,
+    /// Consensus window: a result is fresh if it started within it.
+    pub window: Duration,
+    /// Fewest fresh probes before any global verdict.
+    pub quorum: u32,
+    /// Share or count of fresh probes that must vote failing.
+    pub failing: Threshold,
+    /// A global verdict needs failing probes in at least this many regions.
+    pub regions: u32,
+    /// Fewest fresh probes in a region before a regional verdict.
+    pub region_quorum: u32,
+    /// A probe votes failing after this many failed runs in a row.
+    pub confirm: u32,
+    /// A verdict must hold this long to change the state (`for`).
+    pub hold_for: Duration,
+    /// A failing verdict must be gone this long to clear.
+    pub recover_for: Duration,
+    /// Pause before the one fast retry of a failed run; `None` when `retry = "off"`.
+    pub retry: Option<Duration>,
+    /// Cadence while the check is failing anywhere.
+    pub failing_interval: Duration,
+    /// A passing run slower than this votes slow.
+    pub slow: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let interval = Duration::from_secs(10);
+        Self {
+            interval,
+            timeout: Duration::from_secs(4),
+            window: Duration::from_secs(60),
+            quorum: 3,
+            failing: Threshold::Share(0.5),
+            regions: 2,
+            region_quorum: 2,
+            confirm: 1,
+            hold_for: Duration::from_secs(10),
+            recover_for: Duration::from_secs(30),
+            retry: Some(Duration::from_millis(500)),
+            failing_interval: interval / 3,
+            slow: None,
+        }
+    }
+}
+
+/// Which probes run a check. Empty means every probe.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProbeSelector {
+    /// Only probes in one of these regions.
+    pub regions: Vec<String>,
+    /// Only probes carrying all of these labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl ProbeSelector {
+    /// True when a probe with this region and these labels should run the check.
+    pub fn selects(&self, region: &str, labels: &BTreeMap<String, String>) -> bool {
+        (self.regions.is_empty() || self.regions.iter().any(|r| r == region))
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// One validated check.
+#[derive(Clone, Debug)]
+pub struct Check {
+    /// Unique id across the check set.
+    pub id: String,
+    /// The vendor's id.
+    pub vendor: String,
+    /// What plane of the vendor it watches.
+    pub role: Role,
+    /// Free text for people.
+    pub description: Option<String>,
+    /// Which probes run it.
+    pub probes: ProbeSelector,
+    /// Effective settings: the check's own over `[defaults]` over built-in defaults.
+    pub settings: Settings,
+    /// What to run.
+    pub spec: CheckSpec,
+}
+
+impl Check {
+    /// The check's kind.
+    pub fn kind(&self) -> CheckKind {
+        match &self.spec {
+            CheckSpec::Dns(_) => CheckKind::Dns,
+            CheckSpec::Http(h) if h.cdn => CheckKind::Cdn,
+            CheckSpec::Http(_) => CheckKind::Http,
+            CheckSpec::Tls(_) => CheckKind::Tls,
+            CheckSpec::Tcp(_) => CheckKind::Tcp,
+        }
+    }
+}
+
+/// The kind-specific part of a check.
+#[derive(Clone, Debug)]
+pub enum CheckSpec {
+    /// `kind = "dns"`.
+    Dns(DnsCheck),
+    /// `kind = "cdn"` or `kind = "http"`.
+    Http(HttpCheck),
+    /// `kind = "tls"`.
+    Tls(TlsCheck),
+    /// `kind = "tcp"`.
+    Tcp(TcpCheck),
+}
+
+/// A host (name or address) and a port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HostPort {
+    /// A DNS name or an IP address literal (without brackets).
+    pub host: String,
+    /// The port.
+    pub port: u16,
+}
+
+impl HostPort {
+    /// The host as an IP address, when it is a literal.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.host.parse().ok()
+    }
+
+    /// The socket address, when the host is a literal.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.ip().map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Which servers a DNS check asks.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DnsServers {
+    /// Discover the zone's NS set and ask every address of every NS name.
+    Authoritative,
+    /// Ask these servers.
+    List(Vec<HostPort>),
+}
+
+/// Transport for DNS queries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DnsTransport {
+    /// UDP, retried over TCP when the answer is truncated.
+    #[default]
+    Udp,
+    /// TCP only.
+    Tcp,
+}
+
+/// How the answer section is checked.
+#[derive(Clone, Debug)]
+pub enum AnswerExpect {
+    /// Any answers (or none) pass.
+    Any,
+    /// Exactly this set (normalised, order ignored).
+    Exact(Vec<String>),
+    /// At least these answers.
+    Contains(Vec<String>),
+    /// At least one answer, and every answer matches.
+    Matches(Regex),
+}
+
+/// A `kind = "dns"` check.
+#[derive(Clone, Debug)]
+pub struct DnsCheck {
+    /// The zone (needed for `servers = "authoritative"`, `consistent_soa` and delegation).
+    pub zone: Option<Name>,
+    /// The name asked.
+    pub query_name: Name,
+    /// The record type asked.
+    pub query_type: RecordType,
+    /// Which servers to ask.
+    pub servers: DnsServers,
+    /// Resolver for discovering the NS set and for server host names; `None` for the
+    /// system's (`/etc/resolv.conf`).
+    pub resolver: Option<SocketAddr>,
+    /// Parent zone servers for `consistent_delegation`; empty to discover them.
+    pub parent_servers: Vec<HostPort>,
+    /// UDP with TCP fallback, or TCP.
+    pub transport: DnsTransport,
+    /// Request NSID (RFC 5001).
+    pub nsid: bool,
+    /// Expected rcode.
+    pub rcode: ResponseCode,
+    /// Required AA flag, when set.
+    pub authoritative: Option<bool>,
+    /// Expected answers.
+    pub answers: AnswerExpect,
+    /// Every server must serve the same SOA serial.
+    pub consistent_soa: bool,
+    /// The parent's NS set must equal the apex NS set.
+    pub consistent_delegation: bool,
+}
+
+/// Expected HTTP status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StatusExpect {
+    /// Any 2xx.
+    Success,
+    /// One of these.
+    OneOf(Vec<u16>),
+}
+
+impl StatusExpect {
+    /// True when `status` is expected.
+    pub fn accepts(&self, status: u16) -> bool {
+        match self {
+            Self::Success => (200..300).contains(&status),
+            Self::OneOf(list) => list.contains(&status),
+        }
+    }
+}
+
+/// Content encodings a CDN check offers and accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// Brotli.
+    Br,
+    /// Gzip.
+    Gzip,
+    /// Zstandard.
+    Zstd,
+    /// Deflate.
+    Deflate,
+    /// Not compressed.
+    Identity,
+}
+
+impl Encoding {
+    /// The token used in `Accept-Encoding` and `Content-Encoding`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Br => "br",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+            Self::Deflate => "deflate",
+            Self::Identity => "identity",
+        }
+    }
+}
+
+/// A JSON pointer assertion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonExpect {
+    /// RFC 6901 pointer (`/status`).
+    pub pointer: String,
+    /// The value it must equal; `None` means it must merely exist.
+    pub equals: Option<serde_json::Value>,
+}
+
+/// A freshness assertion: a timestamp in the body no older than `max_age`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FreshExpect {
+    /// RFC 6901 pointer to an RFC 3339 string or Unix seconds.
+    pub pointer: String,
+    /// Oldest acceptable age.
+    pub max_age: Duration,
+}
+
+/// The header naming the vendor.
+#[derive(Clone, Debug)]
+pub struct VendorHeader {
+    /// Header name (lowercase).
+    pub name: http::HeaderName,
+    /// Pattern the value must match.
+    pub matches: Regex,
+}
+
+/// HTTP request method for a check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HttpMethod {
+    /// GET.
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+}
+
+/// A `kind = "cdn"` or `kind = "http"` check.
+#[derive(Clone, Debug)]
+pub struct HttpCheck {
+    /// `kind = "cdn"`: offer br and gzip, normalise cache status, check the vendor header.
+    pub cdn: bool,
+    /// The URL; its host is the Host header and the TLS SNI.
+    pub url: url::Url,
+    /// Connect here instead of the URL's host, keeping Host and SNI.
+    pub edge: Option<HostPort>,
+    /// Request method.
+    pub method: HttpMethod,
+    /// Extra request headers.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Add a unique query parameter per run so the edge must go to origin.
+    pub cache_bust: bool,
+    /// Fetch the page's scripts, stylesheets and images too.
+    pub assets: bool,
+    /// At most this many child assets.
+    pub max_assets: usize,
+    /// Redirects followed at most.
+    pub max_redirects: u32,
+    /// Body bytes read at most.
+    pub max_body_bytes: u64,
+    /// PEM file of extra CA certificates to trust, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Expected status.
+    pub status: StatusExpect,
+    /// Response headers that must be present and match.
+    pub header_matches: Vec<(http::HeaderName, Regex)>,
+    /// Body must contain this text.
+    pub body_contains: Option<String>,
+    /// Body must match this pattern.
+    pub body_matches: Option<Regex>,
+    /// JSON body assertion.
+    pub json: Option<JsonExpect>,
+    /// Freshness assertion.
+    pub fresh: Option<FreshExpect>,
+    /// Accepted content encodings; empty means any. Also what `Accept-Encoding` offers.
+    pub encoding: Vec<Encoding>,
+    /// The header that names the vendor.
+    pub vendor_header: Option<VendorHeader>,
+}
+
+/// A `kind = "tls"` check.
+#[derive(Clone, Debug)]
+pub struct TlsCheck {
+    /// Where to connect.
+    pub target: HostPort,
+    /// Name sent in SNI and matched against the certificate.
+    pub server_name: String,
+    /// PEM file of extra CA certificates to trust, besides the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// `cert_expires_soon` when the certificate expires within this.
+    pub valid_for: Duration,
+}
+
+/// A `kind = "tcp"` check.
+#[derive(Clone, Debug)]
+pub struct TcpCheck {
+    /// Where to connect.
+    pub target: HostPort,
+}

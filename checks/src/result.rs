@@ -1,0 +1,429 @@
+//! The result of one check run: the wire type probes push to the coordinator.
+//!
+//! Every run produces exactly one [`CheckResult`]. A failed check is data (`status = "fail"`
+//! with a [`FailureKind`]); a result whose `status` is `probe_error` says the probe itself
+//! could not test, and must never count against the vendor.
+//!
+//! The JSON shape is versioned by [`RESULT_SCHEMA_VERSION`] in the `v` field. Fields are only
+//! ever added; a change to the meaning of a field bumps the version.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::model::CheckKind;
+
+/// Version of the result JSON schema carried in [`CheckResult::v`].
+pub const RESULT_SCHEMA_VERSION: u32 = 1;
+
+/// One run of one check from one probe.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckResult {
+    /// Schema version of this record ([`RESULT_SCHEMA_VERSION`]).
+    pub v: u32,
+    /// The check's id, unique across the whole check set.
+    pub check_id: String,
+    /// The vendor the check belongs to.
+    pub vendor: String,
+    /// The kind of check (`dns`, `cdn`, `http`, `tls`, `tcp`).
+    pub kind: CheckKind,
+    /// The probe that ran the check (`local` for `vantage-probe once`).
+    pub probe_id: String,
+    /// A random id chosen each time the probe process starts; with `seq` it makes
+    /// `(probe_id, boot_id, seq)` unique, which the coordinator de-duplicates on.
+    pub boot_id: String,
+    /// Sequence number of this result within the probe's boot, from 0.
+    pub seq: u64,
+    /// When the run started (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// `ok`, `fail` (the vendor failed the check) or `probe_error` (the probe could not test).
+    pub status: Status,
+    /// Why the run failed, as a stable snake_case label; absent when `status = "ok"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// A human-readable explanation of the failure or probe error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The run passed but took longer than the check's `slow` threshold.
+    #[serde(default)]
+    pub slow: bool,
+    /// The first attempt failed and this result is from the one fast retry (`retry`).
+    #[serde(default)]
+    pub retried: bool,
+    /// Per-phase timings of the run.
+    pub timings: Timings,
+    /// What the run observed, by kind.
+    pub facts: Facts,
+}
+
+impl CheckResult {
+    /// True when the vendor passed the check.
+    pub fn is_ok(&self) -> bool {
+        self.status == Status::Ok
+    }
+}
+
+/// The outcome of a run.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The vendor passed every assertion.
+    Ok,
+    /// The vendor failed an assertion: see `failure`.
+    Fail,
+    /// The probe itself could not run the check; not the vendor's fault.
+    ProbeError,
+}
+
+impl Status {
+    /// The stable label used in JSON, metrics and tables.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Fail => "fail",
+            Self::ProbeError => "probe_error",
+        }
+    }
+}
+
+macro_rules! failure_kinds {
+    ($($(#[$doc:meta])* $variant:ident => $label:literal,)*) => {
+        /// Why a run failed. The labels are stable: they appear in JSON, metrics and alerts.
+        #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[serde(rename_all = "snake_case")]
+        pub enum FailureKind {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl FailureKind {
+            /// Every failure kind, in declaration order.
+            pub const ALL: &'static [FailureKind] = &[$(FailureKind::$variant,)*];
+
+            /// The stable snake_case label.
+            pub fn as_label(self) -> &'static str {
+                match self {
+                    $(FailureKind::$variant => $label,)*
+                }
+            }
+        }
+    };
+}
+
+failure_kinds! {
+    /// The run as a whole exceeded its `timeout`.
+    Timeout => "timeout",
+    /// A DNS server did not answer within the timeout.
+    DnsTimeout => "dns_timeout",
+    /// A DNS server answered SERVFAIL.
+    DnsServfail => "dns_servfail",
+    /// A DNS server answered REFUSED.
+    DnsRefused => "dns_refused",
+    /// A DNS server answered an rcode other than the expected one.
+    DnsRcode => "dns_rcode",
+    /// A DNS server answered without the AA flag for a zone it should be authoritative for.
+    DnsNotAuthoritative => "dns_not_authoritative",
+    /// The answers differ from the expected answers.
+    DnsAnswerMismatch => "dns_answer_mismatch",
+    /// A DNS answer could not be parsed, or did not match the query.
+    DnsBadResponse => "dns_bad_response",
+    /// The zone's NS set could not be discovered, or an NS name has no address.
+    DnsDiscovery => "dns_discovery",
+    /// The zone's servers serve different SOA serials.
+    SoaSerialMismatch => "soa_serial_mismatch",
+    /// The parent's NS set differs from the zone's own apex NS set.
+    DelegationMismatch => "delegation_mismatch",
+    /// A host name in the check (URL host, edge, target) did not resolve.
+    ResolveFailed => "resolve_failed",
+    /// The TCP connection was refused.
+    ConnectRefused => "connect_refused",
+    /// The TCP connection timed out.
+    ConnectTimeout => "connect_timeout",
+    /// The TCP connection failed for another reason (unreachable network, reset).
+    ConnectError => "connect_error",
+    /// The TLS handshake failed.
+    TlsHandshake => "tls_handshake",
+    /// The certificate chain does not validate against the trusted roots.
+    CertUntrusted => "cert_untrusted",
+    /// The certificate has expired (or is not yet valid).
+    CertExpired => "cert_expired",
+    /// The certificate expires sooner than `valid_for`.
+    CertExpiresSoon => "cert_expires_soon",
+    /// The certificate does not name the host.
+    CertNameMismatch => "cert_name_mismatch",
+    /// The HTTP status is not the expected one.
+    HttpStatus => "http_status",
+    /// The HTTP exchange broke off or was malformed.
+    HttpProtocol => "http_protocol",
+    /// More redirects than the check allows.
+    TooManyRedirects => "too_many_redirects",
+    /// The body exceeded the check's byte cap.
+    BodyTooLarge => "body_too_large",
+    /// A header assertion failed.
+    HeaderMismatch => "header_mismatch",
+    /// The body did not contain, match or hold what was expected.
+    BodyMismatch => "body_mismatch",
+    /// The response was not compressed with an expected content encoding.
+    EncodingMismatch => "encoding_mismatch",
+    /// The header naming the vendor is missing or does not match.
+    VendorHeaderMismatch => "vendor_header_mismatch",
+    /// One or more child assets of the page failed.
+    AssetErrors => "asset_errors",
+    /// A timestamp in the body is older than `max_age`.
+    StaleData => "stale_data",
+    /// The server only speaks a TLS version or cipher this probe refuses: it cannot be tested
+    /// from here. Reported with `status = "probe_error"`.
+    TlsUnsupportedProtocol => "tls_unsupported_protocol",
+    /// The probe could not run the check (bad local file, no resolver, internal error).
+    /// Reported with `status = "probe_error"`.
+    ProbeInternal => "probe_internal",
+}
+
+impl std::fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_label())
+    }
+}
+
+/// Per-phase timings, in milliseconds. A phase that did not happen is absent.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    /// Resolving host names (URL host, edge, NS names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_ms: Option<f64>,
+    /// Establishing the TCP connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<f64>,
+    /// The TLS handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ms: Option<f64>,
+    /// From sending the request to the first byte of the response (HTTP), or the slowest
+    /// server's round trip (DNS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
+    /// The whole run.
+    pub total_ms: f64,
+}
+
+/// Converts a duration into the fractional milliseconds used in [`Timings`].
+pub fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// What a run observed, by kind.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Facts {
+    /// Facts of a `dns` check.
+    Dns(DnsFacts),
+    /// Facts of a `cdn` or `http` check.
+    Http(HttpFacts),
+    /// Facts of a `tls` check.
+    Tls(TlsFacts),
+    /// Facts of a `tcp` check.
+    Tcp(TcpFacts),
+    /// Nothing was observed (the probe could not start the run).
+    None,
+}
+
+/// What a DNS check saw.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsFacts {
+    /// The name asked.
+    pub qname: String,
+    /// The record type asked (`A`, `AAAA`, `SOA`, …).
+    pub qtype: String,
+    /// One entry per server address asked; each address counts as its own target.
+    pub servers: Vec<DnsServerResult>,
+    /// Servers whose SOA serial is behind the newest one (with `consistent_soa`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub laggards: Vec<String>,
+    /// The parent's and the zone's own NS sets (with `consistent_delegation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegation: Option<Delegation>,
+}
+
+/// The answer of one DNS server address.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsServerResult {
+    /// The server as named: an NS name, or the host or address from `servers`.
+    pub server: String,
+    /// The address asked.
+    pub address: SocketAddr,
+    /// Whether this server passed.
+    pub status: Status,
+    /// Why this server failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// Details of the failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The response code (`NOERROR`, `SERVFAIL`, …), when the server answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<String>,
+    /// The AA (authoritative answer) flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authoritative: Option<bool>,
+    /// The answer came over TCP (after a truncated UDP answer, or `transport = "tcp"`).
+    #[serde(default)]
+    pub tcp: bool,
+    /// The answer section, normalised (lowercase names without the trailing dot).
+    #[serde(default)]
+    pub answers: Vec<String>,
+    /// The zone's SOA serial as this server serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soa_serial: Option<u32>,
+    /// The server's NSID (RFC 5001): which anycast instance answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nsid: Option<String>,
+    /// Round-trip time of the query, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+}
+
+/// A delegation comparison.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    /// NS names the parent zone delegates to, sorted.
+    pub parent: Vec<String>,
+    /// NS names at the zone's apex, sorted.
+    pub child: Vec<String>,
+}
+
+/// Cache status normalised across CDN header conventions.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// Served from the edge cache.
+    Hit,
+    /// Fetched from origin.
+    Miss,
+    /// A stale or expired entry was revalidated or refreshed.
+    Expired,
+    /// The cache was bypassed (not cacheable, or configured so).
+    Bypass,
+    /// No header told.
+    #[default]
+    Unknown,
+}
+
+impl CacheStatus {
+    /// The stable label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Expired => "expired",
+            Self::Bypass => "bypass",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// What an HTTP or CDN check saw.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFacts {
+    /// The URL requested, including the cache-busting parameter if any.
+    pub url: String,
+    /// The address connected to (the edge, when `edge` is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<SocketAddr>,
+    /// The final response status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `HTTP/1.1` or `HTTP/2`, as negotiated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<String>,
+    /// The normalised cache status.
+    pub cache: CacheStatus,
+    /// The edge PoP, when a header names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pop: Option<String>,
+    /// The CDN that served the object, as told by its headers (`fastly`, `cloudflare`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
+    /// The value of the configured vendor header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_header: Option<String>,
+    /// The response's `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// The `Age` header, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<u64>,
+    /// Body bytes received (on the wire, before decompression).
+    pub bytes: u64,
+    /// Redirects followed.
+    #[serde(default)]
+    pub redirects: u32,
+    /// The TLS session, for https URLs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFacts>,
+    /// Child assets fetched (with `assets = true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assets: Vec<AssetResult>,
+}
+
+/// One child asset of a page.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AssetResult {
+    /// The absolute URL of the asset.
+    pub url: String,
+    /// The HTTP status, when a response came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why the asset failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// Fetch time in milliseconds.
+    pub total_ms: f64,
+}
+
+/// A TLS session and the server's leaf certificate.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFacts {
+    /// The address connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<SocketAddr>,
+    /// The server name sent in SNI and checked against the certificate.
+    pub server_name: String,
+    /// Negotiated protocol (`TLSv1_3`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// Negotiated cipher suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<String>,
+    /// Negotiated ALPN protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// The leaf certificate's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The leaf certificate's issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The leaf certificate's notAfter (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// Whole days until notAfter; negative once expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_left: Option<i64>,
+}
+
+/// What a TCP check saw.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TcpFacts {
+    /// The address connected to (or tried last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<SocketAddr>,
+}
