@@ -1,8 +1,587 @@
-//! Loading and validating check files (being written).
+//! Loading check files and validating them into a [`CheckSet`].
+//!
+//! Loose, then strict: each TOML table is first deserialized into a serde type that mirrors
+//! it (`*Config`, every table `deny_unknown_fields`), then a pure `validate` turns it into the
+//! model types, parsing durations, regexes, URLs and addresses once. Validation collects
+//! **every** problem, each located by file, line and column, before anything runs.
+//!
+//! Each `[[check]]` table is deserialized on its own, so one bad check does not hide the
+//! problems of the next. Its keys are split three ways: the keys every check has (`id`,
+//! `vendor`, `kind`, …), the settings that `[defaults]` may also set (`interval`, `quorum`, …),
+//! and the keys of its kind, which go to that kind's own type (`dns.rs`, `http.rs`, …).
 
-use crate::model::CheckSet;
+mod diagnostic;
+mod dns;
+mod http;
+mod settings;
+mod tcp;
+mod tls;
 
-/// Parses and validates one TOML text (named `<inline>` in errors).
-pub fn parse_str(_text: &str) -> Result<CheckSet, String> {
-    Err("not yet implemented".into())
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+pub use self::diagnostic::{Diagnostic, Diagnostics};
+use self::settings::{PartialSettings, SettingsConfig};
+use crate::model::{Check, CheckSet, CheckSpec, HostPort, ProbeSelector, Role, Sla, Vendor};
+
+/// One check file's text and where it came from.
+#[derive(Clone, Debug)]
+pub struct Source {
+    /// Name used in errors (the path as given, or `<inline>`).
+    pub name: String,
+    /// The TOML text.
+    pub text: String,
+    /// Directory that relative paths in the file (`ca`) are resolved against.
+    pub dir: Option<PathBuf>,
 }
+
+impl Source {
+    /// Text that came from no file; relative paths stay relative to the working directory.
+    pub fn inline(text: impl Into<String>) -> Self {
+        Self { name: "<inline>".to_owned(), text: text.into(), dir: None }
+    }
+}
+
+/// Why check files could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A path could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A directory held no `.toml` file.
+    #[error("`{}` holds no .toml file", path.display())]
+    EmptyDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The files were read but are not valid.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}
+
+/// Reads check files; a directory contributes its `*.toml` files in name order.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
+    let mut sources = Vec::new();
+    for path in paths {
+        let read_err = |source| LoadError::Read { path: path.clone(), source };
+        if path.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(read_err)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(LoadError::EmptyDir { path: path.clone() });
+            }
+            for file in files {
+                sources.push(read_one(&file)?);
+            }
+        } else {
+            sources.push(read_one(path)?);
+        }
+    }
+    Ok(sources)
+}
+
+fn read_one(path: &Path) -> Result<Source, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    Ok(Source {
+        name: path.display().to_string(),
+        text,
+        dir: path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_owned() }),
+    })
+}
+
+/// Reads and validates check files and directories.
+pub fn load(paths: &[PathBuf]) -> Result<CheckSet, LoadError> {
+    let sources = read_sources(paths)?;
+    validate(&sources).map_err(LoadError::Invalid)
+}
+
+/// Validates one TOML text (named `<inline>` in errors).
+pub fn parse_str(text: &str) -> Result<CheckSet, Diagnostics> {
+    validate(&[Source::inline(text)])
+}
+
+/// Validates check files: pure, no I/O. Returns every problem found, in file order.
+pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
+    let mut errors = Vec::new();
+    let mut docs = Vec::new();
+    for src in sources {
+        let (doc, parse_errors) = DeTable::parse_recoverable(&src.text);
+        if parse_errors.is_empty() {
+            docs.push((src, doc));
+        } else {
+            // A file that does not parse gets only its syntax errors: anything else would be noise.
+            for e in parse_errors {
+                let span = e.span().unwrap_or(0..0);
+                errors.push(Diagnostic::at(&src.name, &src.text, span, syntax_message(e.message())));
+            }
+        }
+    }
+
+    // Split every file into its three kinds of table.
+    let mut defaults: Vec<(&Source, Spanned<DeValue<'_>>)> = Vec::new();
+    let mut vendor_tables = Vec::new();
+    let mut check_tables = Vec::new();
+    for (src, doc) in docs {
+        let mut ctx = Ctx { src, errors: &mut errors };
+        for (key, value) in doc.into_inner() {
+            match key.get_ref().as_ref() {
+                "defaults" => defaults.push((src, value)),
+                "vendor" => vendor_tables.extend(ctx.array_of_tables(value, "vendor").into_iter().map(|t| (src, t))),
+                "check" => check_tables.extend(ctx.array_of_tables(value, "check").into_iter().map(|t| (src, t))),
+                other => ctx.error(
+                    key.span(),
+                    format!("unknown top-level key `{other}`; a check file holds `[defaults]`, `[[vendor]]` and `[[check]]` tables"),
+                ),
+            }
+        }
+    }
+
+    // [defaults]: at most one, shared by every file.
+    let mut base = PartialSettings::default();
+    let mut first_defaults: Option<String> = None;
+    for (src, value) in defaults {
+        let mut ctx = Ctx { src, errors: &mut errors };
+        let span = value.span();
+        if let Some(prev) = &first_defaults {
+            ctx.error(span, format!("`[defaults]` is already set in {prev}; keep one `[defaults]` table for all check files"));
+            continue;
+        }
+        first_defaults = Some(ctx.location(span.clone()));
+        if !value.get_ref().is_table() {
+            ctx.error(span, "`defaults` must be a table, e.g. `[defaults]` with `interval = \"10s\"` below it".to_owned());
+            continue;
+        }
+        if let Some(raw) = ctx.deserialize::<SettingsConfig>(value) {
+            base = settings::validate(&mut ctx, &raw);
+        }
+    }
+
+    // Vendors.
+    let mut vendors = Vec::new();
+    let mut vendor_ids: HashMap<String, String> = HashMap::new();
+    for (src, table) in vendor_tables {
+        let mut ctx = Ctx { src, errors: &mut errors };
+        let Some(raw) = ctx.deserialize::<VendorConfig>(table) else { continue };
+        let Some(id) = ctx.ident(&raw.id, "vendor id", "id = \"acme-dns\"") else { continue };
+        if let Some(prev) = vendor_ids.get(&id) {
+            ctx.error(raw.id.span(), format!("vendor id `{id}` is already used at {prev}; vendor ids must be unique"));
+            continue;
+        }
+        vendor_ids.insert(id.clone(), ctx.location(raw.id.span()));
+        let sla = raw.sla.as_ref().map(|s| validate_sla(&mut ctx, s)).unwrap_or_default();
+        vendors.push(Vendor { name: raw.name.unwrap_or_else(|| id.clone()), id, sla });
+    }
+
+    // Checks.
+    let mut checks = Vec::new();
+    let mut check_ids: HashMap<String, String> = HashMap::new();
+    for (src, table) in check_tables {
+        let mut ctx = Ctx { src, errors: &mut errors };
+        let Some(check) = validate_check(&mut ctx, table, &base, &vendor_ids) else { continue };
+        if let Some(prev) = check_ids.get(&check.0.id) {
+            ctx.error(check.1, format!("check id `{}` is already used at {prev}; check ids must be unique across all files", check.0.id));
+            continue;
+        }
+        check_ids.insert(check.0.id.clone(), ctx.location(check.1));
+        checks.push(check.0);
+    }
+
+    if errors.is_empty() {
+        return Ok(CheckSet { vendors, checks });
+    }
+    // Report in reading order: by file as given, then by position.
+    let file_order = |name: &str| sources.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
+    errors.sort_by_key(|d| (file_order(&d.file), d.line, d.column));
+    Err(Diagnostics(errors))
+}
+
+fn syntax_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    format!("invalid TOML: {first}")
+}
+
+/// The keys every `[[check]]` has, whatever its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonConfig {
+    /// Unique id across all files: lowercase letters, digits, `-`, `_` and `.`.
+    id: Spanned<String>,
+    /// The `id` of a `[[vendor]]`.
+    vendor: Spanned<String>,
+    /// `dns`, `cdn`, `http`, `tls` or `tcp`.
+    kind: Spanned<String>,
+    /// `data` (default), `control` or `telemetry`.
+    role: Option<Spanned<String>>,
+    /// Free text for people.
+    description: Option<String>,
+    /// Which probes run the check; every probe when absent.
+    probes: Option<ProbesConfig>,
+}
+
+const COMMON_KEYS: &[&str] = &["id", "vendor", "kind", "role", "description", "probes"];
+
+/// `probes = { regions = [...], labels = {...} }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbesConfig {
+    /// Only probes in one of these regions.
+    regions: Option<Vec<String>>,
+    /// Only probes carrying all these labels.
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// `[[vendor]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VendorConfig {
+    /// Unique id: lowercase letters, digits, `-`, `_` and `.`.
+    id: Spanned<String>,
+    /// Display name; the id when absent.
+    name: Option<String>,
+    /// Contract SLA.
+    sla: Option<SlaConfig>,
+}
+
+/// `sla = { availability = "99.95%", latency_p95 = "400ms" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlaConfig {
+    /// Availability objective, a percentage string.
+    availability: Option<Spanned<String>>,
+    /// p50 latency objective.
+    latency_p50: Option<Spanned<String>>,
+    /// p95 latency objective.
+    latency_p95: Option<Spanned<String>>,
+    /// p99 latency objective.
+    latency_p99: Option<Spanned<String>>,
+}
+
+fn validate_sla(ctx: &mut Ctx<'_>, raw: &SlaConfig) -> Sla {
+    let availability = raw.availability.as_ref().and_then(|a| {
+        let text = a.get_ref().trim();
+        let parsed = text.strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok());
+        match parsed {
+            Some(p) if p > 0.0 && p <= 100.0 => Some(p / 100.0),
+            _ => {
+                ctx.error(a.span(), format!("sla availability must be a percentage above 0% and at most 100%, e.g. `availability = \"99.95%\"`; got `{text:?}`"));
+                None
+            }
+        }
+    });
+    let mut latency = |v: &Option<Spanned<String>>, key: &str| {
+        v.as_ref().and_then(|v| ctx.duration(v, key, Duration::from_millis(1), "\"400ms\""))
+    };
+    Sla {
+        availability,
+        latency_p50: latency(&raw.latency_p50, "latency_p50"),
+        latency_p95: latency(&raw.latency_p95, "latency_p95"),
+        latency_p99: latency(&raw.latency_p99, "latency_p99"),
+    }
+}
+
+/// Validates one `[[check]]` table; returns the check and the span of its id.
+fn validate_check<'i>(
+    ctx: &mut Ctx<'_>,
+    table: Spanned<DeValue<'i>>,
+    base: &PartialSettings,
+    vendor_ids: &HashMap<String, String>,
+) -> Option<(Check, Range<usize>)> {
+    let span = table.span();
+    let DeValue::Table(map) = table.into_inner() else { return None };
+    let (mut common, mut settings_t, mut kind_t) = (DeTable::new(), DeTable::new(), DeTable::new());
+    for (k, v) in map {
+        let key: &str = k.get_ref().as_ref();
+        if COMMON_KEYS.contains(&key) {
+            common.insert(k, v);
+        } else if settings::KEYS.contains(&key) {
+            settings_t.insert(k, v);
+        } else {
+            kind_t.insert(k, v);
+        }
+    }
+    let table = |t: DeTable<'i>| Spanned::new(span.clone(), DeValue::Table(t));
+    let common: Option<CommonConfig> = ctx.deserialize(table(common));
+    let own_settings: Option<SettingsConfig> = ctx.deserialize(table(settings_t));
+    let common = common?;
+    let kind_name = common.kind.get_ref().as_str();
+    let kind_table = table(kind_t);
+    let errors_before = ctx.errors.len();
+    let spec = match kind_name {
+        "dns" => ctx.deserialize(kind_table).and_then(|raw| dns::validate(ctx, &raw).map(CheckSpec::Dns)),
+        "cdn" | "http" => {
+            let cdn = kind_name == "cdn";
+            ctx.deserialize(kind_table).and_then(|raw| http::validate(ctx, &raw, cdn).map(CheckSpec::Http))
+        }
+        "tls" => ctx.deserialize(kind_table).and_then(|raw| tls::validate(ctx, &raw).map(CheckSpec::Tls)),
+        "tcp" => ctx.deserialize(kind_table).and_then(|raw| tcp::validate(ctx, &raw).map(CheckSpec::Tcp)),
+        other => {
+            ctx.error(
+                common.kind.span(),
+                format!("unknown check kind `{other}`; use one of `dns`, `cdn`, `http`, `tls`, `tcp`, e.g. `kind = \"dns\"`"),
+            );
+            None
+        }
+    };
+    for d in &mut ctx.errors[errors_before..] {
+        if let Some(rest) = d.message.strip_prefix("unknown key ")
+            && let Some((key, expected)) = rest.split_once("; expected ")
+        {
+            d.message = format!(
+                "unknown key {key} for a `{kind_name}` check; expected {expected}, or a key any check may have (`id`, `vendor`, `kind`, `role`, `description`, `probes`, `interval`, `timeout`, `slow`, …)"
+            );
+        }
+    }
+    let id = ctx.ident(&common.id, "check id", "id = \"www-a\"");
+    let vendor = common.vendor.get_ref().clone();
+    if !vendor_ids.contains_key(&vendor) {
+        let known: Vec<&str> = vendor_ids.keys().map(String::as_str).collect();
+        let hint = if known.is_empty() {
+            "no `[[vendor]]` is defined; add one, e.g. `[[vendor]]` with `id = \"acme-dns\"`".to_owned()
+        } else {
+            let mut known = known;
+            known.sort_unstable();
+            format!("known vendors: {}", known.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))
+        };
+        ctx.error(common.vendor.span(), format!("check names vendor `{vendor}`, which no `[[vendor]]` defines; {hint}"));
+    }
+    let role = match common.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
+        None | Some((_, "data")) => Some(Role::Data),
+        Some((_, "control")) => Some(Role::Control),
+        Some((_, "telemetry")) => Some(Role::Telemetry),
+        Some((r, other)) => {
+            ctx.error(r.span(), format!("unknown role `{other}`; use `data`, `control` or `telemetry`, e.g. `role = \"control\"`"));
+            None
+        }
+    };
+    let own = own_settings.map(|raw| settings::validate(ctx, &raw));
+    let settings = own.and_then(|own| settings::merge(ctx, base, &own, span.clone()));
+    let probes = common
+        .probes
+        .map(|p| ProbeSelector { regions: p.regions.unwrap_or_default(), labels: p.labels.unwrap_or_default() })
+        .unwrap_or_default();
+    let check = Check {
+        id: id?,
+        vendor,
+        role: role?,
+        description: common.description,
+        probes,
+        settings: settings?,
+        spec: spec?,
+    };
+    vendor_ids.contains_key(&check.vendor).then(|| (check, common.id.span()))
+}
+
+/// Validation context for one file: where errors go and how to locate them.
+pub(crate) struct Ctx<'a> {
+    src: &'a Source,
+    errors: &'a mut Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    /// Records a problem at `span` of this file.
+    pub(crate) fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors.push(Diagnostic::at(&self.src.name, &self.src.text, span, message));
+    }
+
+    /// `file:line:column` of `span`, for "already defined at" messages.
+    fn location(&self, span: Range<usize>) -> String {
+        let d = Diagnostic::at(&self.src.name, &self.src.text, span, String::new());
+        format!("{}:{}:{}", d.file, d.line, d.column)
+    }
+
+    /// Deserializes a table, recording serde's error (unknown key, wrong type, missing key).
+    fn deserialize<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
+        let span = value.span();
+        match T::deserialize(value.into_deserializer()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let at = e.span().unwrap_or(span);
+                self.error(at, serde_message(e.message()));
+                None
+            }
+        }
+    }
+
+    /// The elements of an array of tables (`[[check]]`), or an error.
+    fn array_of_tables<'i>(&mut self, value: Spanned<DeValue<'i>>, key: &str) -> Vec<Spanned<DeValue<'i>>> {
+        let span = value.span();
+        match value.into_inner() {
+            DeValue::Array(items) if items.iter().all(|i| i.get_ref().is_table()) => items.into_iter().collect(),
+            _ => {
+                self.error(span, format!("`{key}` must be an array of tables: write each one as `[[{key}]]`"));
+                Vec::new()
+            }
+        }
+    }
+
+    /// A relative path resolved against the file's directory.
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        match &self.src.dir {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_owned(),
+        }
+    }
+
+    /// An id: 1 to 64 of lowercase letters, digits, `-`, `_`, `.`, starting with a letter or digit.
+    fn ident(&mut self, v: &Spanned<String>, what: &str, example: &str) -> Option<String> {
+        let s = v.get_ref();
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Some(s.clone())
+        } else {
+            self.error(
+                v.span(),
+                format!("{what} must be 1 to 64 lowercase letters, digits, `-`, `_` or `.`, starting with a letter or digit, e.g. `{example}`; got `{s:?}`"),
+            );
+            None
+        }
+    }
+
+    /// A duration string of at least `min`.
+    pub(crate) fn duration(&mut self, v: &Spanned<String>, key: &str, min: Duration, example: &str) -> Option<Duration> {
+        match crate::duration::parse(v.get_ref()) {
+            Ok(d) if d >= min => Some(d),
+            Ok(_) => {
+                self.error(
+                    v.span(),
+                    format!("{key} must be at least {}, e.g. `{key} = {example}`; got `{:?}`", crate::duration::format(min), v.get_ref()),
+                );
+                None
+            }
+            Err(why) => {
+                self.error(
+                    v.span(),
+                    format!("{key} must be a duration with a unit, e.g. `{key} = {example}`; got `{:?}`, which {why}", v.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An integer within `range`.
+    pub(crate) fn integer(&mut self, v: &Spanned<i64>, key: &str, range: std::ops::RangeInclusive<i64>, example: &str) -> Option<u32> {
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            u32::try_from(n).ok()
+        } else {
+            self.error(
+                v.span(),
+                format!("{key} must be between {} and {}, e.g. `{key} = {example}`; got `{n}`", range.start(), range.end()),
+            );
+            None
+        }
+    }
+
+    /// A regular expression.
+    pub(crate) fn regex(&mut self, v: &Spanned<String>, key: &str) -> Option<regex::Regex> {
+        match regex::Regex::new(v.get_ref()) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                let why = e.to_string();
+                let why = why.lines().last().unwrap_or("").trim().trim_start_matches("error: ");
+                self.error(v.span(), format!("{key} must be a valid regular expression, e.g. `{key} = \"^cache-\"`; `{:?}` is not: {why}", v.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// `host`, `host:port`, `ip`, `ip:port`, `[v6]:port`; the port defaults to `default_port`.
+    pub(crate) fn host_port(&mut self, v: &Spanned<String>, key: &str, default_port: Option<u16>, example: &str) -> Option<HostPort> {
+        match parse_host_port(v.get_ref(), default_port) {
+            Ok(hp) => Some(hp),
+            Err(why) => {
+                self.error(v.span(), format!("{key} {why}, e.g. `{key} = {example}`; got `{:?}`", v.get_ref()));
+                None
+            }
+        }
+    }
+
+    /// An IP address with an optional port (default `default_port`).
+    pub(crate) fn socket_addr(&mut self, v: &Spanned<String>, key: &str, default_port: u16, example: &str) -> Option<SocketAddr> {
+        let s = v.get_ref().trim();
+        let parsed = s.parse::<SocketAddr>().ok().or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)));
+        if parsed.is_none() {
+            self.error(v.span(), format!("{key} must be an IP address with an optional port, e.g. `{key} = {example}`; got `{s:?}`"));
+        }
+        parsed
+    }
+}
+
+/// Serde's messages, lightly edited to read as ours.
+fn serde_message(message: &str) -> String {
+    let m = message.lines().next().unwrap_or(message).trim();
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        // "`foo`, expected one of `a`, `b`" → "unknown key `foo`; expected one of …"
+        if let Some((field, expected)) = rest.split_once(", expected ") {
+            return format!("unknown key {field}; expected {expected}");
+        }
+        return format!("unknown key {rest}");
+    }
+    if let Some(rest) = m.strip_prefix("missing field ") {
+        return format!("missing required key {rest}");
+    }
+    m.to_owned()
+}
+
+/// Parses `host`, `host:port`, `ip`, `ip:port` or `[v6]:port`.
+pub(crate) fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<HostPort, String> {
+    let s = s.trim();
+    let need_port = || "needs a port".to_owned();
+    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("has an invalid port `{p}`"));
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("has an unclosed `[`")?;
+        host.parse::<std::net::Ipv6Addr>().map_err(|_| format!("has `[{host}]`, which is not an IPv6 address"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => port(p)?,
+            None if after.is_empty() => default_port.ok_or_else(need_port)?,
+            None => return Err("has text after `]`".to_owned()),
+        };
+        return Ok(HostPort { host: host.to_owned(), port });
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(HostPort { host: ip.to_string(), port: default_port.ok_or_else(need_port)? });
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((h, p)) => (h, port(p)?),
+        None => (s, default_port.ok_or_else(need_port)?),
+    };
+    if host.parse::<IpAddr>().is_ok() || is_hostname(host) {
+        Ok(HostPort { host: host.trim_end_matches('.').to_ascii_lowercase(), port })
+    } else {
+        Err(format!("must be a host name or IP address, and `{host}` is neither"))
+    }
+}
+
+/// A plausible DNS host name: labels of letters, digits, `-` and `_`, 1 to 63 long.
+pub(crate) fn is_hostname(s: &str) -> bool {
+    let s = s.strip_suffix('.').unwrap_or(s);
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+#[cfg(test)]
+mod tests;

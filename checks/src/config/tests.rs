@@ -1,0 +1,98 @@
+//! Table tests for loading and validation.
+
+use super::*;
+use crate::model::{CheckKind, Threshold};
+
+const VENDOR: &str = "[[vendor]]\nid = \"v\"\n";
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_str(text) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.0.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn example_in_deploy_parses() {
+    let set = load(&[PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/checks/example.toml"))])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(set.vendors.len(), 3);
+    let kinds: Vec<CheckKind> = set.checks.iter().map(|c| c.kind()).collect();
+    for k in CheckKind::ALL {
+        assert!(kinds.contains(&k), "example lacks a {k:?} check");
+    }
+    let logs = set.check("fastcdn-log-freshness").expect("check");
+    assert_eq!(logs.role, Role::Telemetry);
+    assert_eq!(logs.settings.interval, Duration::from_secs(30));
+    // failing_interval comes from [defaults], not from a third of the check's own interval.
+    assert_eq!(logs.settings.failing_interval, Duration::from_secs(3));
+}
+
+#[test]
+fn defaults_apply_and_checks_override() {
+    let text = format!(
+        "[defaults]\ninterval = \"20s\"\nfailing = 2\n{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n\n[[check]]\nid = \"b\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\ninterval = \"3s\"\ntimeout = \"1s\"\nretry = \"off\"\n"
+    );
+    let set = parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let a = &set.checks[0].settings;
+    assert_eq!(a.interval, Duration::from_secs(20));
+    assert_eq!(a.failing, Threshold::Count(2));
+    assert_eq!(a.failing_interval, Duration::from_nanos(6_666_666_666));
+    let b = &set.checks[1].settings;
+    assert_eq!(b.interval, Duration::from_secs(3));
+    assert_eq!(b.retry, None);
+    assert_eq!(b.failing_interval, Duration::from_secs(1));
+}
+
+#[test]
+fn every_error_is_collected_with_its_location() {
+    let text = format!(
+        "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"nope\"\ninterval = \"500\"\n\n[[check]]\nid = \"b\"\nvendor = \"nobody\"\nkind = \"tcp\"\ntarget = \"h:1\"\ncolour = \"red\"\n"
+    );
+    let errs = errors(&text);
+    // Sorted by position, whatever order validation found them in.
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs[0].starts_with("<inline>:7:10: target needs a port"), "{errs:#?}");
+    assert!(errs[1].starts_with("<inline>:8:12: interval must be a duration with a unit"), "{errs:#?}");
+    assert!(errs[2].starts_with("<inline>:12:10: check names vendor `nobody`"), "{errs:#?}");
+    assert!(errs[3].starts_with("<inline>:15:1: unknown key `colour` for a `tcp` check; expected `target`"), "{errs:#?}");
+}
+
+#[test]
+fn duplicate_ids_and_missing_vendor() {
+    let text = format!(
+        "{VENDOR}{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"h:1\"\n[[check]]\nid = \"a\"\nvendor = \"w\"\nkind = \"tcp\"\ntarget = \"h:1\"\n"
+    );
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("vendor id `v` is already used at <inline>:2:6")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("check names vendor `w`")), "{errs:#?}");
+}
+
+#[test]
+fn host_port_forms() {
+    let hp = |s, d| parse_host_port(s, d).map(|h| h.to_string());
+    assert_eq!(hp("192.0.2.1", Some(53)).as_deref(), Ok("192.0.2.1:53"));
+    assert_eq!(hp("192.0.2.1:5353", Some(53)).as_deref(), Ok("192.0.2.1:5353"));
+    assert_eq!(hp("[2001:db8::1]:853", None).as_deref(), Ok("[2001:db8::1]:853"));
+    assert_eq!(hp("2001:db8::1", Some(53)).as_deref(), Ok("[2001:db8::1]:53"));
+    assert_eq!(hp("NS1.Example.com.", Some(53)).as_deref(), Ok("ns1.example.com:53"));
+    assert!(hp("host", None).is_err());
+    assert!(hp("host:0", None).is_err());
+    assert!(hp("bad host:1", None).is_err());
+}
+
+#[test]
+fn timing_cross_checks() {
+    let text = format!("{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"h:1\"\ninterval = \"2s\"\ntimeout = \"3s\"\nwindow = \"1s\"\n");
+    let errs = errors(&text);
+    assert!(errs.iter().any(|e| e.contains("timeout (\"3s\") must not exceed interval (\"2s\")")), "{errs:#?}");
+    assert!(errs.iter().any(|e| e.contains("window (\"1s\") must be at least interval (\"2s\")")), "{errs:#?}");
+}
+
+#[test]
+fn render_points_at_the_value() {
+    let Err(d) = parse_str("[defaults]\nquorum = 0\n") else { panic!("expected an error") };
+    let r = d.render();
+    assert!(r.contains("error: quorum must be between 1 and 1000"), "{r}");
+    assert!(r.contains("  --> <inline>:2:10\n  |\n2 | quorum = 0\n  |          ^\n"), "{r}");
+}
