@@ -11,7 +11,8 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     if s.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err("needs a unit (ms, s, m, h or d)".to_owned());
     }
-    humantime::parse_duration(s).map_err(|e| e.to_string().to_lowercase())
+    humantime::parse_duration(s)
+        .map_err(|_| "is not a number followed by a unit (ms, s, m, h or d)".to_owned())
 }
 
 /// Formats a duration the way a person would write it in a check file.

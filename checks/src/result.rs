@@ -214,6 +214,8 @@ pub fn millis(d: std::time::Duration) -> f64 {
 }
 
 /// What a run observed, by kind.
+// One value per run, built once and serialized: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Facts {

@@ -86,7 +86,11 @@ impl ServerProcess {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        Self { name: name.to_owned(), child: Some(child), log: log.to_owned() }
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        }
     }
 
     /// The server's log so far.
@@ -99,7 +103,11 @@ impl ServerProcess {
         if let Some(child) = self.child.as_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
-            panic!("{} exited with {status}; its log:\n{}", self.name, self.log());
+            panic!(
+                "{} exited with {status}; its log:\n{}",
+                self.name,
+                self.log()
+            );
         }
     }
 

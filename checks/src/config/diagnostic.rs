@@ -42,17 +42,24 @@ impl Diagnostic {
 
     /// The compiler-style rendering: the message, the location, the line and a caret.
     pub fn render(&self) -> String {
-        let mut out = format!("error: {}\n  --> {}:{}:{}\n", self.message, self.file, self.line, self.column);
+        let pad = " ".repeat(self.line.to_string().len());
+        let mut out = format!(
+            "error: {}\n{pad}--> {}:{}:{}\n",
+            self.message, self.file, self.line, self.column
+        );
         if !self.source_line.is_empty() {
-            let gutter = self.line.to_string().len();
-            let pad = " ".repeat(gutter);
             let lead: String = self
                 .source_line
                 .chars()
                 .take(self.column - 1)
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
-            out.push_str(&format!("{pad} |\n{} | {}\n{pad} | {lead}{}\n", self.line, self.source_line, "^".repeat(self.width)));
+            out.push_str(&format!(
+                "{pad} |\n{} | {}\n{pad} | {lead}{}\n",
+                self.line,
+                self.source_line,
+                "^".repeat(self.width)
+            ));
         }
         out
     }
@@ -61,7 +68,11 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     /// One line: `file:line:column: message`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 
@@ -74,7 +85,10 @@ impl Diagnostics {
     pub fn render(&self) -> String {
         let mut out: String = self.0.iter().map(|d| d.render() + "\n").collect();
         let n = self.0.len();
-        out.push_str(&format!("error: {n} problem{} found\n", if n == 1 { "" } else { "s" }));
+        out.push_str(&format!(
+            "error: {n} problem{} found\n",
+            if n == 1 { "" } else { "s" }
+        ));
         out
     }
 }

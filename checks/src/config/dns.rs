@@ -68,7 +68,10 @@ struct DnsExpectConfig {
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsCheck> {
     let mut ok = true;
-    let zone = raw.zone.as_ref().and_then(|z| name(ctx, z, "zone", "\"example.com\""));
+    let zone = raw
+        .zone
+        .as_ref()
+        .and_then(|z| name(ctx, z, "zone", "\"example.com\""));
     ok &= raw.zone.is_none() || zone.is_some();
     let query_name = name(ctx, &raw.query.name, "query name", "\"www.example.com\"");
     let query_type = match &raw.query.rtype {
@@ -76,7 +79,18 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsChe
         Some(t) => {
             let upper = t.get_ref().trim().to_ascii_uppercase();
             match RecordType::from_str(&upper) {
-                Ok(rt) if !matches!(rt, RecordType::Unknown(_) | RecordType::ANY | RecordType::AXFR | RecordType::IXFR | RecordType::OPT) => Some(rt),
+                Ok(rt)
+                    if !matches!(
+                        rt,
+                        RecordType::Unknown(_)
+                            | RecordType::ANY
+                            | RecordType::AXFR
+                            | RecordType::IXFR
+                            | RecordType::OPT
+                    ) =>
+                {
+                    Some(rt)
+                }
                 _ => {
                     ctx.error(t.span(), format!("query type must be a record type such as A, AAAA, CNAME, MX, NS, SOA, TXT, CAA or SRV, e.g. `type = \"AAAA\"`; got `{:?}`", t.get_ref()));
                     None
@@ -122,11 +136,19 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsChe
             }
         },
     };
-    let resolver = raw.resolver.as_ref().and_then(|r| ctx.socket_addr(r, "resolver", 53, "\"127.0.0.1:53\""));
+    let resolver = raw
+        .resolver
+        .as_ref()
+        .and_then(|r| ctx.socket_addr(r, "resolver", 53, "\"127.0.0.1:53\""));
     ok &= raw.resolver.is_none() || resolver.is_some();
     let mut parent_servers = Vec::new();
     for p in raw.parent_servers.iter().flatten() {
-        match ctx.host_port(p, "parent_servers entry", Some(53), "[\"a.gtld-servers.net\"]") {
+        match ctx.host_port(
+            p,
+            "parent_servers entry",
+            Some(53),
+            "[\"a.gtld-servers.net\"]",
+        ) {
             Some(hp) => parent_servers.push(hp),
             None => ok = false,
         }
@@ -158,15 +180,28 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsChe
     let answers = expect.and_then(|e| answers(ctx, e, query_type));
     let consistent_soa = raw.consistent_soa.unwrap_or(false);
     let consistent_delegation = raw.consistent_delegation.unwrap_or(false);
-    for (on, key) in [(consistent_soa, "consistent_soa"), (consistent_delegation, "consistent_delegation")] {
+    for (on, key) in [
+        (consistent_soa, "consistent_soa"),
+        (consistent_delegation, "consistent_delegation"),
+    ] {
         if on && zone.is_none() && raw.zone.is_none() {
-            ctx.error(raw.query.name.span(), format!("`{key} = true` needs the `zone` to compare, e.g. `zone = \"example.com\"`"));
+            ctx.error(
+                raw.query.name.span(),
+                format!(
+                    "`{key} = true` needs the `zone` to compare, e.g. `zone = \"example.com\"`"
+                ),
+            );
             ok = false;
         }
     }
     let answers = match answers {
         Some(a) => a,
-        None if expect.is_some_and(|e| e.answers.is_some() || e.answers_contain.is_some() || e.answers_match.is_some()) => return None,
+        None if expect.is_some_and(|e| {
+            e.answers.is_some() || e.answers_contain.is_some() || e.answers_match.is_some()
+        }) =>
+        {
+            return None;
+        }
         None => AnswerExpect::Any,
     };
     if !ok {
@@ -192,14 +227,21 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsChe
 /// A domain name, made fully qualified.
 fn name(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str, example: &str) -> Option<Name> {
     let s = v.get_ref().trim();
-    let parsed = if super::is_hostname(s) || s == "." { Name::from_ascii(s).ok() } else { None };
+    let parsed = if super::is_hostname(s) || s == "." {
+        Name::from_ascii(s).ok()
+    } else {
+        None
+    };
     match parsed {
         Some(mut n) => {
             n.set_fqdn(true);
             Some(n)
         }
         None => {
-            ctx.error(v.span(), format!("{key} must be a domain name, e.g. `{example}`; got `{s:?}`"));
+            ctx.error(
+                v.span(),
+                format!("{key} must be a domain name, e.g. `{example}`; got `{s:?}`"),
+            );
             None
         }
     }
@@ -221,10 +263,23 @@ fn rcode(s: &str) -> Option<ResponseCode> {
 }
 
 /// The one answer assertion, with answers normalised the way the executor prints them.
-fn answers(ctx: &mut Ctx<'_>, e: &DnsExpectConfig, qtype: Option<RecordType>) -> Option<AnswerExpect> {
-    let set = [e.answers.is_some(), e.answers_contain.is_some(), e.answers_match.is_some()];
+fn answers(
+    ctx: &mut Ctx<'_>,
+    e: &DnsExpectConfig,
+    qtype: Option<RecordType>,
+) -> Option<AnswerExpect> {
+    let set = [
+        e.answers.is_some(),
+        e.answers_contain.is_some(),
+        e.answers_match.is_some(),
+    ];
     if set.iter().filter(|s| **s).count() > 1 {
-        let span = e.answers.as_ref().map(|a| a.span()).or(e.answers_contain.as_ref().map(|a| a.span())).unwrap_or(0..0);
+        let span = e
+            .answers
+            .as_ref()
+            .map(|a| a.span())
+            .or(e.answers_contain.as_ref().map(|a| a.span()))
+            .unwrap_or(0..0);
         ctx.error(span, "use only one of `answers`, `answers_contain` and `answers_match`, e.g. `answers = [\"192.0.2.10\"]`".to_owned());
         return None;
     }
@@ -247,26 +302,31 @@ fn answers(ctx: &mut Ctx<'_>, e: &DnsExpectConfig, qtype: Option<RecordType>) ->
         }
     }
     if !exact && out.is_empty() {
-        ctx.error(list.span(), format!("{key} must list at least one answer, e.g. `{key} = [\"192.0.2.10\"]`"));
+        ctx.error(
+            list.span(),
+            format!("{key} must list at least one answer, e.g. `{key} = [\"192.0.2.10\"]`"),
+        );
         return None;
     }
     out.sort();
     out.dedup();
-    Some(if exact { AnswerExpect::Exact(out) } else { AnswerExpect::Contains(out) })
+    Some(if exact {
+        AnswerExpect::Exact(out)
+    } else {
+        AnswerExpect::Contains(out)
+    })
 }
 
 /// Normalises an expected answer: addresses in canonical form, names lowercase without the trailing dot.
 pub(crate) fn normalise_answer(a: &str, qtype: Option<RecordType>) -> Result<String, String> {
     let a = a.trim();
     match qtype {
-        Some(RecordType::A) => a
-            .parse::<Ipv4Addr>()
-            .map(|ip| ip.to_string())
-            .map_err(|_| "is not an IPv4 address, as an A answer must be, e.g. `\"192.0.2.10\"`".to_owned()),
-        Some(RecordType::AAAA) => a
-            .parse::<Ipv6Addr>()
-            .map(|ip| ip.to_string())
-            .map_err(|_| "is not an IPv6 address, as an AAAA answer must be, e.g. `\"2001:db8::10\"`".to_owned()),
+        Some(RecordType::A) => a.parse::<Ipv4Addr>().map(|ip| ip.to_string()).map_err(|_| {
+            "is not an IPv4 address, as an A answer must be, e.g. `\"192.0.2.10\"`".to_owned()
+        }),
+        Some(RecordType::AAAA) => a.parse::<Ipv6Addr>().map(|ip| ip.to_string()).map_err(|_| {
+            "is not an IPv6 address, as an AAAA answer must be, e.g. `\"2001:db8::10\"`".to_owned()
+        }),
         Some(RecordType::TXT) => Ok(a.to_owned()),
         _ => Ok(a
             .split_whitespace()

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::model::{Encoding, FreshExpect, HttpCheck, HttpMethod, JsonExpect, StatusExpect, VendorHeader};
+use crate::model::{
+    Encoding, FreshExpect, HttpCheck, HttpMethod, JsonExpect, StatusExpect, VendorHeader,
+};
 
 /// The keys of a `kind = "cdn"` or `kind = "http"` check.
 #[derive(Debug, Deserialize)]
@@ -103,16 +105,31 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
     };
     let default_port = url.as_ref().and_then(|u| u.port_or_known_default());
     let edge = raw.edge.as_ref().and_then(|e| {
-        let hp = ctx.host_port(e, "edge", default_port.or(Some(443)), "\"example.edge.fastcdn.net\"");
+        let hp = ctx.host_port(
+            e,
+            "edge",
+            default_port.or(Some(443)),
+            "\"example.edge.fastcdn.net\"",
+        );
         ok &= hp.is_some();
         hp
     });
-    let method = match raw.method.as_ref().map(|m| (m, m.get_ref().to_ascii_uppercase())) {
+    let method = match raw
+        .method
+        .as_ref()
+        .map(|m| (m, m.get_ref().to_ascii_uppercase()))
+    {
         None => HttpMethod::Get,
         Some((_, m)) if m == "GET" => HttpMethod::Get,
         Some((_, m)) if m == "HEAD" => HttpMethod::Head,
         Some((m, _)) => {
-            ctx.error(m.span(), format!("method must be `GET` or `HEAD`, e.g. `method = \"HEAD\"`; got `{:?}`", m.get_ref()));
+            ctx.error(
+                m.span(),
+                format!(
+                    "method must be `GET` or `HEAD`, e.g. `method = \"HEAD\"`; got `{:?}`",
+                    m.get_ref()
+                ),
+            );
             ok = false;
             HttpMethod::Get
         }
@@ -120,7 +137,10 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
     let mut headers = Vec::new();
     if let Some(h) = &raw.headers {
         for (name, value) in h.get_ref() {
-            match (http::HeaderName::from_bytes(name.as_bytes()), http::HeaderValue::from_str(value)) {
+            match (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                http::HeaderValue::from_str(value),
+            ) {
                 (Ok(n), Ok(v)) => headers.push((n, v)),
                 _ => {
                     ctx.error(h.span(), format!("headers entry `{name:?} = {value:?}` is not a valid HTTP header, e.g. `headers = {{ \"user-agent\" = \"vantage\" }}`"));
@@ -129,10 +149,24 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
             }
         }
     }
-    let max_assets = raw.max_assets.as_ref().map(|v| ctx.integer(v, "max_assets", 1..=500, "50"));
-    let max_redirects = raw.max_redirects.as_ref().map(|v| ctx.integer(v, "max_redirects", 0..=20, "5"));
-    let max_body = raw.max_body_bytes.as_ref().map(|v| ctx.integer(v, "max_body_bytes", 1024..=1_073_741_824, "1048576"));
-    ok &= ![max_assets.is_some_and(|v| v.is_none()), max_redirects.is_some_and(|v| v.is_none()), max_body.is_some_and(|v| v.is_none())].contains(&true);
+    let max_assets = raw
+        .max_assets
+        .as_ref()
+        .map(|v| ctx.integer(v, "max_assets", 1..=500, "50"));
+    let max_redirects = raw
+        .max_redirects
+        .as_ref()
+        .map(|v| ctx.integer(v, "max_redirects", 0..=20, "5"));
+    let max_body = raw
+        .max_body_bytes
+        .as_ref()
+        .map(|v| ctx.integer(v, "max_body_bytes", 1024..=1_073_741_824, "1048576"));
+    ok &= ![
+        max_assets.is_some_and(|v| v.is_none()),
+        max_redirects.is_some_and(|v| v.is_none()),
+        max_body.is_some_and(|v| v.is_none()),
+    ]
+    .contains(&true);
     let ca_file = raw.ca.as_ref().map(|c| ctx.path(c.get_ref()));
 
     let e = raw.expect.as_ref();
@@ -142,7 +176,10 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
     };
     let mut header_matches = Vec::new();
     for (name, re) in e.and_then(|e| e.headers.as_ref()).into_iter().flatten() {
-        match (http::HeaderName::from_bytes(name.as_bytes()), ctx.regex(re, "expect.headers value")) {
+        match (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            ctx.regex(re, "expect.headers value"),
+        ) {
             (Ok(n), Some(r)) => header_matches.push((n, r)),
             (Err(_), _) => {
                 ctx.error(re.span(), format!("`{name:?}` is not a valid header name, e.g. `headers = {{ \"x-cache\" = \"^HIT\" }}`"));
@@ -151,7 +188,9 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
             (_, None) => ok = false,
         }
     }
-    let body_matches = e.and_then(|e| e.body_matches.as_ref()).map(|r| ctx.regex(r, "body_matches"));
+    let body_matches = e
+        .and_then(|e| e.body_matches.as_ref())
+        .map(|r| ctx.regex(r, "body_matches"));
     ok &= !body_matches.as_ref().is_some_and(Option::is_none);
     let json = e.and_then(|e| e.json.as_ref()).map(|j| {
         let pointer = pointer(ctx, &j.pointer, "pointer")?;
@@ -160,7 +199,10 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
             Some(v) => match serde_json::to_value(v) {
                 Ok(v) => Some(v),
                 Err(err) => {
-                    ctx.error(j.pointer.span(), format!("json equals value cannot be compared with JSON: {err}"));
+                    ctx.error(
+                        j.pointer.span(),
+                        format!("json equals value cannot be compared with JSON: {err}"),
+                    );
                     return None;
                 }
             },
@@ -170,8 +212,16 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
     ok &= !json.as_ref().is_some_and(Option::is_none);
     let fresh = e.and_then(|e| e.fresh.as_ref()).map(|f| {
         let p = pointer(ctx, &f.json_pointer, "json_pointer");
-        let age = ctx.duration(&f.max_age, "max_age", std::time::Duration::from_secs(1), "\"5m\"");
-        Some(FreshExpect { pointer: p?, max_age: age? })
+        let age = ctx.duration(
+            &f.max_age,
+            "max_age",
+            std::time::Duration::from_secs(1),
+            "\"5m\"",
+        );
+        Some(FreshExpect {
+            pointer: p?,
+            max_age: age?,
+        })
     });
     ok &= !fresh.as_ref().is_some_and(Option::is_none);
     let mut encoding = Vec::new();
@@ -233,7 +283,11 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
 }
 
 fn status(ctx: &mut Ctx<'_>, v: &Spanned<toml::Value>) -> Option<StatusExpect> {
-    let one = |x: &toml::Value| x.as_integer().and_then(|n| u16::try_from(n).ok()).filter(|n| (100..=599).contains(n));
+    let one = |x: &toml::Value| {
+        x.as_integer()
+            .and_then(|n| u16::try_from(n).ok())
+            .filter(|n| (100..=599).contains(n))
+    };
     let list: Option<Vec<u16>> = match v.get_ref() {
         toml::Value::Array(items) if !items.is_empty() => items.iter().map(one).collect(),
         single => one(single).map(|s| vec![s]),

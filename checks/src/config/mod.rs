@@ -46,7 +46,11 @@ pub struct Source {
 impl Source {
     /// Text that came from no file; relative paths stay relative to the working directory.
     pub fn inline(text: impl Into<String>) -> Self {
-        Self { name: "<inline>".to_owned(), text: text.into(), dir: None }
+        Self {
+            name: "<inline>".to_owned(),
+            text: text.into(),
+            dir: None,
+        }
     }
 }
 
@@ -76,7 +80,10 @@ pub enum LoadError {
 pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
     let mut sources = Vec::new();
     for path in paths {
-        let read_err = |source| LoadError::Read { path: path.clone(), source };
+        let read_err = |source| LoadError::Read {
+            path: path.clone(),
+            source,
+        };
         if path.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(path)
                 .map_err(read_err)?
@@ -98,11 +105,20 @@ pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<Source>, LoadError> {
 }
 
 fn read_one(path: &Path) -> Result<Source, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     Ok(Source {
         name: path.display().to_string(),
         text,
-        dir: path.parent().map(|p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_owned() }),
+        dir: path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_owned()
+            }
+        }),
     })
 }
 
@@ -129,7 +145,12 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
             // A file that does not parse gets only its syntax errors: anything else would be noise.
             for e in parse_errors {
                 let span = e.span().unwrap_or(0..0);
-                errors.push(Diagnostic::at(&src.name, &src.text, span, syntax_message(e.message())));
+                errors.push(Diagnostic::at(
+                    &src.name,
+                    &src.text,
+                    span,
+                    syntax_message(e.message()),
+                ));
             }
         }
     }
@@ -139,7 +160,10 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
     let mut vendor_tables = Vec::new();
     let mut check_tables = Vec::new();
     for (src, doc) in docs {
-        let mut ctx = Ctx { src, errors: &mut errors };
+        let mut ctx = Ctx {
+            src,
+            errors: &mut errors,
+        };
         for (key, value) in doc.into_inner() {
             match key.get_ref().as_ref() {
                 "defaults" => defaults.push((src, value)),
@@ -147,7 +171,7 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
                 "check" => check_tables.extend(ctx.array_of_tables(value, "check").into_iter().map(|t| (src, t))),
                 other => ctx.error(
                     key.span(),
-                    format!("unknown top-level key `{other}`; a check file holds `[defaults]`, `[[vendor]]` and `[[check]]` tables"),
+                    format!("unknown key `{other}` at the top level; a check file holds `[defaults]`, `[[vendor]]` and `[[check]]` tables"),
                 ),
             }
         }
@@ -157,7 +181,10 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
     let mut base = PartialSettings::default();
     let mut first_defaults: Option<String> = None;
     for (src, value) in defaults {
-        let mut ctx = Ctx { src, errors: &mut errors };
+        let mut ctx = Ctx {
+            src,
+            errors: &mut errors,
+        };
         let span = value.span();
         if let Some(prev) = &first_defaults {
             ctx.error(span, format!("`[defaults]` is already set in {prev}; keep one `[defaults]` table for all check files"));
@@ -165,7 +192,11 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
         }
         first_defaults = Some(ctx.location(span.clone()));
         if !value.get_ref().is_table() {
-            ctx.error(span, "`defaults` must be a table, e.g. `[defaults]` with `interval = \"10s\"` below it".to_owned());
+            ctx.error(
+                span,
+                "`defaults` must be a table, e.g. `[defaults]` with `interval = \"10s\"` below it"
+                    .to_owned(),
+            );
             continue;
         }
         if let Some(raw) = ctx.deserialize::<SettingsConfig>(value) {
@@ -177,24 +208,47 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
     let mut vendors = Vec::new();
     let mut vendor_ids: HashMap<String, String> = HashMap::new();
     for (src, table) in vendor_tables {
-        let mut ctx = Ctx { src, errors: &mut errors };
-        let Some(raw) = ctx.deserialize::<VendorConfig>(table) else { continue };
-        let Some(id) = ctx.ident(&raw.id, "vendor id", "id = \"acme-dns\"") else { continue };
+        let mut ctx = Ctx {
+            src,
+            errors: &mut errors,
+        };
+        let Some(raw) = ctx.deserialize::<VendorConfig>(table) else {
+            continue;
+        };
+        let Some(id) = ctx.ident(&raw.id, "vendor id", "id = \"acme-dns\"") else {
+            continue;
+        };
         if let Some(prev) = vendor_ids.get(&id) {
-            ctx.error(raw.id.span(), format!("vendor id `{id}` is already used at {prev}; vendor ids must be unique"));
+            ctx.error(
+                raw.id.span(),
+                format!("vendor id `{id}` is already used at {prev}; vendor ids must be unique"),
+            );
             continue;
         }
         vendor_ids.insert(id.clone(), ctx.location(raw.id.span()));
-        let sla = raw.sla.as_ref().map(|s| validate_sla(&mut ctx, s)).unwrap_or_default();
-        vendors.push(Vendor { name: raw.name.unwrap_or_else(|| id.clone()), id, sla });
+        let sla = raw
+            .sla
+            .as_ref()
+            .map(|s| validate_sla(&mut ctx, s))
+            .unwrap_or_default();
+        vendors.push(Vendor {
+            name: raw.name.unwrap_or_else(|| id.clone()),
+            id,
+            sla,
+        });
     }
 
     // Checks.
     let mut checks = Vec::new();
     let mut check_ids: HashMap<String, String> = HashMap::new();
     for (src, table) in check_tables {
-        let mut ctx = Ctx { src, errors: &mut errors };
-        let Some(check) = validate_check(&mut ctx, table, &base, &vendor_ids) else { continue };
+        let mut ctx = Ctx {
+            src,
+            errors: &mut errors,
+        };
+        let Some(check) = validate_check(&mut ctx, table, &base, &vendor_ids) else {
+            continue;
+        };
         if let Some(prev) = check_ids.get(&check.0.id) {
             ctx.error(check.1, format!("check id `{}` is already used at {prev}; check ids must be unique across all files", check.0.id));
             continue;
@@ -207,7 +261,12 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
         return Ok(CheckSet { vendors, checks });
     }
     // Report in reading order: by file as given, then by position.
-    let file_order = |name: &str| sources.iter().position(|s| s.name == name).unwrap_or(usize::MAX);
+    let file_order = |name: &str| {
+        sources
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or(usize::MAX)
+    };
     errors.sort_by_key(|d| (file_order(&d.file), d.line, d.column));
     Err(Diagnostics(errors))
 }
@@ -286,7 +345,8 @@ fn validate_sla(ctx: &mut Ctx<'_>, raw: &SlaConfig) -> Sla {
         }
     });
     let mut latency = |v: &Option<Spanned<String>>, key: &str| {
-        v.as_ref().and_then(|v| ctx.duration(v, key, Duration::from_millis(1), "\"400ms\""))
+        v.as_ref()
+            .and_then(|v| ctx.duration(v, key, Duration::from_millis(1), "\"400ms\""))
     };
     Sla {
         availability,
@@ -304,7 +364,9 @@ fn validate_check<'i>(
     vendor_ids: &HashMap<String, String>,
 ) -> Option<(Check, Range<usize>)> {
     let span = table.span();
-    let DeValue::Table(map) = table.into_inner() else { return None };
+    let DeValue::Table(map) = table.into_inner() else {
+        return None;
+    };
     let (mut common, mut settings_t, mut kind_t) = (DeTable::new(), DeTable::new(), DeTable::new());
     for (k, v) in map {
         let key: &str = k.get_ref().as_ref();
@@ -324,13 +386,20 @@ fn validate_check<'i>(
     let kind_table = table(kind_t);
     let errors_before = ctx.errors.len();
     let spec = match kind_name {
-        "dns" => ctx.deserialize(kind_table).and_then(|raw| dns::validate(ctx, &raw).map(CheckSpec::Dns)),
+        "dns" => ctx
+            .deserialize(kind_table)
+            .and_then(|raw| dns::validate(ctx, &raw).map(CheckSpec::Dns)),
         "cdn" | "http" => {
             let cdn = kind_name == "cdn";
-            ctx.deserialize(kind_table).and_then(|raw| http::validate(ctx, &raw, cdn).map(CheckSpec::Http))
+            ctx.deserialize(kind_table)
+                .and_then(|raw| http::validate(ctx, &raw, cdn).map(CheckSpec::Http))
         }
-        "tls" => ctx.deserialize(kind_table).and_then(|raw| tls::validate(ctx, &raw).map(CheckSpec::Tls)),
-        "tcp" => ctx.deserialize(kind_table).and_then(|raw| tcp::validate(ctx, &raw).map(CheckSpec::Tcp)),
+        "tls" => ctx
+            .deserialize(kind_table)
+            .and_then(|raw| tls::validate(ctx, &raw).map(CheckSpec::Tls)),
+        "tcp" => ctx
+            .deserialize(kind_table)
+            .and_then(|raw| tcp::validate(ctx, &raw).map(CheckSpec::Tcp)),
         other => {
             ctx.error(
                 common.kind.span(),
@@ -343,9 +412,14 @@ fn validate_check<'i>(
         if let Some(rest) = d.message.strip_prefix("unknown key ")
             && let Some((key, expected)) = rest.split_once("; expected ")
         {
-            d.message = format!(
-                "unknown key {key} for a `{kind_name}` check; expected {expected}, or a key any check may have (`id`, `vendor`, `kind`, `role`, `description`, `probes`, `interval`, `timeout`, `slow`, …)"
-            );
+            // The kind's own top level lists `expect` or `target`; nested tables do not.
+            d.message = if expected.contains("`expect`") || expected.contains("`target`") {
+                format!(
+                    "unknown key {key} for a `{kind_name}` check; expected {expected}, or a key any check may have (`id`, `vendor`, `kind`, `role`, `description`, `probes`, `interval`, `timeout`, `slow`, …)"
+                )
+            } else {
+                format!("unknown key {key} in a `{kind_name}` check; expected {expected}")
+            };
         }
     }
     let id = ctx.ident(&common.id, "check id", "id = \"www-a\"");
@@ -353,13 +427,24 @@ fn validate_check<'i>(
     if !vendor_ids.contains_key(&vendor) {
         let known: Vec<&str> = vendor_ids.keys().map(String::as_str).collect();
         let hint = if known.is_empty() {
-            "no `[[vendor]]` is defined; add one, e.g. `[[vendor]]` with `id = \"acme-dns\"`".to_owned()
+            "no `[[vendor]]` is defined; add one, e.g. `[[vendor]]` with `id = \"acme-dns\"`"
+                .to_owned()
         } else {
             let mut known = known;
             known.sort_unstable();
-            format!("known vendors: {}", known.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "))
+            format!(
+                "known vendors: {}",
+                known
+                    .iter()
+                    .map(|v| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
-        ctx.error(common.vendor.span(), format!("check names vendor `{vendor}`, which no `[[vendor]]` defines; {hint}"));
+        ctx.error(
+            common.vendor.span(),
+            format!("check names vendor `{vendor}`, which no `[[vendor]]` defines; {hint}"),
+        );
     }
     let role = match common.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
         None | Some((_, "data")) => Some(Role::Data),
@@ -374,7 +459,10 @@ fn validate_check<'i>(
     let settings = own.and_then(|own| settings::merge(ctx, base, &own, span.clone()));
     let probes = common
         .probes
-        .map(|p| ProbeSelector { regions: p.regions.unwrap_or_default(), labels: p.labels.unwrap_or_default() })
+        .map(|p| ProbeSelector {
+            regions: p.regions.unwrap_or_default(),
+            labels: p.labels.unwrap_or_default(),
+        })
         .unwrap_or_default();
     let check = Check {
         id: id?,
@@ -385,7 +473,9 @@ fn validate_check<'i>(
         settings: settings?,
         spec: spec?,
     };
-    vendor_ids.contains_key(&check.vendor).then(|| (check, common.id.span()))
+    vendor_ids
+        .contains_key(&check.vendor)
+        .then(|| (check, common.id.span()))
 }
 
 /// Validation context for one file: where errors go and how to locate them.
@@ -397,7 +487,12 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     /// Records a problem at `span` of this file.
     pub(crate) fn error(&mut self, span: Range<usize>, message: String) {
-        self.errors.push(Diagnostic::at(&self.src.name, &self.src.text, span, message));
+        self.errors.push(Diagnostic::at(
+            &self.src.name,
+            &self.src.text,
+            span,
+            message,
+        ));
     }
 
     /// `file:line:column` of `span`, for "already defined at" messages.
@@ -407,25 +502,61 @@ impl Ctx<'_> {
     }
 
     /// Deserializes a table, recording serde's error (unknown key, wrong type, missing key).
+    ///
+    /// Serde stops at the first error. The offending key (unknown, or of the wrong type) is
+    /// reported, dropped, and the table tried again, so every problem in a table is reported at once.
     fn deserialize<T: DeserializeOwned>(&mut self, value: Spanned<DeValue<'_>>) -> Option<T> {
         let span = value.span();
-        match T::deserialize(value.into_deserializer()) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let at = e.span().unwrap_or(span);
-                self.error(at, serde_message(e.message()));
-                None
+        let DeValue::Table(mut table) = value.into_inner() else {
+            self.error(
+                span,
+                "expected a table, e.g. `{ key = \"value\" }`".to_owned(),
+            );
+            return None;
+        };
+        loop {
+            let attempt = Spanned::new(span.clone(), DeValue::Table(table.clone()));
+            match T::deserialize(attempt.into_deserializer()) {
+                // The unknown keys are already reported, so the whole load fails; validating the
+                // rest still finds the table's other problems.
+                Ok(v) => return Some(v),
+                Err(e) => {
+                    let at = e.span().unwrap_or(span.clone());
+                    let message = serde_message(e.message(), key_before(&self.src.text, at.start));
+                    self.error(at.clone(), message);
+                    // Drop the offending key (named by serde, or found before the bad value)
+                    // and try again; a problem nested deeper ends the attempt.
+                    let unknown = e
+                        .message()
+                        .strip_prefix("unknown field `")
+                        .and_then(|rest| rest.split_once('`'))
+                        .map(|(key, _)| key.to_owned())
+                        .or_else(|| key_before(&self.src.text, at.start).map(str::to_owned));
+                    match unknown {
+                        Some(key) if table.remove(key.as_str()).is_some() => {}
+                        _ => return None,
+                    }
+                }
             }
         }
     }
 
     /// The elements of an array of tables (`[[check]]`), or an error.
-    fn array_of_tables<'i>(&mut self, value: Spanned<DeValue<'i>>, key: &str) -> Vec<Spanned<DeValue<'i>>> {
+    fn array_of_tables<'i>(
+        &mut self,
+        value: Spanned<DeValue<'i>>,
+        key: &str,
+    ) -> Vec<Spanned<DeValue<'i>>> {
         let span = value.span();
         match value.into_inner() {
-            DeValue::Array(items) if items.iter().all(|i| i.get_ref().is_table()) => items.into_iter().collect(),
+            DeValue::Array(items) if items.iter().all(|i| i.get_ref().is_table()) => {
+                items.into_iter().collect()
+            }
             _ => {
-                self.error(span, format!("`{key}` must be an array of tables: write each one as `[[{key}]]`"));
+                self.error(
+                    span,
+                    format!("`{key}` must be an array of tables: write each one as `[[{key}]]`"),
+                );
                 Vec::new()
             }
         }
@@ -445,8 +576,12 @@ impl Ctx<'_> {
         let s = v.get_ref();
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            });
         if ok {
             Some(s.clone())
         } else {
@@ -459,13 +594,23 @@ impl Ctx<'_> {
     }
 
     /// A duration string of at least `min`.
-    pub(crate) fn duration(&mut self, v: &Spanned<String>, key: &str, min: Duration, example: &str) -> Option<Duration> {
+    pub(crate) fn duration(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        min: Duration,
+        example: &str,
+    ) -> Option<Duration> {
         match crate::duration::parse(v.get_ref()) {
             Ok(d) if d >= min => Some(d),
             Ok(_) => {
                 self.error(
                     v.span(),
-                    format!("{key} must be at least {}, e.g. `{key} = {example}`; got `{:?}`", crate::duration::format(min), v.get_ref()),
+                    format!(
+                        "{key} must be at least {}, e.g. `{key} = {example}`; got `{:?}`",
+                        crate::duration::format(min),
+                        v.get_ref()
+                    ),
                 );
                 None
             }
@@ -480,14 +625,24 @@ impl Ctx<'_> {
     }
 
     /// An integer within `range`.
-    pub(crate) fn integer(&mut self, v: &Spanned<i64>, key: &str, range: std::ops::RangeInclusive<i64>, example: &str) -> Option<u32> {
+    pub(crate) fn integer(
+        &mut self,
+        v: &Spanned<i64>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        example: &str,
+    ) -> Option<u32> {
         let n = *v.get_ref();
         if range.contains(&n) {
             u32::try_from(n).ok()
         } else {
             self.error(
                 v.span(),
-                format!("{key} must be between {} and {}, e.g. `{key} = {example}`; got `{n}`", range.start(), range.end()),
+                format!(
+                    "{key} must be between {} and {}, e.g. `{key} = {example}`; got `{n}`",
+                    range.start(),
+                    range.end()
+                ),
             );
             None
         }
@@ -499,7 +654,12 @@ impl Ctx<'_> {
             Ok(re) => Some(re),
             Err(e) => {
                 let why = e.to_string();
-                let why = why.lines().last().unwrap_or("").trim().trim_start_matches("error: ");
+                let why = why
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim()
+                    .trim_start_matches("error: ");
                 self.error(v.span(), format!("{key} must be a valid regular expression, e.g. `{key} = \"^cache-\"`; `{:?}` is not: {why}", v.get_ref()));
                 None
             }
@@ -507,20 +667,42 @@ impl Ctx<'_> {
     }
 
     /// `host`, `host:port`, `ip`, `ip:port`, `[v6]:port`; the port defaults to `default_port`.
-    pub(crate) fn host_port(&mut self, v: &Spanned<String>, key: &str, default_port: Option<u16>, example: &str) -> Option<HostPort> {
+    pub(crate) fn host_port(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        default_port: Option<u16>,
+        example: &str,
+    ) -> Option<HostPort> {
         match parse_host_port(v.get_ref(), default_port) {
             Ok(hp) => Some(hp),
             Err(why) => {
-                self.error(v.span(), format!("{key} {why}, e.g. `{key} = {example}`; got `{:?}`", v.get_ref()));
+                self.error(
+                    v.span(),
+                    format!(
+                        "{key} {why}, e.g. `{key} = {example}`; got `{:?}`",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
     }
 
     /// An IP address with an optional port (default `default_port`).
-    pub(crate) fn socket_addr(&mut self, v: &Spanned<String>, key: &str, default_port: u16, example: &str) -> Option<SocketAddr> {
+    pub(crate) fn socket_addr(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        default_port: u16,
+        example: &str,
+    ) -> Option<SocketAddr> {
         let s = v.get_ref().trim();
-        let parsed = s.parse::<SocketAddr>().ok().or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)));
+        let parsed = s.parse::<SocketAddr>().ok().or_else(|| {
+            s.parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, default_port))
+        });
         if parsed.is_none() {
             self.error(v.span(), format!("{key} must be an IP address with an optional port, e.g. `{key} = {example}`; got `{s:?}`"));
         }
@@ -528,8 +710,8 @@ impl Ctx<'_> {
     }
 }
 
-/// Serde's messages, lightly edited to read as ours.
-fn serde_message(message: &str) -> String {
+/// Serde's messages, edited to read as ours and to name the key when serde does not.
+fn serde_message(message: &str, key: Option<&str>) -> String {
     let m = message.lines().next().unwrap_or(message).trim();
     if let Some(rest) = m.strip_prefix("unknown field ") {
         // "`foo`, expected one of `a`, `b`" → "unknown key `foo`; expected one of …"
@@ -541,35 +723,78 @@ fn serde_message(message: &str) -> String {
     if let Some(rest) = m.strip_prefix("missing field ") {
         return format!("missing required key {rest}");
     }
+    if let Some((got, expected)) = m
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.split_once(", expected "))
+    {
+        let expected = match expected {
+            "i64" | "u64" | "i32" | "u32" | "an integer" => "an integer, e.g. `2`",
+            "a boolean" => "`true` or `false`",
+            "a string" => "a quoted string, e.g. `\"10s\"`",
+            "a sequence" => "a list, e.g. `[\"a\", \"b\"]`",
+            other => other,
+        };
+        return match key {
+            Some(key) => format!("`{key}` must be {expected}; got {got}"),
+            None => format!("expected {expected}; got {got}"),
+        };
+    }
     m.to_owned()
+}
+
+/// The key whose value starts at `at` (`key = value`), for messages that lack it.
+fn key_before(text: &str, at: usize) -> Option<&str> {
+    let before = text.get(..at)?.trim_end().strip_suffix('=')?.trim_end();
+    let start = before
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .map_or(0, |i| i + 1);
+    let key = &before[start..];
+    (!key.is_empty()).then_some(key)
 }
 
 /// Parses `host`, `host:port`, `ip`, `ip:port` or `[v6]:port`.
 pub(crate) fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<HostPort, String> {
     let s = s.trim();
     let need_port = || "needs a port".to_owned();
-    let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| format!("has an invalid port `{p}`"));
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("has an invalid port `{p}`"))
+    };
     if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or("has an unclosed `[`")?;
-        host.parse::<std::net::Ipv6Addr>().map_err(|_| format!("has `[{host}]`, which is not an IPv6 address"))?;
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("has `[{host}]`, which is not an IPv6 address"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => port(p)?,
             None if after.is_empty() => default_port.ok_or_else(need_port)?,
             None => return Err("has text after `]`".to_owned()),
         };
-        return Ok(HostPort { host: host.to_owned(), port });
+        return Ok(HostPort {
+            host: host.to_owned(),
+            port,
+        });
     }
     if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(HostPort { host: ip.to_string(), port: default_port.ok_or_else(need_port)? });
+        return Ok(HostPort {
+            host: ip.to_string(),
+            port: default_port.ok_or_else(need_port)?,
+        });
     }
     let (host, port) = match s.rsplit_once(':') {
         Some((h, p)) => (h, port(p)?),
         None => (s, default_port.ok_or_else(need_port)?),
     };
     if host.parse::<IpAddr>().is_ok() || is_hostname(host) {
-        Ok(HostPort { host: host.trim_end_matches('.').to_ascii_lowercase(), port })
+        Ok(HostPort {
+            host: host.trim_end_matches('.').to_ascii_lowercase(),
+            port,
+        })
     } else {
-        Err(format!("must be a host name or IP address, and `{host}` is neither"))
+        Err(format!(
+            "must be a host name or IP address, and `{host}` is neither"
+        ))
     }
 }
 
@@ -579,7 +804,10 @@ pub(crate) fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         })
 }
 

@@ -81,7 +81,8 @@ pub(crate) struct PartialSettings {
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &SettingsConfig) -> PartialSettings {
     let ms = Duration::from_millis;
     let mut dur = |v: &Option<Spanned<String>>, key: &str, min: Duration, example: &str| {
-        v.as_ref().and_then(|v| ctx.duration(v, key, min, example).map(|d| (d, v.span())))
+        v.as_ref()
+            .and_then(|v| ctx.duration(v, key, min, example).map(|d| (d, v.span())))
     };
     let interval = dur(&raw.interval, "interval", ms(1000), "\"10s\"");
     let timeout = dur(&raw.timeout, "timeout", ms(10), "\"4s\"");
@@ -94,11 +95,13 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &SettingsConfig) -> PartialSettin
         if v.get_ref().trim() == "off" {
             Some((None, v.span()))
         } else {
-            ctx.duration(v, "retry", ms(1), "\"500ms\"` or `retry = \"off\"").map(|d| (Some(d), v.span()))
+            ctx.duration(v, "retry", ms(1), "\"500ms\"` or `retry = \"off\"")
+                .map(|d| (Some(d), v.span()))
         }
     });
     let mut int = |v: &Option<Spanned<i64>>, key: &str, example: &str| {
-        v.as_ref().and_then(|v| ctx.integer(v, key, 1..=1000, example))
+        v.as_ref()
+            .and_then(|v| ctx.integer(v, key, 1..=1000, example))
     };
     let quorum = int(&raw.quorum, "quorum", "3");
     let regions = int(&raw.regions, "regions", "2");
@@ -132,7 +135,10 @@ fn threshold(ctx: &mut Ctx<'_>, v: &Spanned<toml::Value>) -> Option<Threshold> {
             .and_then(|n| n.trim().parse::<f64>().ok())
             .filter(|p| *p > 0.0 && *p <= 100.0)
             .map(|p| Threshold::Share(p / 100.0)),
-        toml::Value::Integer(n) => u32::try_from(*n).ok().filter(|n| *n >= 1).map(Threshold::Count),
+        toml::Value::Integer(n) => u32::try_from(*n)
+            .ok()
+            .filter(|n| *n >= 1)
+            .map(Threshold::Count),
         _ => None,
     };
     if parsed.is_none() {
@@ -142,7 +148,12 @@ fn threshold(ctx: &mut Ctx<'_>, v: &Spanned<toml::Value>) -> Option<Threshold> {
 }
 
 /// The check's own settings over `[defaults]` over the built-in defaults, cross-checked.
-pub(crate) fn merge(ctx: &mut Ctx<'_>, base: &PartialSettings, own: &PartialSettings, check_span: Range<usize>) -> Option<Settings> {
+pub(crate) fn merge(
+    ctx: &mut Ctx<'_>,
+    base: &PartialSettings,
+    own: &PartialSettings,
+    check_span: Range<usize>,
+) -> Option<Settings> {
     let d = Settings::default();
     fn pick<T: Clone>(own: &Option<T>, base: &Option<T>) -> Option<T> {
         own.clone().or_else(|| base.clone())
@@ -152,7 +163,9 @@ pub(crate) fn merge(ctx: &mut Ctx<'_>, base: &PartialSettings, own: &PartialSett
     let window = pick(&own.window, &base.window);
     let failing_interval = pick(&own.failing_interval, &base.failing_interval);
     let retry = pick(&own.retry, &base.retry);
-    let at = |v: &Option<(Duration, Range<usize>)>| v.as_ref().map_or(check_span.clone(), |v| v.1.clone());
+    let at = |v: &Option<(Duration, Range<usize>)>| {
+        v.as_ref().map_or(check_span.clone(), |v| v.1.clone())
+    };
     let iv = interval.as_ref().map_or(d.interval, |v| v.0);
     let settings = Settings {
         interval: iv,
@@ -167,7 +180,9 @@ pub(crate) fn merge(ctx: &mut Ctx<'_>, base: &PartialSettings, own: &PartialSett
         recover_for: pick(&own.recover_for, &base.recover_for).unwrap_or(d.recover_for),
         retry: retry.as_ref().map_or(d.retry, |v| v.0),
         // A third of the effective interval unless set, but never below the minimum cadence.
-        failing_interval: failing_interval.as_ref().map_or((iv / 3).max(Duration::from_millis(500)), |v| v.0),
+        failing_interval: failing_interval
+            .as_ref()
+            .map_or((iv / 3).max(Duration::from_millis(500)), |v| v.0),
         slow: pick(&own.slow, &base.slow),
     };
     let mut ok = true;
@@ -209,6 +224,7 @@ pub(crate) fn merge(ctx: &mut Ctx<'_>, base: &PartialSettings, own: &PartialSett
         ok = false;
     }
     if let Some(pause) = settings.retry
+        && settings.timeout <= settings.interval
         && pause + settings.timeout > settings.interval
     {
         let span = retry.as_ref().map_or(check_span.clone(), |r| r.1.clone());

@@ -15,5 +15,6 @@ pub(crate) struct TcpCheckConfig {
 }
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TcpCheckConfig) -> Option<TcpCheck> {
-    ctx.host_port(&raw.target, "target", None, "\"db.example.com:5432\"").map(|target| TcpCheck { target })
+    ctx.host_port(&raw.target, "target", None, "\"db.example.com:5432\"")
+        .map(|target| TcpCheck { target })
 }

@@ -14,8 +14,11 @@ fn errors(text: &str) -> Vec<String> {
 
 #[test]
 fn example_in_deploy_parses() {
-    let set = load(&[PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/checks/example.toml"))])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let set = load(&[PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/checks/example.toml"
+    ))])
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(set.vendors.len(), 3);
     let kinds: Vec<CheckKind> = set.checks.iter().map(|c| c.kind()).collect();
     for k in CheckKind::ALL {
@@ -52,10 +55,24 @@ fn every_error_is_collected_with_its_location() {
     let errs = errors(&text);
     // Sorted by position, whatever order validation found them in.
     assert_eq!(errs.len(), 4, "{errs:#?}");
-    assert!(errs[0].starts_with("<inline>:7:10: target needs a port"), "{errs:#?}");
-    assert!(errs[1].starts_with("<inline>:8:12: interval must be a duration with a unit"), "{errs:#?}");
-    assert!(errs[2].starts_with("<inline>:12:10: check names vendor `nobody`"), "{errs:#?}");
-    assert!(errs[3].starts_with("<inline>:15:1: unknown key `colour` for a `tcp` check; expected `target`"), "{errs:#?}");
+    assert!(
+        errs[0].starts_with("<inline>:7:10: target needs a port"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("<inline>:8:12: interval must be a duration with a unit"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with("<inline>:12:10: check names vendor `nobody`"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].starts_with(
+            "<inline>:15:1: unknown key `colour` for a `tcp` check; expected `target`"
+        ),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -64,18 +81,37 @@ fn duplicate_ids_and_missing_vendor() {
         "{VENDOR}{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"h:1\"\n[[check]]\nid = \"a\"\nvendor = \"w\"\nkind = \"tcp\"\ntarget = \"h:1\"\n"
     );
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.contains("vendor id `v` is already used at <inline>:2:6")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("check names vendor `w`")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("vendor id `v` is already used at <inline>:2:6")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("check names vendor `w`")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn host_port_forms() {
     let hp = |s, d| parse_host_port(s, d).map(|h| h.to_string());
     assert_eq!(hp("192.0.2.1", Some(53)).as_deref(), Ok("192.0.2.1:53"));
-    assert_eq!(hp("192.0.2.1:5353", Some(53)).as_deref(), Ok("192.0.2.1:5353"));
-    assert_eq!(hp("[2001:db8::1]:853", None).as_deref(), Ok("[2001:db8::1]:853"));
-    assert_eq!(hp("2001:db8::1", Some(53)).as_deref(), Ok("[2001:db8::1]:53"));
-    assert_eq!(hp("NS1.Example.com.", Some(53)).as_deref(), Ok("ns1.example.com:53"));
+    assert_eq!(
+        hp("192.0.2.1:5353", Some(53)).as_deref(),
+        Ok("192.0.2.1:5353")
+    );
+    assert_eq!(
+        hp("[2001:db8::1]:853", None).as_deref(),
+        Ok("[2001:db8::1]:853")
+    );
+    assert_eq!(
+        hp("2001:db8::1", Some(53)).as_deref(),
+        Ok("[2001:db8::1]:53")
+    );
+    assert_eq!(
+        hp("NS1.Example.com.", Some(53)).as_deref(),
+        Ok("ns1.example.com:53")
+    );
     assert!(hp("host", None).is_err());
     assert!(hp("host:0", None).is_err());
     assert!(hp("bad host:1", None).is_err());
@@ -83,16 +119,34 @@ fn host_port_forms() {
 
 #[test]
 fn timing_cross_checks() {
-    let text = format!("{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"h:1\"\ninterval = \"2s\"\ntimeout = \"3s\"\nwindow = \"1s\"\n");
+    let text = format!(
+        "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"h:1\"\ninterval = \"2s\"\ntimeout = \"3s\"\nwindow = \"1s\"\n"
+    );
     let errs = errors(&text);
-    assert!(errs.iter().any(|e| e.contains("timeout (\"3s\") must not exceed interval (\"2s\")")), "{errs:#?}");
-    assert!(errs.iter().any(|e| e.contains("window (\"1s\") must be at least interval (\"2s\")")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("timeout (\"3s\") must not exceed interval (\"2s\")")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("window (\"1s\") must be at least interval (\"2s\")")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
 fn render_points_at_the_value() {
-    let Err(d) = parse_str("[defaults]\nquorum = 0\n") else { panic!("expected an error") };
+    let Err(d) = parse_str("[defaults]\nquorum = 0\n") else {
+        panic!("expected an error")
+    };
     let r = d.render();
-    assert!(r.contains("error: quorum must be between 1 and 1000"), "{r}");
-    assert!(r.contains("  --> <inline>:2:10\n  |\n2 | quorum = 0\n  |          ^\n"), "{r}");
+    assert!(
+        r.contains("error: quorum must be between 1 and 1000"),
+        "{r}"
+    );
+    assert!(
+        r.contains(" --> <inline>:2:10\n  |\n2 | quorum = 0\n  |          ^\n"),
+        "{r}"
+    );
 }

@@ -36,7 +36,12 @@ const DEFAULT_VALID_FOR: Duration = Duration::from_secs(14 * 86_400);
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TlsCheckConfig) -> Option<TlsCheck> {
     let target = ctx.host_port(&raw.target, "target", Some(443), "\"api.example.com:443\"");
     let server_name = match &raw.server_name {
-        Some(n) if super::is_hostname(n.get_ref()) || n.get_ref().parse::<std::net::IpAddr>().is_ok() => Some(n.get_ref().trim_end_matches('.').to_ascii_lowercase()),
+        Some(n)
+            if super::is_hostname(n.get_ref())
+                || n.get_ref().parse::<std::net::IpAddr>().is_ok() =>
+        {
+            Some(n.get_ref().trim_end_matches('.').to_ascii_lowercase())
+        }
         Some(n) => {
             ctx.error(n.span(), format!("server_name must be a host name, e.g. `server_name = \"api.example.com\"`; got `{:?}`", n.get_ref()));
             return None;
@@ -47,5 +52,10 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TlsCheckConfig) -> Option<TlsChe
         Some(v) => ctx.duration(v, "valid_for", Duration::ZERO, "\"21d\"")?,
         None => DEFAULT_VALID_FOR,
     };
-    Some(TlsCheck { target: target?, server_name: server_name?, ca_file: raw.ca.as_ref().map(|c| ctx.path(c.get_ref())), valid_for })
+    Some(TlsCheck {
+        target: target?,
+        server_name: server_name?,
+        ca_file: raw.ca.as_ref().map(|c| ctx.path(c.get_ref())),
+        valid_for,
+    })
 }

@@ -69,12 +69,29 @@ pub struct Observation {
 impl Observation {
     /// A passing observation.
     pub fn ok(timings: Timings, facts: Facts) -> Self {
-        Self { status: Status::Ok, failure: None, message: None, timings, facts }
+        Self {
+            status: Status::Ok,
+            failure: None,
+            message: None,
+            timings,
+            facts,
+        }
     }
 
     /// A failing observation.
-    pub fn fail(kind: FailureKind, message: impl Into<String>, timings: Timings, facts: Facts) -> Self {
-        Self { status: Status::Fail, failure: Some(kind), message: Some(message.into()), timings, facts }
+    pub fn fail(
+        kind: FailureKind,
+        message: impl Into<String>,
+        timings: Timings,
+        facts: Facts,
+    ) -> Self {
+        Self {
+            status: Status::Fail,
+            failure: Some(kind),
+            message: Some(message.into()),
+            timings,
+            facts,
+        }
     }
 }
 
@@ -90,7 +107,10 @@ pub struct RunEnv {
 impl RunEnv {
     /// The environment of `vantage-probe once`.
     pub fn local() -> Self {
-        Self { probe_id: "local".to_owned(), boot_id: new_boot_id() }
+        Self {
+            probe_id: "local".to_owned(),
+            boot_id: new_boot_id(),
+        }
     }
 }
 
@@ -125,7 +145,10 @@ pub async fn run_check(check: &Check, env: &RunEnv, seq: u64) -> CheckResult {
         facts: Facts::None,
     });
     let slow = obs.status == Status::Ok
-        && check.settings.slow.is_some_and(|slow| obs.timings.total_ms > millis(slow));
+        && check
+            .settings
+            .slow
+            .is_some_and(|slow| obs.timings.total_ms > millis(slow));
     CheckResult {
         v: RESULT_SCHEMA_VERSION,
         check_id: check.id.clone(),

@@ -17,7 +17,10 @@ pub(crate) struct NetFailure {
 }
 
 /// Resolves `target` with the system resolver; an IP literal is returned as is.
-pub(crate) async fn resolve(target: &HostPort, timeout: Duration) -> Result<Vec<SocketAddr>, NetFailure> {
+pub(crate) async fn resolve(
+    target: &HostPort,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, NetFailure> {
     if let Some(addr) = target.socket_addr() {
         return Ok(vec![addr]);
     }
@@ -91,5 +94,8 @@ fn connect_failure(err: &io::Error, addr: SocketAddr) -> NetFailure {
         io::ErrorKind::TimedOut => FailureKind::ConnectTimeout,
         _ => FailureKind::ConnectError,
     };
-    NetFailure { kind, message: format!("connecting to {addr}: {err}") }
+    NetFailure {
+        kind,
+        message: format!("connecting to {addr}: {err}"),
+    }
 }

@@ -12,7 +12,14 @@ pub(crate) async fn run(check: &TcpCheck, timeout: Duration) -> Result<Observati
     let mut facts = TcpFacts::default();
     let addrs = match net::resolve(&check.target, timeout).await {
         Ok(addrs) => addrs,
-        Err(f) => return Ok(Observation::fail(f.kind, f.message, timings, Facts::Tcp(facts))),
+        Err(f) => {
+            return Ok(Observation::fail(
+                f.kind,
+                f.message,
+                timings,
+                Facts::Tcp(facts),
+            ));
+        }
     };
     timings.resolve_ms = Some(millis(start.elapsed()));
     let left = timeout.saturating_sub(start.elapsed());
@@ -26,7 +33,12 @@ pub(crate) async fn run(check: &TcpCheck, timeout: Duration) -> Result<Observati
         Err((f, addr)) => {
             facts.remote_addr = addr;
             timings.total_ms = millis(start.elapsed());
-            Ok(Observation::fail(f.kind, f.message, timings, Facts::Tcp(facts)))
+            Ok(Observation::fail(
+                f.kind,
+                f.message,
+                timings,
+                Facts::Tcp(facts),
+            ))
         }
     }
 }
