@@ -1,3 +1,7 @@
-//! The Vantage coordinator: ingests raw results from probes, applies consensus windows and
-//! keeps each vendor's state. It is built out by the ingest and consensus work; for now it
-//! only reports its version.
+//! The Vantage coordinator: ingests raw results from probes into a store and (next) applies
+//! consensus windows to keep each vendor's state.
+//!
+//! Layout:
+//! - [`store`]: the [`store::Store`] trait and its SQLite implementation; all SQL lives there.
+
+pub mod store;

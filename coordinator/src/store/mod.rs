@@ -1,0 +1,168 @@
+//! The store: every SQL statement Vantage runs lives below this module, behind [`Store`].
+//!
+//! The embedded default is [`SqliteStore`]. The trait is shaped so that a second backend (a
+//! partitioned log plus a columnar store, ARCHITECTURE §8) can follow without touching ingest.
+
+mod schema;
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use vantage_checks::result::CheckResult;
+
+pub use self::sqlite::{SqliteStore, Synchronous};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite said no.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database file was written by a newer Vantage.
+    #[error(
+        "the database schema is version {found}, newer than this coordinator's {supported}; upgrade the coordinator"
+    )]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// A stored value could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The writer task has stopped (the coordinator is shutting down).
+    #[error("the store writer has stopped")]
+    WriterGone,
+    /// A probe id that must be new already exists.
+    #[error("probe `{0}` already exists")]
+    ProbeExists(String),
+    /// A probe id that must exist does not.
+    #[error("no probe `{0}`")]
+    NoSuchProbe(String),
+}
+
+/// One result as ingested: the probe's raw result plus what the coordinator knows of the probe.
+#[derive(Clone, Debug)]
+pub struct IngestRow {
+    /// The probe's region (from its registration, not from the result).
+    pub region: String,
+    /// When the coordinator received it (Unix milliseconds).
+    pub received_ms: i64,
+    /// The result as the probe sent it.
+    pub result: CheckResult,
+}
+
+/// What a batch insert did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct InsertOutcome {
+    /// Results stored for the first time.
+    pub inserted: u64,
+    /// Results already stored (same `(probe_id, boot_id, seq)`), ignored.
+    pub duplicates: u64,
+}
+
+/// A filter over raw results.
+#[derive(Clone, Debug, Default)]
+pub struct ResultQuery {
+    /// Only this check.
+    pub check: Option<String>,
+    /// Only this probe.
+    pub probe: Option<String>,
+    /// Only this vendor.
+    pub vendor: Option<String>,
+    /// Only this region.
+    pub region: Option<String>,
+    /// Started at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Started before (Unix ms).
+    pub until_ms: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+/// A registered probe.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProbeRecord {
+    /// Probe id.
+    pub id: String,
+    /// Region.
+    pub region: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Created (Unix ms).
+    pub created_ms: i64,
+    /// Revoked (Unix ms), if revoked.
+    pub revoked_ms: Option<i64>,
+    /// Last accepted request (Unix ms).
+    pub last_seen_ms: Option<i64>,
+}
+
+/// A per-minute rollup row: one check, one probe, one minute.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rollup {
+    /// Check id.
+    pub check_id: String,
+    /// Probe id.
+    pub probe_id: String,
+    /// Region of the probe.
+    pub region: String,
+    /// Start of the minute (Unix ms).
+    pub minute_ms: i64,
+    /// Results in the minute.
+    pub count: u64,
+    /// Results that failed (`status = "fail"`).
+    pub failures: u64,
+    /// Failures by label.
+    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Passing results that were slow.
+    pub slow: u64,
+    /// Latency histogram of `total_ms`, see [`latency_bucket`].
+    pub latency_buckets: Vec<u64>,
+}
+
+/// Number of latency histogram buckets in a rollup.
+pub const LATENCY_BUCKETS: usize = 40;
+
+/// The histogram bucket of a latency: bucket `i` holds `[2^((i-1)/2), 2^(i/2))` ms, roughly
+/// 41% wide, from under 1 ms up to about 12 minutes in the last bucket.
+pub fn latency_bucket(ms: f64) -> usize {
+    if !(ms >= 1.0) {
+        return 0;
+    }
+    let i = (ms.log2() * 2.0).floor() as i64 + 1;
+    i.clamp(0, LATENCY_BUCKETS as i64 - 1) as usize
+}
+
+/// Upper bound (ms) of histogram bucket `i`.
+pub fn latency_bucket_upper(i: usize) -> f64 {
+    2f64.powf(i as f64 / 2.0)
+}
+
+/// Everything the coordinator keeps. All methods are blocking; call them from a blocking
+/// thread or the store's own writer task.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch in one transaction, ignoring duplicates, and updates the rollups of the
+    /// new results. Returns only after the transaction is durable per the sync setting.
+    fn insert_results(&self, rows: &[IngestRow]) -> Result<InsertOutcome, StoreError>;
+    /// Raw results, newest first.
+    fn query_results(&self, query: &ResultQuery) -> Result<Vec<CheckResult>, StoreError>;
+    /// Rollups of one check between two instants (Unix ms).
+    fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError>;
+    /// Deletes raw results that started before `raw_before_ms` and rollups before
+    /// `rollups_before_ms`; returns how many raw results were deleted.
+    fn prune(&self, raw_before_ms: i64, rollups_before_ms: i64) -> Result<u64, StoreError>;
+    /// Registers a probe with the hash of its token.
+    fn add_probe(&self, probe: &ProbeRecord, token_hash: &[u8]) -> Result<(), StoreError>;
+    /// Every probe, revoked ones included.
+    fn list_probes(&self) -> Result<Vec<ProbeRecord>, StoreError>;
+    /// Revokes a probe from now on.
+    fn revoke_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// The live (not revoked) probe holding this token hash.
+    fn probe_by_token(&self, token_hash: &[u8]) -> Result<Option<ProbeRecord>, StoreError>;
+    /// Records that a probe was seen.
+    fn touch_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Size of the store on disk, in bytes.
+    fn size_bytes(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,675 @@
+//! [`Store`] on SQLite: WAL mode, an explicit `synchronous` setting, one writer connection
+//! and a small pool of reader connections, so reads never wait behind a commit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use vantage_checks::result::{CheckResult, Status};
+
+use super::schema::MIGRATIONS;
+use super::{
+    IngestRow, InsertOutcome, LATENCY_BUCKETS, ProbeRecord, ResultQuery, Rollup, Store, StoreError,
+    latency_bucket,
+};
+
+/// SQLite's `synchronous` setting for the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged batch survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: an acknowledged batch survives a process crash (kill -9)
+    /// but may be lost with the machine's power.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// The SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    sync: Synchronous,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub fn open(path: &Path, sync: Synchronous) -> Result<Self, StoreError> {
+        let writer = Connection::open(path)?;
+        configure(&writer, sync)?;
+        migrate(&writer)?;
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+            sync,
+        })
+    }
+
+    /// Runs `f` on a pooled reader connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                c
+            }
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < 8 {
+            pool.push(conn);
+        }
+        out
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    /// The `synchronous` setting in force.
+    pub fn synchronous(&self) -> Synchronous {
+        self.sync
+    }
+}
+
+fn configure(conn: &Connection, sync: Synchronous) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!(
+            "could not switch to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+        sync.pragma()
+    ))?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL) STRICT",
+    )?;
+    let current: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let supported = MIGRATIONS.len() as i64;
+    if current > supported {
+        return Err(StoreError::TooNew {
+            found: current,
+            supported,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute("DELETE FROM schema_version", [])?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [version],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied store migration");
+    }
+    Ok(())
+}
+
+/// The key of a rollup row.
+type RollupKey = (String, String, i64);
+
+impl Store for SqliteStore {
+    fn insert_results(&self, rows: &[IngestRow]) -> Result<InsertOutcome, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let mut outcome = InsertOutcome::default();
+            let mut fresh: HashMap<RollupKey, (String, Vec<&CheckResult>)> = HashMap::new();
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO results (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )?;
+                for row in rows {
+                    let r = &row.result;
+                    let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let started_ms = unix_ms(r.started_at);
+                    let n = insert.execute(params![
+                        r.probe_id,
+                        r.boot_id,
+                        r.seq as i64,
+                        r.check_id,
+                        r.vendor,
+                        row.region,
+                        started_ms,
+                        row.received_ms,
+                        r.status.as_label(),
+                        r.failure.map(|f| f.as_label()),
+                        r.timings.total_ms,
+                        body,
+                    ])?;
+                    if n == 1 {
+                        outcome.inserted += 1;
+                        let minute = started_ms - started_ms.rem_euclid(60_000);
+                        fresh
+                            .entry((r.check_id.clone(), r.probe_id.clone(), minute))
+                            .or_insert_with(|| (row.region.clone(), Vec::new()))
+                            .1
+                            .push(r);
+                    } else {
+                        outcome.duplicates += 1;
+                    }
+                }
+            }
+            for ((check, probe, minute), (region, results)) in fresh {
+                merge_rollup(&tx, &check, &probe, minute, &region, &results)?;
+            }
+            tx.commit()?;
+            Ok(outcome)
+        })
+    }
+
+    fn query_results(&self, q: &ResultQuery) -> Result<Vec<CheckResult>, StoreError> {
+        self.read(|conn| {
+            let mut sql = String::from("SELECT body FROM results WHERE 1 = 1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut filter = |col: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    args.push(v.clone().into());
+                    sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+                }
+            };
+            filter("check_id", &q.check);
+            filter("probe_id", &q.probe);
+            filter("vendor", &q.vendor);
+            filter("region", &q.region);
+            if let Some(s) = q.since_ms {
+                args.push(s.into());
+                sql.push_str(&format!(" AND started_ms >= ?{}", args.len()));
+            }
+            if let Some(u) = q.until_ms {
+                args.push(u.into());
+                sql.push_str(&format!(" AND started_ms < ?{}", args.len()));
+            }
+            args.push(i64::from(q.limit).into());
+            sql.push_str(&format!(
+                " ORDER BY started_ms DESC, probe_id, seq DESC LIMIT ?{}",
+                args.len()
+            ));
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows =
+                stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+            rows.map(|body| {
+                let body = body?;
+                serde_json::from_str(&body)
+                    .map_err(|e| StoreError::Corrupt(format!("result body: {e}")))
+            })
+            .collect()
+        })
+    }
+
+    fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency
+                 FROM rollups WHERE check_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3 ORDER BY minute_ms, probe_id",
+            )?;
+            let rows = stmt.query_map(params![check_id, from_ms, to_ms], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Vec<u8>>(8)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency) = row?;
+                Ok(Rollup {
+                    check_id,
+                    probe_id,
+                    region,
+                    minute_ms,
+                    count: count as u64,
+                    failures: failures as u64,
+                    slow: slow as u64,
+                    failures_by_kind: serde_json::from_str(&by_kind)
+                        .map_err(|e| StoreError::Corrupt(format!("rollup by_kind: {e}")))?,
+                    latency_buckets: decode_buckets(&latency)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn prune(&self, raw_before_ms: i64, rollups_before_ms: i64) -> Result<u64, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let n = tx.execute("DELETE FROM results WHERE started_ms < ?1", [raw_before_ms])?;
+            tx.execute(
+                "DELETE FROM rollups WHERE minute_ms < ?1",
+                [rollups_before_ms],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+    }
+
+    fn add_probe(&self, p: &ProbeRecord, token_hash: &[u8]) -> Result<(), StoreError> {
+        self.write(|conn| {
+            let labels = serde_json::to_string(&p.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let exists: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM probes WHERE id = ?1)", [&p.id], |r| r.get(0))?;
+            if exists {
+                return Err(StoreError::ProbeExists(p.id.clone()));
+            }
+            conn.execute(
+                "INSERT INTO probes (id, region, labels, token_hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![p.id, p.region, labels, token_hash, p.created_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list_probes(&self) -> Result<Vec<ProbeRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, region, labels, created_ms, revoked_ms, last_seen_ms FROM probes ORDER BY id",
+            )?;
+            let rows = stmt.query_map([], probe_row)?;
+            rows.map(|r| r.map_err(StoreError::from).and_then(finish_probe)).collect()
+        })
+    }
+
+    fn revoke_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|conn| {
+            let n = conn.execute(
+                "UPDATE probes SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ?1",
+                params![id, now_ms],
+            )?;
+            if n == 0 {
+                Err(StoreError::NoSuchProbe(id.to_owned()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn probe_by_token(&self, token_hash: &[u8]) -> Result<Option<ProbeRecord>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, region, labels, created_ms, revoked_ms, last_seen_ms FROM probes
+                 WHERE token_hash = ?1 AND revoked_ms IS NULL",
+            )?;
+            stmt.query_row([token_hash], probe_row)
+                .optional()?
+                .map(finish_probe)
+                .transpose()
+        })
+    }
+
+    fn touch_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE probes SET last_seen_ms = ?2 WHERE id = ?1",
+                params![id, now_ms],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn size_bytes(&self) -> Result<u64, StoreError> {
+        let wal = self.path.with_extension(format!(
+            "{}-wal",
+            self.path.extension().and_then(|e| e.to_str()).unwrap_or("")
+        ));
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Ok(size(&self.path) + size(&wal))
+    }
+}
+
+type ProbeRow = (String, String, String, i64, Option<i64>, Option<i64>);
+
+fn probe_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ProbeRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn finish_probe(
+    (id, region, labels, created_ms, revoked_ms, last_seen_ms): ProbeRow,
+) -> Result<ProbeRecord, StoreError> {
+    let labels: BTreeMap<String, String> = serde_json::from_str(&labels)
+        .map_err(|e| StoreError::Corrupt(format!("probe labels: {e}")))?;
+    Ok(ProbeRecord {
+        id,
+        region,
+        labels,
+        created_ms,
+        revoked_ms,
+        last_seen_ms,
+    })
+}
+
+fn merge_rollup(
+    tx: &Transaction<'_>,
+    check: &str,
+    probe: &str,
+    minute: i64,
+    region: &str,
+    results: &[&CheckResult],
+) -> Result<(), StoreError> {
+    let existing = tx
+        .prepare_cached("SELECT count, failures, slow, by_kind, latency FROM rollups WHERE check_id = ?1 AND probe_id = ?2 AND minute_ms = ?3")?
+        .query_row(params![check, probe, minute], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, Vec<u8>>(4)?))
+        })
+        .optional()?;
+    let (mut count, mut failures, mut slow, mut by_kind, mut buckets) = match existing {
+        Some((c, f, s, k, l)) => (
+            c,
+            f,
+            s,
+            serde_json::from_str::<BTreeMap<String, u64>>(&k)
+                .map_err(|e| StoreError::Corrupt(format!("rollup by_kind: {e}")))?,
+            decode_buckets(&l)?,
+        ),
+        None => (0, 0, 0, BTreeMap::new(), vec![0; LATENCY_BUCKETS]),
+    };
+    for r in results {
+        count += 1;
+        if r.status == Status::Fail {
+            failures += 1;
+            if let Some(kind) = r.failure {
+                *by_kind.entry(kind.as_label().to_owned()).or_default() += 1;
+            }
+        }
+        if r.slow {
+            slow += 1;
+        }
+        // Latency describes what the vendor served; probe errors measured nothing.
+        if r.status != Status::ProbeError {
+            buckets[latency_bucket(r.timings.total_ms)] += 1;
+        }
+    }
+    let by_kind =
+        serde_json::to_string(&by_kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO rollups (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?
+    .execute(params![check, probe, minute, region, count, failures, slow, by_kind, encode_buckets(&buckets)])?;
+    Ok(())
+}
+
+fn encode_buckets(b: &[u64]) -> Vec<u8> {
+    b.iter()
+        .flat_map(|&n| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes())
+        .collect()
+}
+
+fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+    if bytes.len() != LATENCY_BUCKETS * 4 {
+        return Err(StoreError::Corrupt(format!(
+            "rollup latency has {} bytes, expected {}",
+            bytes.len(),
+            LATENCY_BUCKETS * 4
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect())
+}
+
+/// Unix milliseconds of a timestamp.
+pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::latency_bucket_upper;
+    use vantage_checks::model::CheckKind;
+    use vantage_checks::result::{Facts, FailureKind, RESULT_SCHEMA_VERSION, TcpFacts, Timings};
+
+    fn result(probe: &str, seq: u64, started_ms: i64, fail: bool) -> IngestRow {
+        let started_at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(started_ms) * 1_000_000)
+                .expect("valid time");
+        IngestRow {
+            region: "eu".into(),
+            received_ms: started_ms + 5,
+            result: CheckResult {
+                v: RESULT_SCHEMA_VERSION,
+                check_id: "c1".into(),
+                vendor: "v".into(),
+                kind: CheckKind::Tcp,
+                probe_id: probe.into(),
+                boot_id: "b1".into(),
+                seq,
+                started_at,
+                status: if fail { Status::Fail } else { Status::Ok },
+                failure: fail.then_some(FailureKind::ConnectRefused),
+                message: None,
+                slow: false,
+                retried: false,
+                timings: Timings {
+                    total_ms: 3.0 + seq as f64,
+                    ..Timings::default()
+                },
+                facts: Facts::Tcp(TcpFacts::default()),
+            },
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("v.db"), Synchronous::Normal).expect("open");
+        (dir, store)
+    }
+
+    #[test]
+    fn duplicates_are_ignored_and_rollups_count_once() {
+        let (_dir, s) = store();
+        let batch: Vec<IngestRow> = (0..5)
+            .map(|i| result("p1", i, 120_000 + i as i64 * 1000, i % 2 == 0))
+            .collect();
+        assert_eq!(
+            s.insert_results(&batch).expect("insert"),
+            InsertOutcome {
+                inserted: 5,
+                duplicates: 0
+            }
+        );
+        // Re-delivery of the same batch plus one new result.
+        let mut again = batch.clone();
+        again.push(result("p1", 5, 181_000, false));
+        assert_eq!(
+            s.insert_results(&again).expect("insert"),
+            InsertOutcome {
+                inserted: 1,
+                duplicates: 5
+            }
+        );
+
+        let all = s
+            .query_results(&ResultQuery {
+                limit: 100,
+                ..ResultQuery::default()
+            })
+            .expect("query");
+        assert_eq!(all.len(), 6);
+        assert_eq!(all[0].seq, 5, "newest first");
+        let roll = s.rollups("c1", 0, 1_000_000).expect("rollups");
+        assert_eq!(roll.len(), 2);
+        assert_eq!(
+            (roll[0].minute_ms, roll[0].count, roll[0].failures),
+            (120_000, 5, 3)
+        );
+        assert_eq!(roll[0].failures_by_kind.get("connect_refused"), Some(&3));
+        assert_eq!(roll[0].latency_buckets.iter().sum::<u64>(), 5);
+        assert_eq!((roll[1].minute_ms, roll[1].count), (180_000, 1));
+    }
+
+    #[test]
+    fn filters_and_prune() {
+        let (_dir, s) = store();
+        let mut rows = vec![result("p1", 0, 1_000, false), result("p2", 0, 2_000, true)];
+        rows[1].region = "us".into();
+        s.insert_results(&rows).expect("insert");
+        let q = |q: ResultQuery| {
+            s.query_results(&ResultQuery { limit: 10, ..q })
+                .expect("query")
+                .len()
+        };
+        assert_eq!(
+            q(ResultQuery {
+                probe: Some("p2".into()),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            q(ResultQuery {
+                region: Some("eu".into()),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            q(ResultQuery {
+                since_ms: Some(1_500),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            q(ResultQuery {
+                until_ms: Some(1_500),
+                ..Default::default()
+            }),
+            1
+        );
+        assert_eq!(
+            q(ResultQuery {
+                check: Some("nope".into()),
+                ..Default::default()
+            }),
+            0
+        );
+        assert_eq!(s.prune(1_500, 0).expect("prune"), 1);
+        assert_eq!(q(ResultQuery::default()), 1);
+    }
+
+    #[test]
+    fn probes_register_revoke_and_authenticate() {
+        let (_dir, s) = store();
+        let p = ProbeRecord {
+            id: "fra-1".into(),
+            region: "eu".into(),
+            labels: BTreeMap::from([("network".into(), "eyeball".into())]),
+            created_ms: 1,
+            revoked_ms: None,
+            last_seen_ms: None,
+        };
+        s.add_probe(&p, b"hash-1").expect("add");
+        assert!(matches!(
+            s.add_probe(&p, b"hash-2"),
+            Err(StoreError::ProbeExists(_))
+        ));
+        assert_eq!(
+            s.probe_by_token(b"hash-1").expect("lookup"),
+            Some(p.clone())
+        );
+        assert_eq!(s.probe_by_token(b"other").expect("lookup"), None);
+        s.revoke_probe("fra-1", 9).expect("revoke");
+        assert_eq!(s.probe_by_token(b"hash-1").expect("lookup"), None);
+        assert_eq!(s.list_probes().expect("list")[0].revoked_ms, Some(9));
+        assert!(matches!(
+            s.revoke_probe("nope", 9),
+            Err(StoreError::NoSuchProbe(_))
+        ));
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_refuses_newer_schema() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v.db");
+        {
+            let s = SqliteStore::open(&path, Synchronous::Full).expect("open");
+            s.insert_results(&[result("p1", 0, 1_000, false)])
+                .expect("insert");
+        }
+        let s = SqliteStore::open(&path, Synchronous::Full).expect("reopen");
+        assert_eq!(
+            s.query_results(&ResultQuery {
+                limit: 5,
+                ..Default::default()
+            })
+            .expect("q")
+            .len(),
+            1
+        );
+        drop(s);
+        let conn = Connection::open(&path).expect("raw open");
+        conn.execute("UPDATE schema_version SET version = 99", [])
+            .expect("bump");
+        drop(conn);
+        assert!(matches!(
+            SqliteStore::open(&path, Synchronous::Full),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn latency_buckets_are_monotonic() {
+        assert_eq!(latency_bucket(0.2), 0);
+        assert_eq!(latency_bucket(1.0), 1);
+        assert!(latency_bucket(10.0) < latency_bucket(20.0));
+        assert_eq!(latency_bucket(1e12), LATENCY_BUCKETS - 1);
+        assert_eq!(latency_bucket(f64::NAN), 0);
+        for ms in [1.5, 7.0, 150.0, 4000.0] {
+            let b = latency_bucket(ms);
+            assert!(
+                ms < latency_bucket_upper(b) && ms >= latency_bucket_upper(b - 1),
+                "{ms} in bucket {b}"
+            );
+        }
+    }
+}
