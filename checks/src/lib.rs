@@ -8,9 +8,11 @@
 //! - [`exec`]: one executor per check kind (`dns`, `http` for `cdn` and `http`, `tls`, `tcp`).
 //! - [`result`]: the [`result::CheckResult`] wire type that probes push.
 //! - [`duration`]: parsing and printing the duration strings used in TOML.
+//! - [`wire`]: the probe ↔ coordinator API bodies.
 
 pub mod config;
 pub mod duration;
 pub mod exec;
 pub mod model;
 pub mod result;
+pub mod wire;

@@ -1,7 +1,19 @@
-//! The Vantage coordinator: ingests raw results from probes into a store and (next) applies
-//! consensus windows to keep each vendor's state.
+//! The Vantage coordinator: ingests raw results from probes into a store, serves probes their
+//! checks, and (next) applies consensus windows to keep each vendor's state.
 //!
 //! Layout:
+//! - [`config`]: `coordinator.toml`, with loopback and SQLite defaults.
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation; all SQL lives there.
+//! - [`ingest`]: batch limits and the single writer that group-commits batches.
+//! - [`catalog`]: the check files served to probes, hot-reloaded.
+//! - [`auth`]: probe tokens, stored hashed.
+//! - [`api`]: the HTTP API.
+//! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 
+pub mod api;
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod ingest;
+pub mod server;
 pub mod store;

@@ -1,19 +1,299 @@
-//! `vantage-coordinator` (under construction: see the README).
+//! `vantage-coordinator`: serve the API, and manage probes.
 
-use clap::Parser;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use vantage_coordinator::auth::Token;
+use vantage_coordinator::config::{CoordinatorConfig, TlsConfig};
+use vantage_coordinator::server;
+use vantage_coordinator::store::{ProbeRecord, Store};
 
 #[derive(Parser)]
 #[command(
     name = "vantage-coordinator",
     version,
-    about = "Vantage coordinator (ingest and consensus are not built yet)"
+    about = "Vantage coordinator: ingests probe results and serves probes their checks"
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _ = Cli::parse();
-    eprintln!(
-        "vantage-coordinator: ingest, consensus and alerting are not built yet; see the README"
-    );
-    std::process::exit(2);
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// coordinator.toml; without it, loopback and SQLite under ./data.
+    #[arg(long, env = "VANTAGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the SQLite database (overrides the file).
+    #[arg(long, env = "VANTAGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API until SIGINT or SIGTERM.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Listen address (default 127.0.0.1:7470).
+        #[arg(long, env = "VANTAGE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Check files or directories (repeatable; overrides the file's `checks`).
+        #[arg(long = "checks", env = "VANTAGE_CHECKS", value_delimiter = ',')]
+        checks: Vec<PathBuf>,
+        /// PEM certificate chain for HTTPS.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key for HTTPS.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Allow plain HTTP on a non-loopback address (a warning is logged at every start).
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Register, list and revoke probes.
+    Probe {
+        #[command(subcommand)]
+        command: ProbeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProbeCommand {
+    /// Register a probe and print its token once.
+    Add {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Probe id: lowercase letters, digits, `-`, `_`, `.`.
+        id: String,
+        /// The probe's region (e.g. `eu-west`).
+        #[arg(long)]
+        region: String,
+        /// A label `key=value` (repeatable), e.g. `--label network=eyeball`.
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Write the token to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// List probes.
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Revoke a probe: its token is refused from the next request on.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Probe id.
+        id: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config(args: &ConfigArgs) -> anyhow::Result<CoordinatorConfig> {
+    let mut config = match &args.config {
+        Some(path) => CoordinatorConfig::load(path)?,
+        None => CoordinatorConfig::default(),
+    };
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            config: args,
+            listen,
+            checks,
+            tls_cert,
+            tls_key,
+            insecure_http,
+        } => {
+            let mut config = load_config(&args)?;
+            if let Some(l) = listen {
+                config.listen = l;
+            }
+            if !checks.is_empty() {
+                config.checks = checks;
+            }
+            if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
+                config.tls = Some(TlsConfig { cert, key });
+            }
+            config.insecure_http |= insecure_http;
+            config.check()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+                server::run(config, listener, shutdown_signal()).await?;
+                Ok(())
+            })
+        }
+        Command::Probe { command } => probe_command(command),
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
+fn probe_command(command: ProbeCommand) -> anyhow::Result<()> {
+    match command {
+        ProbeCommand::Add {
+            config,
+            id,
+            region,
+            labels,
+            token_file,
+        } => {
+            let config = load_config(&config)?;
+            let valid_id = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 64
+                    && s.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+                    })
+            };
+            if !valid_id(&id) || !valid_id(&region) {
+                bail!(
+                    "probe id and region must be 1 to 64 lowercase letters, digits, `-`, `_` or `.`, e.g. `fra-1` in `eu-west`"
+                );
+            }
+            let mut map = BTreeMap::new();
+            for l in labels {
+                let Some((k, v)) = l.split_once('=') else {
+                    bail!("label `{l}` must be KEY=VALUE, e.g. `--label network=eyeball`");
+                };
+                map.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+            let store = server::open_store(&config)?;
+            let token = Token::generate_probe();
+            let record = ProbeRecord {
+                id: id.clone(),
+                region,
+                labels: map,
+                created_ms: now_ms(),
+                revoked_ms: None,
+                last_seen_ms: None,
+            };
+            store.add_probe(&record, &token.hash())?;
+            match token_file {
+                Some(path) => {
+                    write_secret(&path, token.expose())?;
+                    eprintln!(
+                        "probe `{id}` added; its token is in {} (it is not stored anywhere else)",
+                        path.display()
+                    );
+                }
+                None => {
+                    eprintln!("probe `{id}` added; its token follows. It is shown only this once:");
+                    println!("{}", token.expose());
+                }
+            }
+            Ok(())
+        }
+        ProbeCommand::List { config } => {
+            let store = server::open_store(&load_config(&config)?)?;
+            let probes = store.list_probes()?;
+            println!(
+                "{:<20} {:<12} {:<8} {:<25} LABELS",
+                "PROBE", "REGION", "STATE", "LAST SEEN"
+            );
+            for p in probes {
+                let seen = p.last_seen_ms.map_or("never".to_owned(), format_ms);
+                let labels: Vec<String> =
+                    p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let state = if p.revoked_ms.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{:<20} {:<12} {:<8} {:<25} {}",
+                    p.id,
+                    p.region,
+                    state,
+                    seen,
+                    labels.join(",")
+                );
+            }
+            Ok(())
+        }
+        ProbeCommand::Revoke { config, id } => {
+            let store = server::open_store(&load_config(&config)?)?;
+            store.revoke_probe(&id, now_ms())?;
+            eprintln!("probe `{id}` revoked: its token is refused from the next request on");
+            Ok(())
+        }
+    }
+}
+
+fn format_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Writes a secret to a new file readable by its owner only.
+fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create token file `{}` (it must not exist yet)",
+                path.display()
+            )
+        })?;
+    writeln!(f, "{secret}")?;
+    Ok(())
 }

@@ -128,7 +128,7 @@ pub const LATENCY_BUCKETS: usize = 40;
 /// The histogram bucket of a latency: bucket `i` holds `[2^((i-1)/2), 2^(i/2))` ms, roughly
 /// 41% wide, from under 1 ms up to about 12 minutes in the last bucket.
 pub fn latency_bucket(ms: f64) -> usize {
-    if !(ms >= 1.0) {
+    if ms.is_nan() || ms < 1.0 {
         return 0;
     }
     let i = (ms.log2() * 2.0).floor() as i64 + 1;
@@ -143,9 +143,15 @@ pub fn latency_bucket_upper(i: usize) -> f64 {
 /// Everything the coordinator keeps. All methods are blocking; call them from a blocking
 /// thread or the store's own writer task.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a batch in one transaction, ignoring duplicates, and updates the rollups of the
-    /// new results. Returns only after the transaction is durable per the sync setting.
-    fn insert_results(&self, rows: &[IngestRow]) -> Result<InsertOutcome, StoreError>;
+    /// Stores several batches in one transaction (group commit), ignoring duplicates, and
+    /// updates the rollups of the new results. Returns one outcome per batch, only after the
+    /// transaction is durable per the `synchronous` setting.
+    fn insert_batches(&self, batches: &[Vec<IngestRow>]) -> Result<Vec<InsertOutcome>, StoreError>;
+    /// Stores one batch; see [`Store::insert_batches`].
+    fn insert_results(&self, rows: &[IngestRow]) -> Result<InsertOutcome, StoreError> {
+        let mut out = self.insert_batches(&[rows.to_vec()])?;
+        Ok(out.pop().unwrap_or_default())
+    }
     /// Raw results, newest first.
     fn query_results(&self, query: &ResultQuery) -> Result<Vec<CheckResult>, StoreError>;
     /// Rollups of one check between two instants (Unix ms).

@@ -146,16 +146,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 type RollupKey = (String, String, i64);
 
 impl Store for SqliteStore {
-    fn insert_results(&self, rows: &[IngestRow]) -> Result<InsertOutcome, StoreError> {
+    fn insert_batches(&self, batches: &[Vec<IngestRow>]) -> Result<Vec<InsertOutcome>, StoreError> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let mut outcome = InsertOutcome::default();
+            let mut outcomes = Vec::with_capacity(batches.len());
             let mut fresh: HashMap<RollupKey, (String, Vec<&CheckResult>)> = HashMap::new();
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT OR IGNORE INTO results (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )?;
+                for rows in batches {
+                let mut outcome = InsertOutcome::default();
                 for row in rows {
                     let r = &row.result;
                     let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -186,12 +188,14 @@ impl Store for SqliteStore {
                         outcome.duplicates += 1;
                     }
                 }
+                outcomes.push(outcome);
+                }
             }
             for ((check, probe, minute), (region, results)) in fresh {
                 merge_rollup(&tx, &check, &probe, minute, &region, &results)?;
             }
             tx.commit()?;
-            Ok(outcome)
+            Ok(outcomes)
         })
     }
 

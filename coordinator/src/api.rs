@@ -1,0 +1,360 @@
+//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`.
+//!
+//! Every answer is JSON; every refusal is a 4xx with `{"error": "…"}` saying what was wrong.
+//! Nothing a client sends can cause a 5xx other than the store failing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Bytes, Incoming};
+use serde::Serialize;
+use time::OffsetDateTime;
+use vantage_checks::wire::{ApiError, BatchAck, ResultBatch};
+
+use crate::auth;
+use crate::catalog::Catalogs;
+use crate::config::Limits;
+use crate::ingest::{self, SubmitError, Writer};
+use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};
+
+/// Default and largest `limit` of `GET /api/v1/results`.
+const RESULTS_DEFAULT_LIMIT: u32 = 100;
+const RESULTS_MAX_LIMIT: u32 = 10_000;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The store (reads).
+    pub store: Arc<dyn Store>,
+    /// The writer (ingest).
+    pub writer: Writer,
+    /// The check catalog.
+    pub catalogs: Arc<Catalogs>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// The response type of every handler.
+pub type Resp = Response<Full<Bytes>>;
+
+/// Routes one request.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let resp = match (method.clone(), path.as_str()) {
+        (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (Method::GET, "/readyz") => readyz(&state).await,
+        (Method::GET, "/api/v1/probe/config") => probe_config(&state, &req).await,
+        (Method::POST, "/api/v1/results") => post_results(&state, req).await,
+        (Method::GET, "/api/v1/results") => get_results(&state, &req).await,
+        (_, "/healthz" | "/readyz" | "/api/v1/probe/config" | "/api/v1/results") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+    };
+    if resp.status().is_client_error() {
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), "request refused");
+    }
+    resp
+}
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
+    let bytes = serde_json::to_vec(body)
+        .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode: {e}\"}}").into_bytes());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn text(status: StatusCode, body: &'static str) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Resp {
+    json(
+        status,
+        &ApiError {
+            error: message.into(),
+        },
+    )
+}
+
+fn retry_after(mut resp: Resp, secs: u64) -> Resp {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+fn store_error(e: &StoreError) -> Resp {
+    tracing::error!(error = %e, "store error while serving a request");
+    retry_after(
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store is unavailable; retry later",
+        ),
+        5,
+    )
+}
+
+/// Runs a blocking store call off the async threads.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<dyn Store>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("store task failed: {e}"))))
+}
+
+/// The probe a bearer token belongs to, or the 401 to answer.
+async fn authenticate_probe<B>(state: &AppState, req: &Request<B>) -> Result<ProbeRecord, Resp> {
+    let unauthorized = |m: &str| {
+        let mut r = error(StatusCode::UNAUTHORIZED, m);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"vantage\""),
+        );
+        r
+    };
+    let Some(token) = auth::bearer(req.headers().get(header::AUTHORIZATION)) else {
+        return Err(unauthorized(
+            "missing `Authorization: Bearer <probe token>`",
+        ));
+    };
+    let hash = token.hash();
+    match blocking(&state.store, move |s| s.probe_by_token(&hash)).await {
+        Ok(Some(probe)) => Ok(probe),
+        Ok(None) => Err(unauthorized(
+            "the probe token is not valid, or its probe was revoked",
+        )),
+        Err(e) => Err(store_error(&e)),
+    }
+}
+
+async fn readyz(state: &AppState) -> Resp {
+    #[derive(Serialize)]
+    struct Ready {
+        ready: bool,
+        checks: usize,
+        checks_error: Option<String>,
+        queued_batches: usize,
+    }
+    let store_ok = blocking(&state.store, |s| s.size_bytes()).await.is_ok();
+    let catalog = state.catalogs.current();
+    let body = Ready {
+        ready: store_ok,
+        checks: catalog.checks.checks.len(),
+        checks_error: state.catalogs.last_error(),
+        queued_batches: state.writer.queued(),
+    };
+    json(
+        if store_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &body,
+    )
+}
+
+async fn probe_config<B>(state: &AppState, req: &Request<B>) -> Resp {
+    let probe = match authenticate_probe(state, req).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let (id, now) = (probe.id.clone(), ingest::unix_ms(OffsetDateTime::now_utc()));
+    if let Err(e) = blocking(&state.store, move |s| s.touch_probe(&id, now)).await {
+        return store_error(&e);
+    }
+    let (doc, etag) = state.catalogs.current().for_probe(&probe);
+    let matches = req
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == etag || t.trim() == "*");
+    let mut resp = if matches {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        json(StatusCode::OK, &doc)
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// Reads a whole body within the size limit and the request deadline.
+async fn read_body(body: Incoming, limit: u64, deadline: Duration) -> Result<Bytes, Resp> {
+    let collected =
+        tokio::time::timeout(deadline, Limited::new(body, limit as usize).collect()).await;
+    match collected {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {}s",
+                deadline.as_secs()
+            ),
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes: send smaller batches"),
+        )),
+        Ok(Err(e)) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the request body broke off: {e}"),
+        )),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+async fn post_results(state: &AppState, req: Request<Incoming>) -> Resp {
+    let probe = match authenticate_probe(state, &req).await {
+        Ok(p) => p,
+        Err(resp) => return resp,
+    };
+    let limit = state.limits.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes: send smaller batches"),
+        );
+    }
+    let body = match read_body(req.into_body(), limit, state.limits.request_timeout).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let batch: ResultBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body is not a valid result batch (JSON `{{\"results\": [...]}}`): {e}"
+                ),
+            );
+        }
+    };
+    let rows = match ingest::validate_batch(batch, &probe, &state.limits, OffsetDateTime::now_utc())
+    {
+        Ok(rows) => rows,
+        Err(rejected) => {
+            tracing::warn!(probe = %probe.id, reason = %rejected, "result batch rejected");
+            return error(StatusCode::UNPROCESSABLE_ENTITY, rejected.0);
+        }
+    };
+    match state.writer.submit(rows).await {
+        Ok(outcome) => json(
+            StatusCode::OK,
+            &BatchAck {
+                accepted: outcome.inserted,
+                duplicates: outcome.duplicates,
+                failing_checks: Vec::new(),
+            },
+        ),
+        Err(SubmitError::Busy(n)) => {
+            tracing::warn!(probe = %probe.id, queued = n, "ingest overloaded; answering 429");
+            retry_after(
+                error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("the coordinator is busy ({n} batches queued); retry later"),
+                ),
+                1,
+            )
+        }
+        Err(SubmitError::Store(e)) => store_error(&e),
+    }
+}
+
+async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
+    let params: HashMap<String, String> = req
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    for key in params.keys() {
+        if ![
+            "check", "probe", "vendor", "region", "since", "until", "limit",
+        ]
+        .contains(&key.as_str())
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "unknown query parameter `{key}`; use check, probe, vendor, region, since, until, limit"
+                ),
+            );
+        }
+    }
+    let time = |key: &str| -> Result<Option<i64>, String> {
+        params
+            .get(key)
+            .map(|v| {
+                parse_time(v).ok_or_else(|| {
+                    format!("`{key}` must be an RFC 3339 time (2026-11-23T10:00:00Z) or Unix milliseconds; got `{v}`")
+                })
+            })
+            .transpose()
+    };
+    let (since_ms, until_ms) = match (time("since"), time("until")) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(m), _) | (_, Err(m)) => return error(StatusCode::BAD_REQUEST, m),
+    };
+    let limit = match params.get("limit").map(|l| l.parse::<u32>()) {
+        None => RESULTS_DEFAULT_LIMIT,
+        Some(Ok(n)) if (1..=RESULTS_MAX_LIMIT).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("`limit` must be from 1 to {RESULTS_MAX_LIMIT}"),
+            );
+        }
+    };
+    let query = ResultQuery {
+        check: params.get("check").cloned(),
+        probe: params.get("probe").cloned(),
+        vendor: params.get("vendor").cloned(),
+        region: params.get("region").cloned(),
+        since_ms,
+        until_ms,
+        limit,
+    };
+    match blocking(&state.store, move |s| s.query_results(&query)).await {
+        Ok(results) => json(StatusCode::OK, &results),
+        Err(e) => store_error(&e),
+    }
+}
+
+fn parse_time(v: &str) -> Option<i64> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Some(ms);
+    }
+    OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(ingest::unix_ms)
+}

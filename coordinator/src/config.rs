@@ -1,0 +1,367 @@
+//! `coordinator.toml`: where the coordinator listens, keeps its data and finds its checks.
+//!
+//! Every key is optional; with no file at all the coordinator serves plain HTTP on
+//! `127.0.0.1:7470` with SQLite under `./data`. Flags and environment variables override the file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::Synchronous;
+
+/// Why the coordinator's own config is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        message: String,
+    },
+    /// A setting breaks a rule.
+    #[error("{0}")]
+    Rule(String),
+}
+
+/// The coordinator's file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    /// Address to listen on (default `127.0.0.1:7470`).
+    listen: Option<SocketAddr>,
+    /// Directory for the SQLite database (default `./data`).
+    data_dir: Option<PathBuf>,
+    /// Check files or directories, relative to this file.
+    checks: Option<Vec<PathBuf>>,
+    /// Serve plain HTTP on a non-loopback address (logs a warning at every start).
+    insecure_http: Option<bool>,
+    /// `[tls]`: certificate and key (PEM).
+    tls: Option<TlsFileConfig>,
+    /// `[store]`.
+    store: Option<StoreFileConfig>,
+    /// `[retention]`.
+    retention: Option<RetentionFileConfig>,
+    /// `[limits]`.
+    limits: Option<LimitsFileConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFileConfig {
+    /// PEM certificate chain.
+    cert: PathBuf,
+    /// PEM private key.
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFileConfig {
+    /// `full` (default: fsync every commit) or `normal`.
+    synchronous: Option<Synchronous>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFileConfig {
+    /// How long raw results are kept (default `"14d"`).
+    raw: Option<String>,
+    /// How long per-minute rollups are kept (default `"400d"`).
+    rollups: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFileConfig {
+    /// Largest request body in bytes (default 4194304).
+    max_body_bytes: Option<u64>,
+    /// Most results in one batch (default 1000).
+    max_batch: Option<usize>,
+    /// Largest string field of a result in bytes (default 4096).
+    max_field_bytes: Option<usize>,
+    /// How far in the future a result may start (default `"2m"`).
+    clock_skew: Option<String>,
+    /// How old a result may be when it arrives (default `"7d"`; spooled results arrive late).
+    max_result_age: Option<String>,
+    /// Batches waiting for the writer before ingest answers 429 (default 64).
+    queue_batches: Option<usize>,
+    /// A request must arrive whole within this (default `"10s"`): slow clients are cut off.
+    request_timeout: Option<String>,
+}
+
+/// TLS material for the listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Request limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Largest request body.
+    pub max_body_bytes: u64,
+    /// Most results in one batch.
+    pub max_batch: usize,
+    /// Largest string field of a result.
+    pub max_field_bytes: usize,
+    /// How far in the future a result may start.
+    pub clock_skew: Duration,
+    /// How old a result may be when it arrives.
+    pub max_result_age: Duration,
+    /// Batches queued for the writer before 429.
+    pub queue_batches: usize,
+    /// Deadline for a whole request to arrive.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_batch: 1000,
+            max_field_bytes: 4096,
+            clock_skew: Duration::from_secs(120),
+            max_result_age: Duration::from_secs(7 * 86_400),
+            queue_batches: 64,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The coordinator's settings, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoordinatorConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Check files and directories.
+    pub checks: Vec<PathBuf>,
+    /// TLS for the listener.
+    pub tls: Option<TlsConfig>,
+    /// Plain HTTP allowed off loopback.
+    pub insecure_http: bool,
+    /// SQLite `synchronous`.
+    pub synchronous: Synchronous,
+    /// Raw result retention.
+    pub retention_raw: Duration,
+    /// Rollup retention.
+    pub retention_rollups: Duration,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7470";
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7470)),
+            data_dir: PathBuf::from("data"),
+            checks: Vec::new(),
+            tls: None,
+            insecure_http: false,
+            synchronous: Synchronous::Full,
+            retention_raw: Duration::from_secs(14 * 86_400),
+            retention_rollups: Duration::from_secs(400 * 86_400),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Reads `coordinator.toml`; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of a `coordinator.toml` found at `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: FileConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            invalid(format!("{line}:{col}: {}", e.message()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let d = Self::default();
+        let dur =
+            |v: Option<String>, key: &str, default: Duration| -> Result<Duration, ConfigError> {
+                match v {
+                None => Ok(default),
+                Some(s) => vantage_checks::duration::parse(&s).map_err(|why| {
+                    invalid(format!(
+                        "{key} must be a duration like \"10s\" or \"14d\"; got {s:?}, which {why}"
+                    ))
+                }),
+            }
+            };
+        let retention = raw.retention.unwrap_or(RetentionFileConfig {
+            raw: None,
+            rollups: None,
+        });
+        let l = raw.limits.unwrap_or(LimitsFileConfig {
+            max_body_bytes: None,
+            max_batch: None,
+            max_field_bytes: None,
+            clock_skew: None,
+            max_result_age: None,
+            queue_batches: None,
+            request_timeout: None,
+        });
+        let dl = Limits::default();
+        let config = Self {
+            listen: raw.listen.unwrap_or(d.listen),
+            data_dir: raw.data_dir.map(rel).unwrap_or(d.data_dir),
+            checks: raw
+                .checks
+                .unwrap_or_default()
+                .into_iter()
+                .map(rel)
+                .collect(),
+            tls: raw.tls.map(|t| TlsConfig {
+                cert: rel(t.cert),
+                key: rel(t.key),
+            }),
+            insecure_http: raw.insecure_http.unwrap_or(false),
+            synchronous: raw.store.and_then(|s| s.synchronous).unwrap_or_default(),
+            retention_raw: dur(retention.raw, "retention.raw", d.retention_raw)?,
+            retention_rollups: dur(retention.rollups, "retention.rollups", d.retention_rollups)?,
+            limits: Limits {
+                max_body_bytes: l.max_body_bytes.unwrap_or(dl.max_body_bytes),
+                max_batch: l.max_batch.unwrap_or(dl.max_batch),
+                max_field_bytes: l.max_field_bytes.unwrap_or(dl.max_field_bytes),
+                clock_skew: dur(l.clock_skew, "limits.clock_skew", dl.clock_skew)?,
+                max_result_age: dur(l.max_result_age, "limits.max_result_age", dl.max_result_age)?,
+                queue_batches: l.queue_batches.unwrap_or(dl.queue_batches),
+                request_timeout: dur(
+                    l.request_timeout,
+                    "limits.request_timeout",
+                    dl.request_timeout,
+                )?,
+            },
+        };
+        Ok(config)
+    }
+
+    /// Checks the rules that span several settings; call after applying flag overrides.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none() && !self.listen.ip().is_loopback() && !self.insecure_http {
+            return Err(ConfigError::Rule(format!(
+                "refusing plain HTTP on {}, which is not a loopback address: probe tokens would cross the network in clear; \
+                 set `[tls] cert` and `key` (or --tls-cert/--tls-key), or pass --insecure-http if something else terminates TLS",
+                self.listen
+            )));
+        }
+        if self.limits.max_batch == 0
+            || self.limits.queue_batches == 0
+            || self.limits.max_body_bytes < 1024
+        {
+            return Err(ConfigError::Rule(
+                "limits must allow something: max_batch and queue_batches at least 1, max_body_bytes at least 1024".to_owned(),
+            ));
+        }
+        if self.retention_rollups < self.retention_raw {
+            return Err(ConfigError::Rule(format!(
+                "retention.rollups ({}) must be at least retention.raw ({}): reports read rollups",
+                vantage_checks::duration::format(self.retention_rollups),
+                vantage_checks::duration::format(self.retention_raw)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("vantage.db")
+    }
+}
+
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_loopback_defaults() {
+        let c = CoordinatorConfig::parse("", Path::new("/etc/vantage/coordinator.toml"))
+            .expect("parse");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        c.check().expect("loopback plain HTTP is fine");
+    }
+
+    #[test]
+    fn paths_are_relative_to_the_file_and_limits_parse() {
+        let text = "listen = \"127.0.0.1:9000\"\ndata_dir = \"state\"\nchecks = [\"checks\"]\n[limits]\nclock_skew = \"30s\"\nmax_batch = 10\n[retention]\nraw = \"2d\"\n";
+        let c = CoordinatorConfig::parse(text, Path::new("/etc/vantage/coordinator.toml"))
+            .expect("parse");
+        assert_eq!(c.data_dir, PathBuf::from("/etc/vantage/state"));
+        assert_eq!(c.checks, vec![PathBuf::from("/etc/vantage/checks")]);
+        assert_eq!(c.limits.clock_skew, Duration::from_secs(30));
+        assert_eq!(c.limits.max_batch, 10);
+        assert_eq!(c.retention_raw, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn mistakes_are_located_and_plain_http_off_loopback_is_refused() {
+        let err = CoordinatorConfig::parse(
+            "listen = \"127.0.0.1:9000\"\nlisen = 1\n",
+            Path::new("c.toml"),
+        )
+        .expect_err("unknown key");
+        assert!(
+            err.to_string()
+                .starts_with("c.toml: 2:1: unknown field `lisen`"),
+            "{err}"
+        );
+        let err = CoordinatorConfig::parse("[retention]\nraw = \"2\"\n", Path::new("c.toml"))
+            .expect_err("bad duration");
+        assert!(
+            err.to_string().contains("retention.raw must be a duration"),
+            "{err}"
+        );
+        let c = CoordinatorConfig::parse("listen = \"0.0.0.0:7470\"\n", Path::new("c.toml"))
+            .expect("parse");
+        assert!(
+            c.check()
+                .expect_err("plain http")
+                .to_string()
+                .contains("refusing plain HTTP on 0.0.0.0:7470")
+        );
+        let c = CoordinatorConfig {
+            insecure_http: true,
+            ..c
+        };
+        c.check().expect("explicitly allowed");
+    }
+}

@@ -1,0 +1,255 @@
+//! `serve`: the listener, TLS, connection handling, background tasks and orderly shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::api::{self, AppState};
+use crate::catalog::Catalogs;
+use crate::config::{CoordinatorConfig, TlsConfig};
+use crate::ingest::{self, Writer};
+use crate::store::{SqliteStore, Store};
+
+/// Most connections served at once; more wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 4096;
+/// How often check files are looked at for changes.
+const RELOAD_POLL: Duration = Duration::from_secs(2);
+/// How often old results are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long in-flight requests get to finish at shutdown.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Why the coordinator could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The config breaks a rule.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory is unusable.
+    #[error("cannot use data directory `{}`: {source}", path.display())]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// The check files are invalid at startup.
+    #[error("the check files are invalid:\n{0}")]
+    Checks(#[from] crate::catalog::CatalogError),
+    /// TLS material is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// Opens the store in the configured data directory.
+pub fn open_store(config: &CoordinatorConfig) -> Result<SqliteStore, ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    Ok(SqliteStore::open(&config.db_path(), config.synchronous)?)
+}
+
+fn tls_acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| {
+            ServeError::Tls(format!(
+                "cannot read certificates from `{}`: {e}",
+                tls.cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!(
+            "`{}` holds no PEM certificate",
+            tls.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        ServeError::Tls(format!(
+            "cannot read a private key from `{}`: {e}",
+            tls.key.display()
+        ))
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ServeError::Tls(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| ServeError::Tls(format!("certificate and key do not fit together: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves on `listener` until `shutdown` completes, then drains requests and flushes the writer.
+pub async fn run(
+    config: CoordinatorConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    config.check()?;
+    if config.tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(listen = %config.listen, "serving plain HTTP off loopback (--insecure-http): tokens cross the network in clear");
+    }
+    let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let catalogs = Arc::new(Catalogs::load(config.checks.clone())?);
+    let (writer, writer_thread) = Writer::start(Arc::clone(&store), config.limits.queue_batches);
+    let state = Arc::new(AppState {
+        store: Arc::clone(&store),
+        writer,
+        catalogs: Arc::clone(&catalogs),
+        limits: config.limits.clone(),
+    });
+
+    let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    tracing::info!(%addr, tls = tls.is_some(), checks = state.catalogs.current().checks.checks.len(), "coordinator serving");
+
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.limits.request_timeout)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, std::convert::Infallible>(api::handle(state, req).await) }
+        });
+        let builder = Arc::clone(&builder);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        let handshake_timeout = config.limits.request_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            match tls {
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(tls_stream), service)
+                                .into_owned();
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => {
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                }
+            }
+        });
+    }
+
+    tracing::info!("shutting down: draining requests");
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "some connections did not finish within {}s",
+            DRAIN.as_secs()
+        );
+    }
+    background.abort();
+    // Dropping the last writer handle lets the writer commit what is queued and stop.
+    drop(state);
+    let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Reloads check files on SIGHUP or change, and prunes old results.
+async fn background(store: Arc<dyn Store>, catalogs: Arc<Catalogs>, config: CoordinatorConfig) {
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut poll = tokio::time::interval(RELOAD_POLL);
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup_recv => {
+                tracing::info!("SIGHUP: reloading check files");
+                let c = Arc::clone(&catalogs);
+                let _ = tokio::task::spawn_blocking(move || c.reload()).await;
+            }
+            _ = poll.tick() => {
+                let c = Arc::clone(&catalogs);
+                let _ = tokio::task::spawn_blocking(move || c.reload_if_changed()).await;
+            }
+            _ = prune.tick() => {
+                let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
+                let raw = now - config.retention_raw.as_millis() as i64;
+                let rollups = now - config.retention_rollups.as_millis() as i64;
+                let s = Arc::clone(&store);
+                match tokio::task::spawn_blocking(move || s.prune(raw, rollups)).await {
+                    Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "pruned raw results past retention"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
+                    _ => {}
+                }
+            }
+        }
+    }
+}
