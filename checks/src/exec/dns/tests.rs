@@ -1,0 +1,542 @@
+//! The executor against in-process fake servers on 127.0.0.1:0 that can drop, garble,
+//! truncate, SERVFAIL or serve a stale serial.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsOption, NSIDPayload};
+use hickory_proto::rr::rdata::{A, NS, SOA};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+use super::*;
+use crate::model::{AnswerExpect, DnsCheck, DnsServers, DnsTransport, HostPort};
+use crate::result::{Facts, FailureKind, Status};
+
+/// What a fake server does with one query.
+enum Reply {
+    Message(Message),
+    /// Several raw packets, in order (UDP only).
+    Packets(Vec<Vec<u8>>),
+    Drop,
+}
+
+type Responder = Arc<dyn Fn(&Message, bool) -> Reply + Send + Sync>;
+
+/// Starts a fake server on UDP and TCP of one loopback port; it lives as long as the runtime.
+async fn fake(responder: impl Fn(&Message, bool) -> Reply + Send + Sync + 'static) -> SocketAddr {
+    let responder: Responder = Arc::new(responder);
+    let (udp, tcp) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+            break (udp, tcp);
+        }
+    };
+    let addr = udp.local_addr().expect("addr");
+    let r = responder.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let packets = match r(&query, false) {
+                Reply::Message(m) => vec![m.to_vec().expect("encode")],
+                Reply::Packets(p) => p,
+                Reply::Drop => continue,
+            };
+            for p in packets {
+                let _ = udp.send_to(&p, peer).await;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = tcp.accept().await {
+            let r = responder.clone();
+            tokio::spawn(async move {
+                let mut len = [0u8; 2];
+                if stream.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if stream.read_exact(&mut buf).await.is_err() {
+                    return;
+                }
+                let Ok(query) = Message::from_vec(&buf) else {
+                    return;
+                };
+                if let Reply::Message(m) = r(&query, true) {
+                    let bytes = m.to_vec().expect("encode");
+                    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&bytes);
+                    let _ = stream.write_all(&framed).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn name(s: &str) -> Name {
+    Name::from_str(s).expect("test name")
+}
+
+/// An authoritative response echoing the question, with an NSID when asked for.
+fn response(query: &Message, nsid: &str) -> Message {
+    let mut m = Message::response(query.metadata.id, OpCode::Query);
+    m.metadata.authoritative = true;
+    m.add_queries(query.queries.iter().cloned());
+    let mut edns = Edns::new();
+    edns.set_max_payload(1232);
+    let asked_nsid = query.edns.as_ref().is_some_and(|e| {
+        e.option(hickory_proto::rr::rdata::opt::EdnsCode::NSID)
+            .is_some()
+    });
+    if asked_nsid {
+        edns.options_mut().insert(EdnsOption::NSID(
+            NSIDPayload::new(nsid.as_bytes().to_vec()).expect("nsid"),
+        ));
+    }
+    m.set_edns(edns);
+    m
+}
+
+fn a(owner: &str, ip: [u8; 4]) -> Record {
+    Record::from_rdata(name(owner), 60, RData::A(A(Ipv4Addr::from(ip))))
+}
+
+fn soa(zone: &str, serial: u32) -> Record {
+    let data = SOA::new(
+        name(&format!("ns1.{zone}")),
+        name(&format!("hostmaster.{zone}")),
+        serial,
+        3600,
+        600,
+        86400,
+        60,
+    );
+    Record::from_rdata(name(zone), 60, RData::SOA(data))
+}
+
+/// A server for `example.test.` answering `www A` with 192.0.2.10 and the SOA with `serial`.
+fn zone_server(
+    nsid: &'static str,
+    serial: u32,
+) -> impl Fn(&Message, bool) -> Reply + Send + Sync + 'static {
+    move |q, _tcp| {
+        let mut m = response(q, nsid);
+        match q.queries.first().map(|q| q.query_type()) {
+            Some(RecordType::SOA) => {
+                m.add_answer(soa("example.test.", serial));
+            }
+            Some(RecordType::A) => {
+                m.add_answer(a("www.example.test.", [192, 0, 2, 10]));
+            }
+            _ => {}
+        }
+        Reply::Message(m)
+    }
+}
+
+fn check(servers: &[SocketAddr]) -> DnsCheck {
+    DnsCheck {
+        zone: Some(name("example.test.")),
+        query_name: name("www.example.test."),
+        query_type: RecordType::A,
+        servers: DnsServers::List(
+            servers
+                .iter()
+                .map(|a| HostPort {
+                    host: a.ip().to_string(),
+                    port: a.port(),
+                })
+                .collect(),
+        ),
+        resolver: None,
+        parent_servers: Vec::new(),
+        transport: DnsTransport::Udp,
+        nsid: true,
+        rcode: ResponseCode::NoError,
+        authoritative: Some(true),
+        answers: AnswerExpect::Exact(vec!["192.0.2.10".to_owned()]),
+        consistent_soa: false,
+        consistent_delegation: false,
+    }
+}
+
+async fn observe(check: &DnsCheck, timeout: Duration) -> (Observation, DnsFacts) {
+    let obs = run_with(check, timeout, Path::new("/nonexistent/resolv.conf"))
+        .await
+        .expect("no probe error");
+    let Facts::Dns(facts) = obs.facts.clone() else {
+        panic!("dns facts expected, got {:?}", obs.facts)
+    };
+    (obs, facts)
+}
+
+fn server(facts: &DnsFacts, addr: SocketAddr) -> &DnsServerResult {
+    facts
+        .servers
+        .iter()
+        .find(|s| s.address == addr)
+        .unwrap_or_else(|| panic!("no result for {addr}: {facts:?}"))
+}
+
+#[tokio::test]
+async fn a_good_server_passes_with_nsid_and_rtt() {
+    let good = fake(zone_server("fake-1", 1)).await;
+    let (obs, facts) = observe(&check(&[good]), Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    let s = server(&facts, good);
+    assert_eq!(s.rcode.as_deref(), Some("NOERROR"));
+    assert_eq!(s.authoritative, Some(true));
+    assert_eq!(s.answers, vec!["192.0.2.10"]);
+    assert_eq!(s.nsid.as_deref(), Some("fake-1"));
+    assert!(s.rtt_ms.is_some() && !s.tcp);
+    assert_eq!(
+        obs.timings.resolve_ms, None,
+        "literal servers need no resolution"
+    );
+    assert_eq!(facts.qname, "www.example.test");
+    assert_eq!(facts.qtype, "A");
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_alone_within_the_budget() {
+    let good = fake(zone_server("fake-1", 1)).await;
+    let silent = fake(|_, _| Reply::Drop).await;
+    let timeout = Duration::from_millis(1500);
+    let started = Instant::now();
+    let (obs, facts) = observe(&check(&[good, silent]), timeout).await;
+    assert!(started.elapsed() < timeout, "took {:?}", started.elapsed());
+    assert_eq!(obs.failure, Some(FailureKind::DnsTimeout), "{obs:?}");
+    assert_eq!(server(&facts, good).status, Status::Ok);
+    assert_eq!(
+        server(&facts, silent).failure,
+        Some(FailureKind::DnsTimeout)
+    );
+    let message = obs.message.unwrap_or_default();
+    assert!(
+        message.contains(&silent.to_string()) && !message.contains(&good.to_string()),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn packets_with_another_id_are_ignored() {
+    let server_addr = fake(|q, _| {
+        let mut stray = response(q, "x");
+        stray.metadata.id = q.metadata.id.wrapping_add(1);
+        stray.add_answer(a("www.example.test.", [198, 51, 100, 1]));
+        let mut real = response(q, "x");
+        real.add_answer(a("www.example.test.", [192, 0, 2, 10]));
+        Reply::Packets(vec![
+            stray.to_vec().expect("encode"),
+            real.to_vec().expect("encode"),
+        ])
+    })
+    .await;
+    let (obs, _) = observe(&check(&[server_addr]), Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+}
+
+#[tokio::test]
+async fn an_answer_to_another_question_is_a_bad_response() {
+    let server_addr = fake(|q, _| {
+        let mut m = Message::response(q.metadata.id, OpCode::Query);
+        m.metadata.authoritative = true;
+        m.add_query(hickory_proto::op::Query::query(
+            name("evil.example.test."),
+            RecordType::A,
+        ));
+        m.add_answer(a("evil.example.test.", [192, 0, 2, 10]));
+        Reply::Message(m)
+    })
+    .await;
+    let (obs, facts) = observe(&check(&[server_addr]), Duration::from_millis(600)).await;
+    assert_eq!(obs.failure, Some(FailureKind::DnsBadResponse), "{obs:?}");
+    assert!(
+        facts.servers[0]
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("evil.example.test")
+    );
+}
+
+#[tokio::test]
+async fn a_truncated_udp_answer_is_asked_again_over_tcp() {
+    let server_addr = fake(|q, tcp| {
+        let mut m = response(q, "tc");
+        if tcp {
+            m.add_answer(a("www.example.test.", [192, 0, 2, 10]));
+        } else {
+            m.metadata.truncation = true;
+        }
+        Reply::Message(m)
+    })
+    .await;
+    let (obs, facts) = observe(&check(&[server_addr]), Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    assert!(facts.servers[0].tcp);
+    assert_eq!(facts.servers[0].answers, vec!["192.0.2.10"]);
+}
+
+#[tokio::test]
+async fn transport_tcp_never_uses_udp() {
+    let server_addr = fake(|q, tcp| {
+        if !tcp {
+            return Reply::Drop;
+        }
+        let mut m = response(q, "tcp");
+        m.add_answer(a("www.example.test.", [192, 0, 2, 10]));
+        Reply::Message(m)
+    })
+    .await;
+    let mut c = check(&[server_addr]);
+    c.transport = DnsTransport::Tcp;
+    let started = Instant::now();
+    let (obs, facts) = observe(&c, Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    assert!(facts.servers[0].tcp);
+    assert!(
+        started.elapsed() < Duration::from_millis(1000),
+        "waited on UDP: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn servfail_outranks_an_answer_mismatch_and_both_are_named() {
+    let servfail = fake(|q, _| {
+        let mut m = response(q, "sf");
+        m.metadata.response_code = ResponseCode::ServFail;
+        Reply::Message(m)
+    })
+    .await;
+    let wrong = fake(|q, _| {
+        let mut m = response(q, "w");
+        m.add_answer(a("www.example.test.", [198, 51, 100, 7]));
+        Reply::Message(m)
+    })
+    .await;
+    let (obs, facts) = observe(&check(&[wrong, servfail]), Duration::from_secs(2)).await;
+    assert_eq!(obs.failure, Some(FailureKind::DnsServfail), "{obs:?}");
+    assert_eq!(
+        server(&facts, wrong).failure,
+        Some(FailureKind::DnsAnswerMismatch)
+    );
+    assert_eq!(server(&facts, servfail).rcode.as_deref(), Some("SERVFAIL"));
+    let message = obs.message.unwrap_or_default();
+    assert!(message.starts_with("2 of 2 servers failed"), "{message}");
+    let (sf_at, wrong_at) = (
+        message.find("dns_servfail"),
+        message.find("dns_answer_mismatch"),
+    );
+    assert!(
+        sf_at.is_some() && wrong_at.is_some() && sf_at < wrong_at,
+        "{message}"
+    );
+    assert!(message.contains("198.51.100.7"), "{message}");
+}
+
+#[tokio::test]
+async fn an_answer_without_aa_is_not_authoritative() {
+    let server_addr = fake(|q, _| {
+        let mut m = response(q, "cache");
+        m.metadata.authoritative = false;
+        m.add_answer(a("www.example.test.", [192, 0, 2, 10]));
+        Reply::Message(m)
+    })
+    .await;
+    let (obs, _) = observe(&check(&[server_addr]), Duration::from_secs(2)).await;
+    assert_eq!(
+        obs.failure,
+        Some(FailureKind::DnsNotAuthoritative),
+        "{obs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lagging_serial_is_named_across_the_wrap_around() {
+    // 1 is newer than 4294967295 in RFC 1982 arithmetic.
+    let old = fake(zone_server("old", u32::MAX)).await;
+    let new = fake(zone_server("new", 1)).await;
+    let mut c = check(&[new, old]);
+    c.consistent_soa = true;
+    let (obs, facts) = observe(&c, Duration::from_secs(2)).await;
+    assert_eq!(obs.failure, Some(FailureKind::SoaSerialMismatch), "{obs:?}");
+    assert_eq!(facts.laggards, vec![format!("127.0.0.1 ({old})")]);
+    assert_eq!(server(&facts, old).soa_serial, Some(u32::MAX));
+    assert_eq!(server(&facts, new).status, Status::Ok);
+    let message = obs.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("({old}) serves 4294967295, behind 1")),
+        "{message}"
+    );
+
+    let same = fake(zone_server("same", 1)).await;
+    let mut c = check(&[new, same]);
+    c.consistent_soa = true;
+    let (obs, facts) = observe(&c, Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    assert!(facts.laggards.is_empty());
+}
+
+/// A resolver that refers `example.test NS` to ns1 (with glue) and ns2.other.test (without),
+/// and answers ns2's A itself. Nothing listens on 127.66.0.x:53, so both discovered servers
+/// fail; the point is which addresses were found.
+#[tokio::test]
+async fn discovery_follows_a_referral_and_resolves_unglued_names() {
+    let resolver = fake(|q, _| {
+        let mut m = response(q, "resolver");
+        m.metadata.authoritative = false;
+        let Some(question) = q.queries.first() else {
+            return Reply::Drop;
+        };
+        let qname = question.name().to_ascii();
+        match (qname.as_str(), question.query_type()) {
+            ("example.test.", RecordType::NS) => {
+                for ns in ["ns1.example.test.", "ns2.other.test."] {
+                    m.add_authority(Record::from_rdata(
+                        name("example.test."),
+                        60,
+                        RData::NS(NS(name(ns))),
+                    ));
+                }
+                m.add_additional(a("ns1.example.test.", [127, 66, 0, 1]));
+            }
+            ("ns2.other.test.", RecordType::A) => {
+                m.add_answer(a("ns2.other.test.", [127, 66, 0, 2]));
+            }
+            _ => {}
+        }
+        Reply::Message(m)
+    })
+    .await;
+    let mut c = check(&[]);
+    c.servers = DnsServers::Authoritative;
+    c.resolver = Some(resolver);
+    let (obs, facts) = observe(&c, Duration::from_millis(800)).await;
+    let found: Vec<(String, String)> = facts
+        .servers
+        .iter()
+        .map(|s| (s.server.clone(), s.address.to_string()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("ns1.example.test".to_owned(), "127.66.0.1:53".to_owned()),
+            ("ns2.other.test".to_owned(), "127.66.0.2:53".to_owned()),
+        ],
+        "{obs:?}"
+    );
+    assert!(obs.timings.resolve_ms.is_some());
+}
+
+#[tokio::test]
+async fn a_zone_without_ns_is_a_discovery_failure() {
+    let resolver = fake(|q, _| {
+        let mut m = response(q, "resolver");
+        m.metadata.response_code = ResponseCode::NXDomain;
+        Reply::Message(m)
+    })
+    .await;
+    let mut c = check(&[]);
+    c.servers = DnsServers::Authoritative;
+    c.resolver = Some(resolver);
+    let (obs, facts) = observe(&c, Duration::from_secs(1)).await;
+    assert_eq!(obs.failure, Some(FailureKind::DnsDiscovery), "{obs:?}");
+    assert!(obs.message.unwrap_or_default().contains("NXDOMAIN"));
+    assert!(facts.servers.is_empty());
+}
+
+#[tokio::test]
+async fn no_resolver_at_all_is_a_probe_error() {
+    let mut c = check(&[]);
+    c.servers = DnsServers::Authoritative;
+    let err = run_with(
+        &c,
+        Duration::from_secs(1),
+        Path::new("/nonexistent/resolv.conf"),
+    )
+    .await
+    .expect_err("probe error");
+    assert!(matches!(err, ExecError::LocalFile { .. }), "{err:?}");
+}
+
+#[test]
+fn resolv_conf_first_usable_nameserver() {
+    let text = "# comment\nsearch example.com\nnameserver fe80::1%eth0\nnameserver 10.0.0.1\n";
+    assert_eq!(first_nameserver(text), Some("fe80::1".parse().expect("ip")));
+    assert_eq!(
+        first_nameserver("nameserver bogus\nnameserver 10.0.0.2"),
+        Some("10.0.0.2".parse().expect("ip"))
+    );
+    assert_eq!(first_nameserver("search example.com\n"), None);
+}
+
+#[test]
+fn delegation_differences_name_the_parent() {
+    let target = Target {
+        server: "a.parent".to_owned(),
+        addr: "127.0.0.1:53".parse().expect("addr"),
+    };
+    let parents = vec![ParentAnswer {
+        target,
+        ns: Ok(vec![
+            "ns1.example.test".to_owned(),
+            "ns3.example.test".to_owned(),
+        ]),
+    }];
+    let apex: BTreeSet<String> = ["ns1.example.test", "ns2.example.test"]
+        .map(str::to_owned)
+        .into();
+    let mut facts = DnsFacts::default();
+    let problem = compare_delegation(&name("example.test."), &parents, Some(&apex), &mut facts)
+        .expect("mismatch");
+    assert_eq!(problem.kind, FailureKind::DelegationMismatch);
+    assert!(
+        problem
+            .text
+            .contains("a.parent (127.0.0.1:53) delegates to [ns1.example.test, ns3.example.test]"),
+        "{}",
+        problem.text
+    );
+    let delegation = facts.delegation.expect("delegation facts");
+    assert_eq!(
+        delegation.parent,
+        vec!["ns1.example.test", "ns3.example.test"]
+    );
+    assert_eq!(
+        delegation.child,
+        vec!["ns1.example.test", "ns2.example.test"]
+    );
+    let mut facts = DnsFacts::default();
+    assert!(compare_delegation(&name("example.test."), &parents, None, &mut facts).is_none());
+}
+
+#[tokio::test]
+async fn a_server_without_edns_is_asked_again_without_it() {
+    let server_addr = fake(|q, _| {
+        let mut m = Message::response(q.metadata.id, OpCode::Query);
+        m.metadata.authoritative = true;
+        m.add_queries(q.queries.iter().cloned());
+        if q.edns.is_some() {
+            // An EDNS-unaware server: FORMERR, and no OPT record in the reply.
+            m.metadata.response_code = ResponseCode::FormErr;
+        } else {
+            m.add_answer(a("www.example.test.", [192, 0, 2, 10]));
+        }
+        Reply::Message(m)
+    })
+    .await;
+    let (obs, facts) = observe(&check(&[server_addr]), Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    assert_eq!(facts.servers[0].nsid, None);
+}
