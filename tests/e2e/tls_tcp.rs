@@ -1,1 +1,172 @@
-//! (being written)
+//! `kind = "tls"` and `kind = "tcp"` end to end: handshakes against nginx listeners holding
+//! certificates from a throwaway CA (good, expiring soon, expired, wrong name, self-signed,
+//! TLS 1.0 only), and TCP connects to a listener and to a closed port.
+
+use std::net::{SocketAddr, TcpListener};
+
+use vantage_checks::exec::{RunEnv, run_check};
+use vantage_checks::model::Check;
+use vantage_checks::result::{CheckResult, Facts, FailureKind, Status, TcpFacts, TlsFacts};
+use vantage_e2e::cdn::{Cdn, EXPIRING_DAYS, HOST};
+
+fn check(kind: &str, keys: &str) -> Check {
+    check_within(kind, "4s", keys)
+}
+
+/// One check of `kind` with `timeout` and no retry, from its TOML keys.
+fn check_within(kind: &str, timeout: &str, keys: &str) -> Check {
+    let text = format!(
+        "[[vendor]]\nid = \"loopca\"\nname = \"Loopback CA\"\n\n\
+         [[check]]\nid = \"tls-e2e\"\nvendor = \"loopca\"\nkind = \"{kind}\"\n\
+         timeout = \"{timeout}\"\nretry = \"off\"\n{keys}\n"
+    );
+    let set = vantage_checks::config::parse_str(&text)
+        .unwrap_or_else(|d| panic!("invalid test check:\n{}\n{text}", d.render()));
+    set.checks.into_iter().next().expect("one check")
+}
+
+/// A TLS check of `target` for [`HOST`], trusting the test CA.
+fn tls_check(cdn: &Cdn, target: SocketAddr, valid_for: &str) -> Check {
+    check(
+        "tls",
+        &format!(
+            "target = \"{target}\"\nserver_name = \"{HOST}\"\nca = \"{}\"\n\
+             expect = {{ valid_for = \"{valid_for}\" }}",
+            cdn.ca_file().display()
+        ),
+    )
+}
+
+fn run(check: &Check) -> CheckResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(run_check(check, &RunEnv::local(), 0))
+}
+
+fn tls(result: &CheckResult) -> &TlsFacts {
+    match &result.facts {
+        Facts::Tls(f) => f,
+        other => panic!("expected tls facts, got {other:?} in {result:#?}"),
+    }
+}
+
+fn tcp(result: &CheckResult) -> &TcpFacts {
+    match &result.facts {
+        Facts::Tcp(f) => f,
+        other => panic!("expected tcp facts, got {other:?} in {result:#?}"),
+    }
+}
+
+#[track_caller]
+fn assert_fails(result: &CheckResult, kind: FailureKind) {
+    assert_eq!(result.status, Status::Fail, "{result:#?}");
+    assert_eq!(result.failure, Some(kind), "{result:#?}");
+}
+
+#[test]
+fn tls_handshake_records_protocol_cipher_and_certificate() {
+    let cdn = Cdn::start();
+    let r = run(&tls_check(&cdn, cdn.edge, "21d"));
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    let f = tls(&r);
+    assert_eq!(f.remote_addr, Some(cdn.edge));
+    assert_eq!(f.server_name, HOST);
+    assert_eq!(f.protocol.as_deref(), Some("TLSv1_3"));
+    assert!(
+        f.cipher.as_deref().is_some_and(|c| c.starts_with("TLS13_")),
+        "{f:?}"
+    );
+    assert_eq!(f.alpn, None, "a tls check offers no ALPN");
+    assert!(
+        f.subject.as_deref().is_some_and(|s| s.contains(HOST)),
+        "{f:?}"
+    );
+    assert!(
+        f.issuer
+            .as_deref()
+            .is_some_and(|s| s.contains("Vantage Test CA")),
+        "{f:?}"
+    );
+    assert!(f.not_after.is_some(), "{f:?}");
+    assert!(f.days_left.is_some_and(|d| (88..=90).contains(&d)), "{f:?}");
+    assert!(r.timings.tls_ms.is_some() && r.timings.connect_ms.is_some());
+}
+
+#[test]
+fn tls_certificate_expiring_within_valid_for() {
+    let cdn = Cdn::start();
+    let soon = run(&tls_check(&cdn, cdn.expiring, "21d"));
+    assert_fails(&soon, FailureKind::CertExpiresSoon);
+    let days = tls(&soon).days_left;
+    assert!(
+        days.is_some_and(|d| d == EXPIRING_DAYS || d == EXPIRING_DAYS - 1),
+        "{soon:#?}"
+    );
+    // The same certificate is fine for a check that needs only a day.
+    let later = run(&tls_check(&cdn, cdn.expiring, "1d"));
+    assert_eq!(later.status, Status::Ok, "{later:#?}");
+}
+
+#[test]
+fn tls_certificate_failures() {
+    let cdn = Cdn::start();
+    let expired = run(&tls_check(&cdn, cdn.expired, "1d"));
+    assert_fails(&expired, FailureKind::CertExpired);
+    assert!(
+        tls(&expired).days_left.is_some_and(|d| d < 0),
+        "{expired:#?}"
+    );
+    assert_fails(
+        &run(&tls_check(&cdn, cdn.wrong_name, "1d")),
+        FailureKind::CertNameMismatch,
+    );
+    assert_fails(
+        &run(&tls_check(&cdn, cdn.untrusted, "1d")),
+        FailureKind::CertUntrusted,
+    );
+    let legacy = run(&tls_check(&cdn, cdn.legacy_tls, "1d"));
+    assert_eq!(legacy.status, Status::ProbeError, "{legacy:#?}");
+    assert_eq!(legacy.failure, Some(FailureKind::TlsUnsupportedProtocol));
+    let cbc = run(&tls_check(&cdn, cdn.legacy_cipher, "1d"));
+    assert_eq!(cbc.status, Status::ProbeError, "{cbc:#?}");
+    assert_eq!(cbc.failure, Some(FailureKind::TlsUnsupportedProtocol));
+}
+
+#[test]
+fn tcp_connects_to_a_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+    let addr = listener.local_addr().expect("local addr");
+    let r = run(&check("tcp", &format!("target = \"{addr}\"")));
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    assert_eq!(tcp(&r).remote_addr, Some(addr));
+    assert!(r.timings.connect_ms.is_some());
+}
+
+#[test]
+fn tcp_to_a_closed_port_is_refused() {
+    let addr = {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+        listener.local_addr().expect("local addr")
+    };
+    let r = run(&check("tcp", &format!("target = \"{addr}\"")));
+    assert_fails(&r, FailureKind::ConnectRefused);
+    assert_eq!(tcp(&r).remote_addr, Some(addr));
+}
+
+#[test]
+fn tls_handshake_with_a_silent_server_times_out_in_the_tls_phase() {
+    // The kernel accepts connections into the backlog; nothing ever answers the ClientHello.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a listener");
+    let addr = listener.local_addr().expect("local addr");
+    let r = run(&check_within(
+        "tls",
+        "1s",
+        &format!("target = \"{addr}\"\nserver_name = \"{HOST}\""),
+    ));
+    assert_fails(&r, FailureKind::Timeout);
+    let message = r.message.as_deref().unwrap_or_default();
+    assert!(message.contains("TLS handshake"), "{message}");
+    assert!(r.timings.connect_ms.is_some(), "{r:#?}");
+}

@@ -1,1 +1,512 @@
-//! (being written)
+//! nginx as a CDN edge: `proxy_cache` in front of an origin, both in one nginx process on
+//! loopback, with certificates from the test CA.
+//!
+//! The edge answers for [`HOST`] and adds the headers a CDN would: `X-Cache-Status`
+//! (`$upstream_cache_status`), a vendor header `X-Served-By: cache-lo1-LOOP`, and, so that
+//! tests can see what arrived, `X-Edge-Host` and `X-Edge-SNI`. It gzips text. Several TLS
+//! listeners share that behaviour and differ only in their certificate or protocols: a good
+//! one, an expired one, one for another name, a self-signed one, one expiring in a few days,
+//! one that speaks only TLS 1.0 and 1.1, and one with only a CBC cipher suite. The origin serves files from [`Cdn::www`] and logs
+//! every request it gets, so tests can count what reached it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::pki::{ServerCert, TestCa};
+use crate::{ServerProcess, find_binary, free_port, wait_until};
+
+/// The name the edge serves, as a check's URL names it.
+pub const HOST: &str = "static.vantage.test";
+/// Another name, for the certificate that does not cover [`HOST`].
+pub const OTHER_HOST: &str = "other.vantage.test";
+/// The vendor header value the edge adds.
+pub const SERVED_BY: &str = "cache-lo1-LOOP";
+/// Days left on the certificate of [`Cdn::expiring`].
+pub const EXPIRING_DAYS: i64 = 5;
+
+const START_WITHIN: Duration = Duration::from_secs(10);
+const LOG_WITHIN: Duration = Duration::from_secs(5);
+
+/// The site the origin serves: path, content.
+const SITE: &[(&str, &str)] = &[
+    (
+        "index.html",
+        "<!doctype html>\n<html><head><title>Vantage test</title>\n\
+         <link rel=\"stylesheet\" href=\"/css/site.css\">\n\
+         <script src=\"/js/app.js\"></script>\n</head>\n\
+         <body><h1>Hello from the origin</h1><img src=\"img/logo.svg\"></body></html>\n",
+    ),
+    (
+        "broken.html",
+        "<!doctype html>\n<html><head><link rel=\"stylesheet\" href=\"/css/site.css\"></head>\n\
+         <body><img src=\"/img/missing.png\"><img src=\"img/logo.svg\"></body></html>\n",
+    ),
+    (
+        "css/site.css",
+        "/* Vantage test stylesheet, long enough to be worth compressing. */\n\
+         body { margin: 0; padding: 0; font-family: sans-serif; color: #222; }\n\
+         h1 { font-size: 2rem; margin: 1rem; color: #333; }\n\
+         .banner { background: #eee; border-bottom: 1px solid #ccc; padding: 1rem; }\n",
+    ),
+    ("js/app.js", "console.log('vantage test app');\n"),
+    (
+        "img/logo.svg",
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1\" height=\"1\"/>\n",
+    ),
+];
+
+/// A running nginx: the edge listeners and the origin.
+#[derive(Debug)]
+pub struct Cdn {
+    /// The edge, HTTPS with a valid certificate for [`HOST`] (HTTP/2 and HTTP/1.1).
+    pub edge: SocketAddr,
+    /// The edge over plain HTTP.
+    pub edge_plain: SocketAddr,
+    /// An edge whose certificate for [`HOST`] expired yesterday.
+    pub expired: SocketAddr,
+    /// An edge whose certificate names only [`OTHER_HOST`].
+    pub wrong_name: SocketAddr,
+    /// An edge whose certificate for [`HOST`] is self-signed.
+    pub untrusted: SocketAddr,
+    /// An edge whose certificate for [`HOST`] expires in [`EXPIRING_DAYS`] days.
+    pub expiring: SocketAddr,
+    /// An edge that speaks only TLS 1.0 and 1.1.
+    pub legacy_tls: SocketAddr,
+    /// An edge that speaks TLS 1.2 with only a CBC cipher suite, which rustls refuses.
+    pub legacy_cipher: SocketAddr,
+    /// The origin (plain HTTP).
+    pub origin: SocketAddr,
+    process: ServerProcess,
+    ca: TestCa,
+    dir: tempfile::TempDir,
+}
+
+impl Cdn {
+    /// Writes the site and the config, starts nginx and waits until every listener accepts.
+    pub fn start() -> Self {
+        let nginx = find_binary("nginx", "nginx-light");
+        let dir = tempfile::Builder::new()
+            .prefix("vantage-nginx-")
+            .tempdir()
+            .expect("create a temporary directory for nginx");
+        let ca = TestCa::new();
+        let certs = Certs {
+            good: ca.server("good", &[HOST]),
+            expired: ca.expired("expired", &[HOST]),
+            wrong_name: ca.server("wrong-name", &[OTHER_HOST]),
+            untrusted: ca.self_signed("untrusted", &[HOST]),
+            expiring: ca.expiring_in("expiring", &[HOST], EXPIRING_DAYS),
+        };
+        let www = dir.path().join("www");
+        for (path, content) in SITE {
+            write_file(&www.join(path), content);
+        }
+        for sub in ["tmp", "cache"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("create nginx directories");
+        }
+        // A port found free may be taken (by another test's server, or as some client's
+        // ephemeral port) before nginx binds it: then pick new ports and start again.
+        let mut attempt = 0;
+        let (ports, process) = loop {
+            attempt += 1;
+            let ports = Ports::pick();
+            match try_start(&nginx, dir.path(), &ports, &certs) {
+                Ok(process) => break (ports, process),
+                Err(PortTaken(_)) if attempt < START_ATTEMPTS => continue,
+                Err(PortTaken(log)) => {
+                    panic!("nginx could not bind its ports in {START_ATTEMPTS} attempts:\n{log}")
+                }
+            }
+        };
+        Self {
+            edge: ports.edge,
+            edge_plain: ports.edge_plain,
+            expired: ports.expired,
+            wrong_name: ports.wrong_name,
+            untrusted: ports.untrusted,
+            expiring: ports.expiring,
+            legacy_tls: ports.legacy_tls,
+            legacy_cipher: ports.legacy_cipher,
+            origin: ports.origin,
+            process,
+            ca,
+            dir,
+        }
+    }
+
+    /// The test CA's certificate (PEM), for a check's `ca`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.ca.ca_file()
+    }
+
+    /// The origin's document root.
+    pub fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// Writes `content` at `path` (relative) under the origin's document root.
+    pub fn put(&self, path: &str, content: &str) {
+        write_file(&self.www().join(path), content);
+    }
+
+    /// Waits (up to 5 s) until the origin has logged at least `at_least` requests whose URI
+    /// starts with `prefix`, and returns how many it logged. nginx logs a request when it
+    /// finishes, which can be just after the client has its response, hence the wait.
+    pub fn wait_for_origin_hits(&self, prefix: &str, at_least: usize) -> usize {
+        let deadline = Instant::now() + LOG_WITHIN;
+        loop {
+            let n = self.origin_hits(prefix);
+            if n >= at_least || Instant::now() >= deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (up to 5 s) for the edge's log line of `uri`; panics with the log if none comes.
+    pub fn wait_for_edge_log(&self, uri: &str) -> EdgeLogLine {
+        let mut found = None;
+        let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(&format!("the edge logging `{uri}`"), LOG_WITHIN, || {
+                found = self.edge_log().into_iter().find(|l| l.uri == uri);
+                found.is_some()
+            });
+        }));
+        match (ready, found) {
+            (Ok(()), Some(line)) => line,
+            _ => panic!(
+                "no `{uri}` in the edge log: {:#?}\n{}",
+                self.edge_log(),
+                self.error_log()
+            ),
+        }
+    }
+
+    /// Requests the origin has logged so far whose URI (path and query) starts with `prefix`.
+    pub fn origin_hits(&self, prefix: &str) -> usize {
+        self.read("origin.log")
+            .lines()
+            .filter(|uri| uri.starts_with(prefix))
+            .count()
+    }
+
+    /// The edge's access log, one request a line:
+    /// `host|ssl_server_name|upstream_cache_status|request_uri|status|protocol`.
+    pub fn edge_log(&self) -> Vec<EdgeLogLine> {
+        self.read("edge.log")
+            .lines()
+            .filter_map(EdgeLogLine::parse)
+            .collect()
+    }
+
+    /// nginx's error log so far.
+    pub fn error_log(&self) -> String {
+        self.read("error.log")
+    }
+
+    /// Panics with the error log if nginx has exited.
+    pub fn assert_running(&mut self) {
+        if let Some(msg) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.process.assert_running();
+        }))
+        .err()
+        {
+            let why = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+            panic!("{why}\nnginx's error log:\n{}", self.error_log());
+        }
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+/// One request in the edge's access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeLogLine {
+    /// `$host`: the Host header (or HTTP/2 `:authority`).
+    pub host: String,
+    /// `$ssl_server_name`: the TLS SNI (`-` without TLS).
+    pub sni: String,
+    /// `$upstream_cache_status` (`-` when the cache was not consulted).
+    pub cache: String,
+    /// `$request_uri`.
+    pub uri: String,
+    /// The response status.
+    pub status: u16,
+    /// `$server_protocol` (`HTTP/2.0`, `HTTP/1.1`).
+    pub protocol: String,
+}
+
+impl EdgeLogLine {
+    fn parse(line: &str) -> Option<Self> {
+        let f: Vec<&str> = line.split('|').collect();
+        let [host, sni, cache, uri, status, protocol] = f.as_slice() else {
+            return None;
+        };
+        Some(Self {
+            host: (*host).to_owned(),
+            sni: (*sni).to_owned(),
+            cache: (*cache).to_owned(),
+            uri: (*uri).to_owned(),
+            status: status.parse().ok()?,
+            protocol: (*protocol).to_owned(),
+        })
+    }
+}
+
+struct Certs {
+    good: ServerCert,
+    expired: ServerCert,
+    wrong_name: ServerCert,
+    untrusted: ServerCert,
+    expiring: ServerCert,
+}
+
+/// nginx failed to start because a port was taken; its error output.
+struct PortTaken(String);
+
+/// How many sets of ports to try before giving up.
+const START_ATTEMPTS: usize = 5;
+
+/// Writes the config for `ports`, checks it, starts nginx and waits for every listener.
+/// Panics (with nginx's error log) on any failure but a port being taken.
+fn try_start(
+    nginx: &Path,
+    dir: &Path,
+    ports: &Ports,
+    certs: &Certs,
+) -> Result<ServerProcess, PortTaken> {
+    let conf = dir.join("nginx.conf");
+    let error_log = dir.join("error.log");
+    std::fs::write(&conf, config(dir, ports, certs)).expect("write nginx.conf");
+    let _ = std::fs::remove_file(&error_log);
+    let args = |cmd: &mut Command| {
+        cmd.arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&conf)
+            .arg("-e")
+            .arg(&error_log);
+    };
+    let taken = |text: &str| text.contains("Address already in use");
+    // nginx's own checker says what is wrong with a config more clearly than a dead process.
+    let mut test = Command::new(nginx);
+    args(&mut test);
+    let tested = test
+        .arg("-t")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", nginx.display()));
+    if !tested.status.success() {
+        let out = format!(
+            "{}{}{}",
+            String::from_utf8_lossy(&tested.stdout),
+            String::from_utf8_lossy(&tested.stderr),
+            std::fs::read_to_string(&error_log).unwrap_or_default()
+        );
+        if taken(&out) {
+            return Err(PortTaken(out));
+        }
+        panic!(
+            "nginx rejects the generated config:\n{out}\n{}",
+            std::fs::read_to_string(&conf).unwrap_or_default()
+        );
+    }
+    let _ = std::fs::remove_file(&error_log);
+    let mut cmd = Command::new(nginx);
+    args(&mut cmd);
+    let mut process = ServerProcess::spawn("nginx", cmd, &dir.join("stdout.log"));
+    let all = ports.all();
+    let ready = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until("nginx listening on every port", START_WITHIN, || {
+            process.assert_running();
+            all.iter().all(|addr| {
+                std::net::TcpStream::connect_timeout(addr, Duration::from_millis(200)).is_ok()
+            })
+        });
+    }));
+    if let Err(panic) = ready {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default();
+        process.stop();
+        let log = format!(
+            "{}{}",
+            std::fs::read_to_string(&error_log).unwrap_or_default(),
+            process.log()
+        );
+        if taken(&log) {
+            return Err(PortTaken(log));
+        }
+        panic!("{why}\nnginx's error log:\n{log}");
+    }
+    Ok(process)
+}
+
+struct Ports {
+    edge: SocketAddr,
+    edge_plain: SocketAddr,
+    expired: SocketAddr,
+    wrong_name: SocketAddr,
+    untrusted: SocketAddr,
+    expiring: SocketAddr,
+    legacy_tls: SocketAddr,
+    legacy_cipher: SocketAddr,
+    origin: SocketAddr,
+}
+
+impl Ports {
+    fn pick() -> Self {
+        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        Self {
+            edge: loopback(free_port()),
+            edge_plain: loopback(free_port()),
+            expired: loopback(free_port()),
+            wrong_name: loopback(free_port()),
+            untrusted: loopback(free_port()),
+            expiring: loopback(free_port()),
+            legacy_tls: loopback(free_port()),
+            legacy_cipher: loopback(free_port()),
+            origin: loopback(free_port()),
+        }
+    }
+
+    fn all(&self) -> [SocketAddr; 9] {
+        [
+            self.edge,
+            self.edge_plain,
+            self.expired,
+            self.wrong_name,
+            self.untrusted,
+            self.expiring,
+            self.legacy_tls,
+            self.legacy_cipher,
+            self.origin,
+        ]
+    }
+}
+
+fn write_file(path: &Path, content: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("create a directory under www");
+    }
+    // Write then rename, so nginx never serves a half-written file.
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, content).expect("write a file under www");
+    std::fs::rename(&tmp, path).expect("move a file into place under www");
+}
+
+/// The edge's caching proxy, shared by every edge listener.
+fn edge_location(origin: SocketAddr) -> String {
+    format!(
+        "        location / {{
+            proxy_pass http://{origin};
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_cache edge;
+            proxy_cache_key $host$request_uri;
+            proxy_cache_valid 200 301 302 10m;
+            add_header X-Cache-Status $upstream_cache_status always;
+            add_header X-Served-By {SERVED_BY} always;
+            add_header X-Edge-Host $host always;
+            add_header X-Edge-SNI \"$ssl_server_name\" always;
+        }}
+"
+    )
+}
+
+/// One TLS edge listener. nginx 1.22 takes `http2` on `listen` (1.25 moved it to `http2 on`).
+fn tls_server(addr: SocketAddr, cert: &ServerCert, origin: SocketAddr, extra: &str) -> String {
+    format!(
+        "    server {{
+        listen {addr} ssl http2;
+        server_name {HOST} {OTHER_HOST};
+        access_log edge.log edge;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+{extra}{location}    }}
+",
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+        location = edge_location(origin),
+    )
+}
+
+fn config(dir: &Path, p: &Ports, certs: &Certs) -> String {
+    let d = dir.display();
+    let origin = p.origin;
+    let modern = "        ssl_protocols TLSv1.2 TLSv1.3;\n";
+    // OpenSSL 3 refuses TLS 1.0 and 1.1 below security level 0.
+    let legacy =
+        "        ssl_protocols TLSv1 TLSv1.1;\n        ssl_ciphers \"DEFAULT:@SECLEVEL=0\";\n";
+    // The certificates have ECDSA keys; this is the only suite offered, and it is CBC.
+    let cbc_only = "        ssl_protocols TLSv1.2;\n        ssl_ciphers ECDHE-ECDSA-AES128-SHA;\n";
+    let servers = [
+        tls_server(p.edge, &certs.good, origin, modern),
+        tls_server(p.expired, &certs.expired, origin, modern),
+        tls_server(p.wrong_name, &certs.wrong_name, origin, modern),
+        tls_server(p.untrusted, &certs.untrusted, origin, modern),
+        tls_server(p.expiring, &certs.expiring, origin, modern),
+        tls_server(p.legacy_tls, &certs.good, origin, legacy),
+        tls_server(p.legacy_cipher, &certs.good, origin, cbc_only),
+    ]
+    .concat();
+    format!(
+        "daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    types {{
+        text/html html;
+        text/css css;
+        application/javascript js;
+        application/json json;
+        image/svg+xml svg;
+        image/png png;
+    }}
+    default_type application/octet-stream;
+    log_format edge '$host|$ssl_server_name|$upstream_cache_status|$request_uri|$status|$server_protocol';
+    log_format origin '$request_uri';
+    proxy_cache_path {d}/cache levels=1:2 keys_zone=edge:1m max_size=16m inactive=10m use_temp_path=off;
+    gzip on;
+    gzip_min_length 1;
+    gzip_proxied any;
+    gzip_types text/css application/javascript application/json image/svg+xml;
+
+    # The origin: files, a failing endpoint and redirects. It never compresses.
+    server {{
+        listen {origin};
+        access_log {d}/origin.log origin;
+        gzip off;
+        root {d}/www;
+        location = /unavailable {{ return 503 \"origin unavailable\\n\"; }}
+        location = /moved {{ return 301 /css/site.css; }}
+        location = /loop {{ return 302 /loop; }}
+        location / {{ }}
+    }}
+
+    # The edge over plain HTTP.
+    server {{
+        listen {plain};
+        server_name {HOST};
+        access_log {d}/edge.log edge;
+{location}    }}
+
+{servers}}}
+",
+        plain = p.edge_plain,
+        location = edge_location(origin),
+    )
+}

@@ -1,9 +1,467 @@
-//! `kind = "tls"` executor (being written).
+//! `kind = "tls"`: a handshake to `target` with SNI `server_name`, the chain and name checked
+//! against the system roots plus `ca`, and the leaf certificate's expiry against `valid_for`.
+//!
+//! Also the rustls client side shared with the HTTP executor: [`TlsClient`] builds a fresh
+//! client config per connection whose verifier keeps the leaf certificate and the verification
+//! error, so a failed handshake still says which certificate failed and why.
 
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use super::{ExecError, Observation};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
-pub(crate) async fn run(_check: &crate::model::TlsCheck, _timeout: Duration) -> Result<Observation, ExecError> {
-    Err(ExecError::Internal("not yet implemented".into()))
+use super::{ExecError, Observation, net};
+use crate::model::TlsCheck;
+use crate::result::{Facts, FailureKind, Timings, TlsFacts, millis};
+
+pub(crate) async fn run(check: &TlsCheck, timeout: Duration) -> Result<Observation, ExecError> {
+    let start = Instant::now();
+    let deadline = start + timeout;
+    let client = TlsClient::new(check.ca_file.as_deref())?;
+    let mut timings = Timings::default();
+    let mut facts = TlsFacts {
+        server_name: check.server_name.clone(),
+        ..TlsFacts::default()
+    };
+    let fail = |kind, message: String, mut timings: Timings, facts| {
+        timings.total_ms = millis(start.elapsed());
+        Ok(Observation::fail(kind, message, timings, Facts::Tls(facts)))
+    };
+    let addrs = match net::resolve(&check.target, left(deadline)).await {
+        Ok(addrs) => addrs,
+        Err(f) => return fail(f.kind, f.message, timings, facts),
+    };
+    timings.resolve_ms = Some(millis(start.elapsed()));
+    let tcp = match net::connect(&addrs, left(deadline)).await {
+        Ok((tcp, addr, took)) => {
+            facts.remote_addr = Some(addr);
+            timings.connect_ms = Some(millis(took));
+            tcp
+        }
+        Err((f, addr)) => {
+            facts.remote_addr = addr;
+            return fail(f.kind, f.message, timings, facts);
+        }
+    };
+    // No ALPN: the target need not speak HTTP.
+    let handshake = client
+        .handshake(tcp, &check.server_name, &[], left(deadline))
+        .await;
+    let (_stream, mut session) = match handshake {
+        Ok(ok) => ok,
+        Err(f) => {
+            timings.tls_ms = f.took.map(millis);
+            let remote = facts.remote_addr;
+            let facts = TlsFacts {
+                remote_addr: remote,
+                ..f.facts
+            };
+            return match f.kind {
+                None => Err(ExecError::Unsupported(f.message)),
+                Some(kind) => fail(kind, f.message, timings, facts),
+            };
+        }
+    };
+    timings.tls_ms = Some(millis(session.took));
+    session.facts.remote_addr = facts.remote_addr;
+    let facts = session.facts;
+    timings.total_ms = millis(start.elapsed());
+    if let Some(not_after) = session.not_after {
+        let left = not_after - OffsetDateTime::now_utc();
+        if left < check.valid_for {
+            let message = format!(
+                "the certificate for `{}` expires at {} ({} days from now), within valid_for of {}",
+                check.server_name,
+                facts.not_after.as_deref().unwrap_or("?"),
+                facts.days_left.unwrap_or_default(),
+                crate::duration::format(check.valid_for),
+            );
+            return Ok(Observation::fail(
+                FailureKind::CertExpiresSoon,
+                message,
+                timings,
+                Facts::Tls(facts),
+            ));
+        }
+    }
+    Ok(Observation::ok(timings, Facts::Tls(facts)))
+}
+
+/// Time left until `deadline`.
+pub(crate) fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Trust anchors for one run: the system's roots plus a check's `ca` file.
+#[derive(Clone, Debug)]
+pub(crate) struct TlsClient {
+    roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
+}
+
+/// A completed handshake.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// Protocol, cipher, ALPN and the leaf certificate (without `remote_addr`).
+    pub(crate) facts: TlsFacts,
+    /// The leaf certificate's notAfter.
+    pub(crate) not_after: Option<OffsetDateTime>,
+    /// Handshake time.
+    pub(crate) took: Duration,
+}
+
+/// A failed handshake.
+#[derive(Debug)]
+pub(crate) struct TlsFailure {
+    /// The vendor's failure; `None` when the server speaks only what this probe refuses, so it
+    /// cannot be tested from here (an [`ExecError::Unsupported`]).
+    pub(crate) kind: Option<FailureKind>,
+    pub(crate) message: String,
+    /// What was seen of the certificate before the handshake failed.
+    pub(crate) facts: TlsFacts,
+    /// Time spent in the handshake, when it got that far.
+    pub(crate) took: Option<Duration>,
+}
+
+/// The system's root certificates, loaded once per process: reading them is slow.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for err in &found.errors {
+            tracing::warn!(error = %err, "cannot load some system root certificates");
+        }
+        found.certs
+    })
+}
+
+impl TlsClient {
+    /// The system roots plus every certificate in `ca_file` (PEM).
+    pub(crate) fn new(ca_file: Option<&Path>) -> Result<Self, ExecError> {
+        let mut roots = RootCertStore::empty();
+        // A broken system root is skipped, as browsers do; the rest still count.
+        let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+        if let Some(path) = ca_file {
+            let local = |message: String| ExecError::LocalFile {
+                what: "CA file",
+                path: path.to_owned(),
+                message,
+            };
+            let bytes = std::fs::read(path).map_err(|e| local(e.to_string()))?;
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(&bytes) {
+                let cert = cert.map_err(|e| local(format!("not a PEM certificate list: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| local(format!("not a usable CA certificate: {e}")))?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(local(
+                    "holds no `-----BEGIN CERTIFICATE-----` block".to_owned(),
+                ));
+            }
+        }
+        if roots.is_empty() {
+            return Err(ExecError::Internal(
+                "no trusted root certificates: install the system's CA certificates or set `ca`"
+                    .to_owned(),
+            ));
+        }
+        Ok(Self {
+            roots: Arc::new(roots),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        })
+    }
+
+    /// Runs a TLS handshake over `tcp` with SNI `server_name`, offering `alpn`, within `timeout`.
+    pub(crate) async fn handshake(
+        &self,
+        tcp: TcpStream,
+        server_name: &str,
+        alpn: &[&[u8]],
+        timeout: Duration,
+    ) -> Result<(TlsStream<TcpStream>, Session), TlsFailure> {
+        let mut facts = TlsFacts {
+            server_name: server_name.to_owned(),
+            ..TlsFacts::default()
+        };
+        let fail = |kind, message: String, facts, took| TlsFailure {
+            kind,
+            message,
+            facts,
+            took,
+        };
+        let name = match ServerName::try_from(server_name.to_owned()) {
+            Ok(name) => name,
+            Err(e) => {
+                return Err(fail(
+                    Some(FailureKind::TlsHandshake),
+                    format!("`{server_name}` cannot be sent as a TLS server name: {e}"),
+                    facts,
+                    None,
+                ));
+            }
+        };
+        let inner =
+            WebPkiServerVerifier::builder_with_provider(self.roots.clone(), self.provider.clone())
+                .build()
+                .map_err(|e| {
+                    fail(
+                        Some(FailureKind::ProbeInternal),
+                        format!("cannot build the certificate verifier: {e}"),
+                        facts.clone(),
+                        None,
+                    )
+                })?;
+        let verifier = Arc::new(Capturing {
+            inner,
+            seen: Mutex::default(),
+        });
+        let config = ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| {
+                fail(
+                    Some(FailureKind::ProbeInternal),
+                    format!("cannot build the TLS client: {e}"),
+                    facts.clone(),
+                    None,
+                )
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        let mut config = config;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let connector = TlsConnector::from(Arc::new(config));
+        let start = Instant::now();
+        let result = tokio::time::timeout(timeout, connector.connect(name, tcp)).await;
+        let took = start.elapsed();
+        let (leaf, verify_error) = verifier.take();
+        let not_after = leaf.as_ref().and_then(|der| describe_leaf(der, &mut facts));
+        match result {
+            Ok(Ok(stream)) => {
+                let (_, conn) = stream.get_ref();
+                facts.protocol = conn.protocol_version().map(|v| format!("{v:?}"));
+                facts.cipher = conn
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()));
+                facts.alpn = conn
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                Ok((
+                    stream,
+                    Session {
+                        facts,
+                        not_after,
+                        took,
+                    },
+                ))
+            }
+            Ok(Err(io)) => {
+                // The verifier's own error is the precise one; the stream's may be an alert.
+                let tls_error = verify_error.or_else(|| {
+                    io.get_ref()
+                        .and_then(|e| e.downcast_ref::<rustls::Error>())
+                        .cloned()
+                });
+                let (kind, message) = match &tls_error {
+                    Some(err) => classify(err, server_name),
+                    None => (
+                        Some(FailureKind::TlsHandshake),
+                        format!("TLS handshake with `{server_name}` failed: {io}"),
+                    ),
+                };
+                Err(fail(kind, message, facts, Some(took)))
+            }
+            Err(_) => Err(fail(
+                Some(FailureKind::Timeout),
+                format!("the TLS handshake with `{server_name}` took longer than {timeout:?}"),
+                facts,
+                Some(took),
+            )),
+        }
+    }
+}
+
+/// Maps a rustls error to a failure kind (`None`: this probe cannot test the server).
+fn classify(err: &rustls::Error, server_name: &str) -> (Option<FailureKind>, String) {
+    use CertificateError as C;
+    match err {
+        rustls::Error::InvalidCertificate(cert) => {
+            let kind = match cert {
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => FailureKind::CertExpired,
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    FailureKind::CertNameMismatch
+                }
+                _ => FailureKind::CertUntrusted,
+            };
+            (
+                Some(kind),
+                format!("the certificate for `{server_name}` is invalid: {err}"),
+            )
+        }
+        rustls::Error::PeerIncompatible(_)
+        | rustls::Error::AlertReceived(
+            AlertDescription::ProtocolVersion
+            | AlertDescription::InsufficientSecurity
+            | AlertDescription::HandshakeFailure,
+        ) => (
+            None,
+            format!(
+                "`{server_name}` offers no TLS version or cipher suite this probe accepts (TLS 1.2+ with AEAD ciphers): {err}"
+            ),
+        ),
+        _ => (
+            Some(FailureKind::TlsHandshake),
+            format!("TLS handshake with `{server_name}` failed: {err}"),
+        ),
+    }
+}
+
+/// Fills the certificate part of `facts` from the leaf; returns its notAfter.
+fn describe_leaf(der: &CertificateDer<'_>, facts: &mut TlsFacts) -> Option<OffsetDateTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    facts.subject = Some(cert.subject().to_string());
+    facts.issuer = Some(cert.issuer().to_string());
+    let not_after = cert.validity().not_after.to_datetime();
+    facts.not_after = not_after.format(&Rfc3339).ok();
+    let secs = (not_after - OffsetDateTime::now_utc()).whole_seconds();
+    // Floor, so a certificate that expired an hour ago has -1 days left, not 0.
+    facts.days_left = Some(secs.div_euclid(86_400));
+    Some(not_after)
+}
+
+/// What the verifier saw during one handshake.
+#[derive(Debug, Default)]
+struct Seen {
+    leaf: Option<CertificateDer<'static>>,
+    error: Option<rustls::Error>,
+}
+
+/// The webpki verifier, keeping the leaf certificate and the verification error.
+#[derive(Debug)]
+struct Capturing {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: Mutex<Seen>,
+}
+
+impl Capturing {
+    fn take(&self) -> (Option<CertificateDer<'static>>, Option<rustls::Error>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        (seen.leaf.take(), seen.error.take())
+    }
+}
+
+impl ServerCertVerifier for Capturing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.leaf = Some(end_entity.clone().into_owned());
+        seen.error = result.as_ref().err().cloned();
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_errors_map_to_failure_kinds() {
+        use CertificateError as C;
+        let table: Vec<(rustls::Error, Option<FailureKind>)> = vec![
+            (C::Expired.into(), Some(FailureKind::CertExpired)),
+            (C::NotValidYet.into(), Some(FailureKind::CertExpired)),
+            (
+                C::ExpiredContext {
+                    time: UnixTime::since_unix_epoch(Duration::from_secs(10)),
+                    not_after: UnixTime::since_unix_epoch(Duration::from_secs(5)),
+                }
+                .into(),
+                Some(FailureKind::CertExpired),
+            ),
+            (
+                C::NotValidForName.into(),
+                Some(FailureKind::CertNameMismatch),
+            ),
+            (C::UnknownIssuer.into(), Some(FailureKind::CertUntrusted)),
+            (C::BadSignature.into(), Some(FailureKind::CertUntrusted)),
+            (
+                rustls::Error::AlertReceived(AlertDescription::ProtocolVersion),
+                None,
+            ),
+            (
+                rustls::Error::PeerIncompatible(
+                    rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13,
+                ),
+                None,
+            ),
+            (
+                rustls::Error::AlertReceived(AlertDescription::InternalError),
+                Some(FailureKind::TlsHandshake),
+            ),
+        ];
+        for (err, want) in table {
+            assert_eq!(classify(&err, "example.com").0, want, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn missing_ca_file_is_a_local_file_error() {
+        let err = TlsClient::new(Some(Path::new("/nonexistent/vantage-ca.pem")))
+            .expect_err("a missing CA file must be an error");
+        assert!(matches!(err, ExecError::LocalFile { .. }), "{err:?}");
+    }
 }
