@@ -312,6 +312,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_deploy_example_parses() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/coordinator.toml"
+        ));
+        let c = CoordinatorConfig::load(path).expect("deploy/coordinator.toml");
+        c.check().expect("valid");
+        assert_eq!(
+            c,
+            CoordinatorConfig {
+                data_dir: c.data_dir.clone(),
+                checks: c.checks.clone(),
+                ..CoordinatorConfig::default()
+            }
+        );
+        assert!(c.checks[0].ends_with("deploy/checks"));
+    }
+
+    #[test]
     fn empty_file_is_loopback_defaults() {
         let c = CoordinatorConfig::parse("", Path::new("/etc/vantage/coordinator.toml"))
             .expect("parse");

@@ -9,11 +9,13 @@
 //! - [`auth`]: probe tokens, stored hashed.
 //! - [`api`]: the HTTP API.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
+//! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
 
 pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod ingest;
+pub mod local_probe;
 pub mod server;
 pub mod store;

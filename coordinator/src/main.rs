@@ -9,8 +9,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use vantage_coordinator::auth::Token;
 use vantage_coordinator::config::{CoordinatorConfig, TlsConfig};
-use vantage_coordinator::server;
 use vantage_coordinator::store::{ProbeRecord, Store};
+use vantage_coordinator::{local_probe, server};
+use vantage_probe::agent;
 
 #[derive(Parser)]
 #[command(
@@ -54,6 +55,9 @@ enum Command {
         /// Allow plain HTTP on a non-loopback address (a warning is logged at every start).
         #[arg(long)]
         insecure_http: bool,
+        /// Also run a probe in this process, in region `local`: the whole system in one command.
+        #[arg(long)]
+        local_probe: bool,
     },
     /// Register, list and revoke probes.
     Probe {
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             insecure_http,
+            local_probe: with_local_probe,
         } => {
             let mut config = load_config(&args)?;
             if let Some(l) = listen {
@@ -155,8 +160,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
-                server::run(config, listener, shutdown_signal()).await?;
-                Ok(())
+                if !with_local_probe {
+                    server::run(config, listener, shutdown_signal()).await?;
+                    return Ok(());
+                }
+                let addr = listener.local_addr()?;
+                let settings = {
+                    let store = server::open_store(&config)?;
+                    local_probe::prepare(&config, addr, &store)?
+                };
+                let (probe_stop, probe_rx) = tokio::sync::watch::channel(false);
+                let (serve_stop, serve_rx) = tokio::sync::watch::channel(false);
+                let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                let mut serve = tokio::spawn(server::run(config, listener, wait(serve_rx)));
+                let mut probe = tokio::spawn(agent::run(settings, wait(probe_rx)));
+                // Stop the probe first, so its last results reach a coordinator still serving.
+                let joined = |r: Result<Result<(), _>, tokio::task::JoinError>, what: &str| -> anyhow::Result<()> {
+                    match r {
+                        Ok(inner) => inner,
+                        Err(e) => Err(anyhow::anyhow!("the {what} task failed: {e}")),
+                    }
+                };
+                let mut probe_done = None;
+                let mut serve_done = None;
+                tokio::select! {
+                    () = shutdown_signal() => {}
+                    p = &mut probe => probe_done = Some(joined(p.map(|r| r.map_err(anyhow::Error::from)), "probe")),
+                    s = &mut serve => serve_done = Some(joined(s.map(|r| r.map_err(anyhow::Error::from)), "coordinator")),
+                }
+                let _ = probe_stop.send(true);
+                let probe_result = match probe_done {
+                    Some(r) => r,
+                    None => joined(probe.await.map(|r| r.map_err(anyhow::Error::from)), "probe"),
+                };
+                let _ = serve_stop.send(true);
+                let serve_result = match serve_done {
+                    Some(r) => r,
+                    None => joined(serve.await.map(|r| r.map_err(anyhow::Error::from)), "coordinator"),
+                };
+                serve_result?;
+                probe_result.context("the local probe failed")
             })
         }
         Command::Probe { command } => probe_command(command),

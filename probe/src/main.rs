@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use vantage_checks::config::{self, LoadError};
 use vantage_checks::exec::RunEnv;
-use vantage_probe::{once, report};
+use vantage_probe::settings::{FileSettings, Settings};
+use vantage_probe::{agent, once, report};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Run as an agent: pull checks from the coordinator, run them, push every result.
+    Run(RunArgs),
     /// Run checks now, from this machine, once each, and print one result per check.
     ///
     /// Exits 0 when every check passed, 1 when any did not, 2 when the files are invalid.
@@ -47,6 +50,98 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct RunArgs {
+    /// probe.toml with the settings below; flags and environment override it.
+    #[arg(long, env = "VANTAGE_PROBE_CONFIG")]
+    config: Option<PathBuf>,
+    /// The coordinator's base URL, e.g. https://coordinator.example.com:7470.
+    #[arg(long, env = "VANTAGE_COORDINATOR")]
+    coordinator: Option<String>,
+    /// File holding this probe's token (from `vantage-coordinator probe add --token-file`).
+    /// The token may instead come from VANTAGE_PROBE_TOKEN.
+    #[arg(long, env = "VANTAGE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Expected probe id; the probe stops if its token belongs to another.
+    #[arg(long, env = "VANTAGE_PROBE_ID")]
+    probe_id: Option<String>,
+    /// Expected region; the probe stops if it is registered elsewhere.
+    #[arg(long, env = "VANTAGE_REGION")]
+    region: Option<String>,
+    /// PEM CA to trust for the coordinator instead of the system roots.
+    #[arg(long, env = "VANTAGE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+    /// Directory for the spool and the last good config.
+    #[arg(long, env = "VANTAGE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Most checks running at once.
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let mut file = match &args.config {
+        Some(path) => FileSettings::load(path)?,
+        None => FileSettings::default(),
+    };
+    if args.coordinator.is_some() {
+        file.coordinator = args.coordinator;
+    }
+    if args.token_file.is_some() {
+        file.token_file = args.token_file;
+    }
+    if args.probe_id.is_some() {
+        file.probe_id = args.probe_id;
+    }
+    if args.region.is_some() {
+        file.region = args.region;
+    }
+    if args.ca_file.is_some() {
+        file.ca_file = args.ca_file;
+    }
+    if args.state_dir.is_some() {
+        file.state_dir = args.state_dir;
+    }
+    if args.concurrency.is_some() {
+        file.concurrency = args.concurrency;
+    }
+    let token = std::env::var("VANTAGE_PROBE_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let settings = Settings::from_file(file, token)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(agent::run(settings, shutdown_signal()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -60,6 +155,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => run_agent(args),
         Command::Validate { paths } => {
             let sources = config::read_sources(&paths)?;
             match config::validate(&sources) {

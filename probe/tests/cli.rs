@@ -119,7 +119,7 @@ fn once_prints_json_lines_and_exits_1_when_a_check_fails() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let table = text(&out.stdout);
     assert!(table.starts_with("CHECK  KIND  STATUS"), "{table}");
-    assert!(table.contains(&format!("open   tcp   ok ")), "{table}");
+    assert!(table.contains("open   tcp   ok "), "{table}");
     assert!(table.ends_with("1 checks: 1 ok, 0 not ok\n"), "{table}");
     drop(listener);
 }

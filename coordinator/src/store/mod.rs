@@ -163,6 +163,8 @@ pub trait Store: Send + Sync + 'static {
     fn add_probe(&self, probe: &ProbeRecord, token_hash: &[u8]) -> Result<(), StoreError>;
     /// Every probe, revoked ones included.
     fn list_probes(&self) -> Result<Vec<ProbeRecord>, StoreError>;
+    /// Gives a probe a new token (and un-revokes it); the old token stops working.
+    fn set_probe_token(&self, id: &str, token_hash: &[u8]) -> Result<(), StoreError>;
     /// Revokes a probe from now on.
     fn revoke_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
     /// The live (not revoked) probe holding this token hash.

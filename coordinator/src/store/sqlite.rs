@@ -314,6 +314,20 @@ impl Store for SqliteStore {
         })
     }
 
+    fn set_probe_token(&self, id: &str, token_hash: &[u8]) -> Result<(), StoreError> {
+        self.write(|conn| {
+            let n = conn.execute(
+                "UPDATE probes SET token_hash = ?2, revoked_ms = NULL WHERE id = ?1",
+                params![id, token_hash],
+            )?;
+            if n == 0 {
+                Err(StoreError::NoSuchProbe(id.to_owned()))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
     fn revoke_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
         self.write(|conn| {
             let n = conn.execute(
@@ -622,8 +636,11 @@ mod tests {
             Some(p.clone())
         );
         assert_eq!(s.probe_by_token(b"other").expect("lookup"), None);
-        s.revoke_probe("fra-1", 9).expect("revoke");
+        s.set_probe_token("fra-1", b"hash-3").expect("rotate");
         assert_eq!(s.probe_by_token(b"hash-1").expect("lookup"), None);
+        assert!(s.probe_by_token(b"hash-3").expect("lookup").is_some());
+        s.revoke_probe("fra-1", 9).expect("revoke");
+        assert_eq!(s.probe_by_token(b"hash-3").expect("lookup"), None);
         assert_eq!(s.list_probes().expect("list")[0].revoked_ms, Some(9));
         assert!(matches!(
             s.revoke_probe("nope", 9),

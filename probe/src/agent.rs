@@ -1,0 +1,580 @@
+//! `vantage-probe run`: the long-running agent.
+//!
+//! Four tasks share the work:
+//! - the **config poller** pulls this probe's checks with `If-None-Match` every few seconds,
+//!   validates them with the same pure validation the coordinator ran, persists the last good
+//!   config, and publishes it; a probe restarted while the coordinator is down runs from disk;
+//! - the **scheduler** runs one task per check on its phase-offset grid (see [`crate::schedule`])
+//!   with bounded concurrency, at `failing_interval` while the coordinator says it is failing;
+//! - the **spooler** writes every result to the disk spool before anything else sees it;
+//! - the **shipper** pushes batches from the spool, removes them only once acknowledged, and
+//!   retries network errors, 5xx and 429 with jittered backoff, honouring `Retry-After`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use vantage_checks::config::{self, Source};
+use vantage_checks::exec::{RunEnv, new_boot_id, run_check};
+use vantage_checks::model::Check;
+use vantage_checks::result::CheckResult;
+use vantage_checks::wire::{ProbeConfig, ProbeCounters, ResultBatch};
+
+use crate::client::{ClientError, ConfigAnswer, CoordinatorClient};
+use crate::schedule::{next_run_ms, phase_offset};
+use crate::settings::Settings;
+use crate::spool::{Spool, SpoolConfig};
+
+/// Most results in one pushed batch.
+const BATCH_MAX: usize = 500;
+/// How long the shipper waits for more results before pushing a partial batch.
+const BATCH_LINGER: Duration = Duration::from_secs(1);
+/// Results waiting between the checks and the spool; a full queue makes checks wait.
+const RESULT_QUEUE: usize = 4096;
+/// Backoff bounds for failed pushes.
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Time the shipper gets at shutdown to push what is spooled.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The coordinator refused the token: the probe must not keep running blind.
+    #[error(
+        "{0}; register the probe again with `vantage-coordinator probe add` and update its token file"
+    )]
+    Unauthorized(String),
+    /// The spool could not be used.
+    #[error("spool: {0}")]
+    Spool(String),
+    /// The client could not be set up.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// The state directory is unusable.
+    #[error("state directory `{}`: {source}", path.display())]
+    State {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The coordinator's registration disagrees with this probe's settings.
+    #[error("{0}")]
+    Identity(String),
+}
+
+/// The probe's own counters since boot.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Check runs started.
+    pub runs: AtomicU64,
+    /// Results acknowledged.
+    pub sent: AtomicU64,
+    /// Pushes retried.
+    pub retried: AtomicU64,
+    /// Results refused with a 4xx.
+    pub rejected: AtomicU64,
+}
+
+/// What the scheduler runs: the checks selected for this probe.
+#[derive(Debug)]
+struct Plan {
+    probe_id: String,
+    checks: Vec<Check>,
+}
+
+/// The last good config, as persisted in the state directory.
+#[derive(Serialize, Deserialize)]
+struct Persisted {
+    etag: Option<String>,
+    config: ProbeConfig,
+}
+
+fn config_path(state: &Path) -> PathBuf {
+    state.join("config.json")
+}
+
+/// Validates a config document into a plan, and checks it against this probe's settings.
+fn plan_from(doc: &ProbeConfig, settings: &Settings) -> Result<Plan, String> {
+    if let Some(id) = &settings.expect_id
+        && id != &doc.probe_id
+    {
+        return Err(format!(
+            "this probe is configured as `{id}` but its token belongs to probe `{}`",
+            doc.probe_id
+        ));
+    }
+    if let Some(region) = &settings.expect_region
+        && region != &doc.region
+    {
+        return Err(format!(
+            "this probe is configured for region `{region}` but is registered in `{}`; fix one of them",
+            doc.region
+        ));
+    }
+    if let Some(labels) = &settings.expect_labels
+        && labels != &doc.labels
+    {
+        return Err(format!(
+            "this probe's labels {labels:?} differ from its registration {:?}",
+            doc.labels
+        ));
+    }
+    let sources: Vec<Source> = doc
+        .files
+        .iter()
+        .map(|f| Source {
+            name: f.name.clone(),
+            text: f.text.clone(),
+            dir: None,
+        })
+        .collect();
+    let set = config::validate(&sources)
+        .map_err(|d| format!("the coordinator sent invalid checks:\n{}", d.render()))?;
+    let wanted: HashSet<&str> = doc.checks.iter().map(String::as_str).collect();
+    let checks = set
+        .checks
+        .into_iter()
+        .filter(|c| wanted.contains(c.id.as_str()))
+        .collect();
+    Ok(Plan {
+        probe_id: doc.probe_id.clone(),
+        checks,
+    })
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Runs the agent until `shutdown` completes or a fatal error.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let state_dir = settings.state_dir.clone();
+    std::fs::create_dir_all(&state_dir).map_err(|source| AgentError::State {
+        path: state_dir.clone(),
+        source,
+    })?;
+    let spool_config = SpoolConfig {
+        dir: state_dir.join("spool"),
+        max_bytes: settings.spool_max_bytes,
+        max_age: settings.spool_max_age,
+    };
+    let spool = tokio::task::spawn_blocking(move || Spool::open(spool_config))
+        .await
+        .map_err(|e| AgentError::Spool(e.to_string()))?
+        .map_err(|e| AgentError::Spool(e.to_string()))?;
+    let spool = Arc::new(Mutex::new(spool));
+    let client = CoordinatorClient::new(&settings)?;
+    let settings = Arc::new(settings);
+    let counters = Arc::new(Counters::default());
+    let failing: Arc<RwLock<HashSet<String>>> = Arc::default();
+    let env = Arc::new(RunEnv {
+        probe_id: String::new(),
+        boot_id: new_boot_id(),
+    });
+
+    // The last good config, so a probe that starts while the coordinator is down still runs.
+    let mut initial_etag = None;
+    let (plan_tx, plan_rx) = watch::channel::<Option<Arc<Plan>>>(None);
+    if let Ok(bytes) = std::fs::read(config_path(&state_dir))
+        && let Ok(p) = serde_json::from_slice::<Persisted>(&bytes)
+    {
+        match plan_from(&p.config, &settings) {
+            Ok(plan) => {
+                tracing::info!(
+                    checks = plan.checks.len(),
+                    "running the last good config from disk"
+                );
+                initial_etag = p.etag;
+                let _ = plan_tx.send(Some(Arc::new(plan)));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the config on disk is unusable; waiting for the coordinator")
+            }
+        }
+    }
+
+    let (fatal_tx, mut fatal_rx) = mpsc::channel::<AgentError>(4);
+    let (result_tx, result_rx) = mpsc::channel::<CheckResult>(RESULT_QUEUE);
+    let spooled = Arc::new(Notify::new());
+
+    let poller = tokio::spawn(poll_config(
+        client.clone(),
+        Arc::clone(&settings),
+        initial_etag,
+        plan_tx,
+        fatal_tx.clone(),
+    ));
+    let spooler = tokio::spawn(spool_results(
+        result_rx,
+        Arc::clone(&spool),
+        Arc::clone(&spooled),
+        fatal_tx.clone(),
+    ));
+    let scheduler = tokio::spawn(schedule(
+        plan_rx,
+        Arc::clone(&env),
+        Arc::clone(&settings),
+        Arc::clone(&counters),
+        Arc::clone(&failing),
+        result_tx,
+    ));
+    let (stop_ship_tx, stop_ship_rx) = watch::channel(false);
+    let shipper = tokio::spawn(ship(
+        client,
+        Arc::clone(&spool),
+        Arc::clone(&spooled),
+        Arc::clone(&counters),
+        Arc::clone(&failing),
+        fatal_tx,
+        stop_ship_rx,
+    ));
+
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(err) = fatal_rx.recv() => Err(err),
+    };
+    tracing::info!("probe stopping: no new runs; flushing results");
+    poller.abort();
+    // Aborting the scheduler drops its check tasks and with them every result sender, so the
+    // spooler writes what is queued and ends.
+    scheduler.abort();
+    let _ = scheduler.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), spooler).await;
+    let _ = stop_ship_tx.send(true);
+    let _ = tokio::time::timeout(FINAL_FLUSH + Duration::from_secs(1), shipper).await;
+    outcome
+}
+
+async fn poll_config(
+    client: CoordinatorClient,
+    settings: Arc<Settings>,
+    mut etag: Option<String>,
+    plan_tx: watch::Sender<Option<Arc<Plan>>>,
+    fatal: mpsc::Sender<AgentError>,
+) {
+    let mut tick = tokio::time::interval(settings.config_poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unreachable_logged = false;
+    loop {
+        tick.tick().await;
+        match client.config(etag.as_deref()).await {
+            Ok(ConfigAnswer::NotModified) => unreachable_logged = false,
+            Ok(ConfigAnswer::Changed(doc, tag)) => {
+                unreachable_logged = false;
+                match plan_from(&doc, &settings) {
+                    Ok(plan) => {
+                        tracing::info!(probe = %plan.probe_id, checks = plan.checks.len(), "config applied");
+                        let persisted = Persisted {
+                            etag: tag.clone(),
+                            config: *doc,
+                        };
+                        let path = config_path(&settings.state_dir);
+                        match serde_json::to_vec(&persisted) {
+                            Ok(bytes) => {
+                                if let Err(e) = write_atomic(&path, &bytes) {
+                                    tracing::warn!(error = %e, path = %path.display(), "cannot persist the config; it will be lost on restart");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot encode the config for persisting")
+                            }
+                        }
+                        etag = tag;
+                        let _ = plan_tx.send(Some(Arc::new(plan)));
+                    }
+                    Err(e) if e.starts_with("the coordinator sent invalid checks") => {
+                        tracing::error!(error = %e, "keeping the current config");
+                        etag = tag;
+                    }
+                    Err(e) => {
+                        let _ = fatal.send(AgentError::Identity(e)).await;
+                        return;
+                    }
+                }
+            }
+            Err(ClientError::Unauthorized(m)) => {
+                let _ = fatal
+                    .send(AgentError::Unauthorized(format!(
+                        "the coordinator refused this probe's token (401): {m}"
+                    )))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                if !unreachable_logged {
+                    tracing::warn!(error = %e, "cannot pull the config; running the current one");
+                    unreachable_logged = true;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the current plan's checks; restarts them all when the plan changes.
+async fn schedule(
+    mut plan_rx: watch::Receiver<Option<Arc<Plan>>>,
+    env: Arc<RunEnv>,
+    settings: Arc<Settings>,
+    counters: Arc<Counters>,
+    failing: Arc<RwLock<HashSet<String>>>,
+    results: mpsc::Sender<CheckResult>,
+) {
+    let permits = Arc::new(Semaphore::new(settings.concurrency));
+    let seq = Arc::new(AtomicU64::new(0));
+    loop {
+        let plan = plan_rx.borrow_and_update().clone();
+        let mut running = JoinSet::new();
+        if let Some(plan) = plan {
+            let env = Arc::new(RunEnv {
+                probe_id: plan.probe_id.clone(),
+                boot_id: env.boot_id.clone(),
+            });
+            for check in plan.checks.iter().cloned() {
+                running.spawn(run_check_forever(
+                    check,
+                    Arc::clone(&env),
+                    Arc::clone(&permits),
+                    Arc::clone(&seq),
+                    Arc::clone(&counters),
+                    Arc::clone(&failing),
+                    results.clone(),
+                ));
+            }
+        }
+        if plan_rx.changed().await.is_err() {
+            // The poller is gone (shutdown): keep running until aborted.
+            std::future::pending::<()>().await;
+        }
+        running.abort_all();
+    }
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+async fn run_check_forever(
+    check: Check,
+    env: Arc<RunEnv>,
+    permits: Arc<Semaphore>,
+    seq: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    failing: Arc<RwLock<HashSet<String>>>,
+    results: mpsc::Sender<CheckResult>,
+) {
+    loop {
+        let is_failing = failing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&check.id);
+        let interval = if is_failing {
+            check.settings.failing_interval
+        } else {
+            check.settings.interval
+        };
+        let offset = phase_offset(&env.probe_id, &check.id, interval);
+        let now = now_ms();
+        let at = next_run_ms(now, interval, offset);
+        tokio::time::sleep(Duration::from_millis((at - now).max(0) as u64)).await;
+        let Ok(_permit) = permits.acquire().await else {
+            return;
+        };
+        counters.runs.fetch_add(1, Ordering::Relaxed);
+        let n = seq.fetch_add(1, Ordering::Relaxed);
+        let result = run_check(&check, &env, n).await;
+        if results.send(result).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Moves results from the checks into the spool, a batch per fsync.
+async fn spool_results(
+    mut rx: mpsc::Receiver<CheckResult>,
+    spool: Arc<Mutex<Spool>>,
+    spooled: Arc<Notify>,
+    fatal: mpsc::Sender<AgentError>,
+) {
+    let mut buf = Vec::with_capacity(256);
+    while rx.recv_many(&mut buf, 256).await > 0 {
+        let batch = std::mem::take(&mut buf);
+        let spool = Arc::clone(&spool);
+        let n = batch.len();
+        let written = tokio::task::spawn_blocking(move || {
+            spool
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .append(&batch)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => spooled.notify_one(),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, lost = n, "cannot write results to the spool");
+                let _ = fatal.send(AgentError::Spool(e.to_string())).await;
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "spool task failed"),
+        }
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    // Full jitter between half and all of the backoff, so probes do not retry in step.
+    let ms = d.as_millis() as u64;
+    Duration::from_millis(ms / 2 + rand::random_range(0..=ms / 2))
+}
+
+async fn ship(
+    client: CoordinatorClient,
+    spool: Arc<Mutex<Spool>>,
+    spooled: Arc<Notify>,
+    counters: Arc<Counters>,
+    failing: Arc<RwLock<HashSet<String>>>,
+    fatal: mpsc::Sender<AgentError>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut stopping_since: Option<tokio::time::Instant> = None;
+    loop {
+        if *stop.borrow() && stopping_since.is_none() {
+            stopping_since = Some(tokio::time::Instant::now());
+        }
+        if stopping_since.is_some_and(|t| t.elapsed() > FINAL_FLUSH) {
+            return;
+        }
+        let peek_spool = Arc::clone(&spool);
+        let pending = tokio::task::spawn_blocking(move || {
+            let mut s = peek_spool.lock().unwrap_or_else(|p| p.into_inner());
+            let items = s.peek(BATCH_MAX)?;
+            Ok::<_, crate::spool::SpoolError>((items, s.pending(), s.dropped(), s.bytes()))
+        })
+        .await;
+        let (items, pending, dropped, bytes) = match pending {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                let _ = fatal.send(AgentError::Spool(e.to_string())).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        if items.is_empty() {
+            if stopping_since.is_some() {
+                return;
+            }
+            tokio::select! {
+                () = spooled.notified() => {}
+                _ = stop.changed() => continue,
+            }
+            // Results trickle in; let them gather for a moment so pushes come about once a
+            // second with everything since, rather than one request per result.
+            tokio::select! {
+                () = tokio::time::sleep(BATCH_LINGER) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let through = items.last().map_or(0, |p| p.position);
+        let n = items.len() as u64;
+        let batch = ResultBatch {
+            results: items.into_iter().map(|p| p.result).collect(),
+            counters: Some(ProbeCounters {
+                runs: counters.runs.load(Ordering::Relaxed),
+                pending,
+                sent: counters.sent.load(Ordering::Relaxed),
+                retried: counters.retried.load(Ordering::Relaxed),
+                dropped,
+                rejected: counters.rejected.load(Ordering::Relaxed),
+                spool_bytes: bytes,
+            }),
+        };
+        let outcome = client.push(&batch).await;
+        let ack = match outcome {
+            Ok(ack) => {
+                backoff = BACKOFF_MIN;
+                counters.sent.fetch_add(n, Ordering::Relaxed);
+                *failing.write().unwrap_or_else(|p| p.into_inner()) =
+                    ack.failing_checks.into_iter().collect();
+                true
+            }
+            Err(ClientError::Unauthorized(m)) => {
+                let _ = fatal
+                    .send(AgentError::Unauthorized(format!(
+                        "the coordinator refused this probe's token (401): {m}"
+                    )))
+                    .await;
+                return;
+            }
+            Err(ClientError::Rejected { status, message }) => {
+                counters.rejected.fetch_add(n, Ordering::Relaxed);
+                tracing::error!(status, results = n, reason = %message, "the coordinator rejected a batch; it will not be retried");
+                true
+            }
+            Err(ClientError::Retry {
+                message,
+                retry_after,
+            }) => {
+                counters.retried.fetch_add(1, Ordering::Relaxed);
+                let wait = retry_after.unwrap_or_else(|| jitter(backoff));
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tracing::warn!(error = %message, pending, retry_in_ms = wait.as_millis() as u64, "push failed; results stay spooled");
+                if stopping_since.is_some() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.changed() => {}
+                }
+                false
+            }
+            Err(e @ ClientError::Setup(_)) => {
+                tracing::error!(error = %e, "cannot push");
+                false
+            }
+        };
+        if ack {
+            let ack_spool = Arc::clone(&spool);
+            let acked = tokio::task::spawn_blocking(move || {
+                ack_spool
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .ack(through)
+            })
+            .await;
+            if let Ok(Err(e)) = acked {
+                let _ = fatal.send(AgentError::Spool(e.to_string())).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Labels of this probe as the coordinator registered them (for logs).
+pub fn describe(doc: &ProbeConfig) -> String {
+    let labels: BTreeMap<&str, &str> = doc
+        .labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    format!("{} in {} {labels:?}", doc.probe_id, doc.region)
+}

@@ -1,0 +1,247 @@
+//! The probe's HTTP client for the coordinator: HTTPS by rustls (HTTP/2 when offered), the
+//! bearer token on every request, and answers sorted into what the agent must do next.
+
+use std::time::Duration;
+
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use vantage_checks::wire::{BatchAck, ProbeConfig, ResultBatch};
+
+use crate::settings::Settings;
+
+/// Largest answer the probe reads from the coordinator.
+const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// Deadline of one request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What went wrong talking to the coordinator, sorted by what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Network trouble, a 5xx or a 429: try again later (after `retry_after` if given).
+    #[error("{message}")]
+    Retry {
+        /// What happened.
+        message: String,
+        /// The coordinator's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// The token was refused: the probe must stop.
+    #[error("the coordinator refused this probe's token (401): {0}")]
+    Unauthorized(String),
+    /// Another 4xx: the request will never succeed; do not retry it.
+    #[error("the coordinator rejected the request ({status}): {message}")]
+    Rejected {
+        /// The status.
+        status: u16,
+        /// The coordinator's message.
+        message: String,
+    },
+    /// The client could not be set up (bad CA file).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// The answer to a config request.
+#[derive(Debug)]
+pub enum ConfigAnswer {
+    /// The config has not changed since the ETag given.
+    NotModified,
+    /// A new config, with its ETag.
+    Changed(Box<ProbeConfig>, Option<String>),
+}
+
+/// A client for one coordinator.
+#[derive(Clone)]
+pub struct CoordinatorClient {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: url::Url,
+    auth: http::HeaderValue,
+}
+
+impl CoordinatorClient {
+    /// Builds the client; with `ca_file`, only that CA is trusted for the coordinator.
+    pub fn new(settings: &Settings) -> Result<Self, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &settings.ca_file {
+            Some(path) => {
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                    .and_then(|it| it.collect())
+                    .map_err(|e| {
+                        ClientError::Setup(format!(
+                            "cannot read the coordinator CA `{}`: {e}",
+                            path.display()
+                        ))
+                    })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(ClientError::Setup(format!(
+                        "`{}` holds no usable CA certificate",
+                        path.display()
+                    )));
+                }
+            }
+            None => {
+                let native = rustls_native_certs::load_native_certs();
+                roots.add_parsable_certificates(native.certs);
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let auth = http::HeaderValue::from_str(&format!("Bearer {}", settings.token.expose()))
+            .map_err(|_| {
+                ClientError::Setup(
+                    "the probe token holds characters not allowed in a header".into(),
+                )
+            })?;
+        Ok(Self {
+            client,
+            base: settings.coordinator.clone(),
+            auth,
+        })
+    }
+
+    fn url(&self, path: &str) -> Result<http::Uri, ClientError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| ClientError::Setup(format!("bad coordinator URL: {e}")))?;
+        url.as_str()
+            .parse()
+            .map_err(|e| ClientError::Setup(format!("bad coordinator URL: {e}")))
+    }
+
+    async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
+        let what = format!("{} {}", req.method(), req.uri().path());
+        let call = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Retry {
+                    message: format!("{what}: {}", error_chain(&e)),
+                    retry_after: None,
+                })?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Retry {
+                    message: format!("{what}: the answer broke off: {e}"),
+                    retry_after: None,
+                })?;
+            Ok((parts.status, parts.headers, body.to_bytes()))
+        };
+        let (status, headers, body) =
+            tokio::time::timeout(REQUEST_TIMEOUT, call)
+                .await
+                .map_err(|_| ClientError::Retry {
+                    message: format!("{what}: no answer within {}s", REQUEST_TIMEOUT.as_secs()),
+                    retry_after: None,
+                })??;
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            return Ok((status, headers, body));
+        }
+        let message = serde_json::from_slice::<vantage_checks::wire::ApiError>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
+        let retry_after = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(600)));
+        Err(match status {
+            StatusCode::UNAUTHORIZED => ClientError::Unauthorized(message),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => ClientError::Retry {
+                message: format!("{what}: {status}: {message}"),
+                retry_after,
+            },
+            s if s.is_server_error() => ClientError::Retry {
+                message: format!("{what}: {status}: {message}"),
+                retry_after,
+            },
+            s => ClientError::Rejected {
+                status: s.as_u16(),
+                message,
+            },
+        })
+    }
+
+    /// Pulls this probe's config; `NotModified` when `etag` still holds.
+    pub async fn config(&self, etag: Option<&str>) -> Result<ConfigAnswer, ClientError> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri(self.url("api/v1/probe/config")?)
+            .header(header::AUTHORIZATION, self.auth.clone());
+        if let Some(tag) = etag {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let (status, headers, body) = self.send(req).await?;
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(ConfigAnswer::NotModified);
+        }
+        let doc: ProbeConfig = serde_json::from_slice(&body).map_err(|e| ClientError::Retry {
+            message: format!("the coordinator's config answer is not valid: {e}"),
+            retry_after: None,
+        })?;
+        let tag = headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(ConfigAnswer::Changed(Box::new(doc), tag))
+    }
+
+    /// Pushes a batch; `Ok` only once the coordinator committed it.
+    pub async fn push(&self, batch: &ResultBatch) -> Result<BatchAck, ClientError> {
+        let body = serde_json::to_vec(batch)
+            .map_err(|e| ClientError::Setup(format!("cannot encode a batch: {e}")))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(self.url("api/v1/results")?)
+            .header(header::AUTHORIZATION, self.auth.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let (_, _, body) = self.send(req).await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Retry {
+            message: format!("the coordinator's acknowledgement is not valid: {e}"),
+            retry_after: None,
+        })
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,294 @@
+//! The probe agent's own settings: where the coordinator is, the token, where state lives.
+//!
+//! From a small TOML file (`--config probe.toml`), overridden by flags and `VANTAGE_*`
+//! environment variables. The probe's id, region and labels are registered on the coordinator
+//! (`vantage-coordinator probe add`); values given here are checked against that registration.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the probe's settings are unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A setting is missing or breaks a rule.
+    #[error("{0}")]
+    Rule(String),
+}
+
+/// `probe.toml`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    /// Base URL of the coordinator, e.g. `https://coordinator.example.com:7470`.
+    pub coordinator: Option<String>,
+    /// File holding the probe's bearer token.
+    pub token_file: Option<PathBuf>,
+    /// Expected probe id (checked against the registration).
+    pub probe_id: Option<String>,
+    /// Expected region (checked against the registration).
+    pub region: Option<String>,
+    /// Expected labels (checked against the registration).
+    pub labels: Option<BTreeMap<String, String>>,
+    /// PEM CA certificate(s) to trust for the coordinator, instead of the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Directory for the spool and the last good config (default `./probe-state`).
+    pub state_dir: Option<PathBuf>,
+    /// Most checks running at once (default 64).
+    pub concurrency: Option<usize>,
+    /// Spool bound in bytes (default 268435456).
+    pub spool_max_bytes: Option<u64>,
+    /// Spool bound in age (default `"24h"`).
+    pub spool_max_age: Option<String>,
+    /// How often the config is pulled (default `"5s"`).
+    pub config_poll: Option<String>,
+}
+
+impl FileSettings {
+    /// Reads a `probe.toml`; relative paths in it are relative to its directory.
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut s: Self = toml::from_str(&text).map_err(|e| SettingsError::Invalid {
+            path: path.to_owned(),
+            message: format!("{}{}", e.message().trim(), locate(&text, e.span())),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p.as_mut()
+                && x.is_relative()
+            {
+                *x = base.join(&*x);
+            }
+        };
+        rel(&mut s.token_file);
+        rel(&mut s.ca_file);
+        rel(&mut s.state_dir);
+        Ok(s)
+    }
+}
+
+fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|s| {
+        let before = &text[..s.start.min(text.len())];
+        format!(" (line {})", before.matches('\n').count() + 1)
+    })
+    .unwrap_or_default()
+}
+
+/// The probe agent's settings, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Base URL of the coordinator.
+    pub coordinator: url::Url,
+    /// The bearer token (never logged).
+    pub token: Secret,
+    /// Expected id, region and labels.
+    pub expect_id: Option<String>,
+    /// Expected region.
+    pub expect_region: Option<String>,
+    /// Expected labels.
+    pub expect_labels: Option<BTreeMap<String, String>>,
+    /// CA for the coordinator.
+    pub ca_file: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Most checks running at once.
+    pub concurrency: usize,
+    /// Spool bound in bytes.
+    pub spool_max_bytes: u64,
+    /// Spool bound in age.
+    pub spool_max_age: Duration,
+    /// Config pull cadence.
+    pub config_poll: Duration,
+}
+
+/// A secret whose `Debug` is redacted.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret, for sending.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Settings {
+    /// Validates merged settings; `token` is the token's text when it came from the
+    /// environment (`VANTAGE_PROBE_TOKEN`) rather than a file.
+    pub fn from_file(file: FileSettings, token: Option<String>) -> Result<Self, SettingsError> {
+        let rule = |m: String| SettingsError::Rule(m);
+        let coordinator = file.coordinator.ok_or_else(|| {
+            rule("the coordinator's URL is not set: pass --coordinator https://HOST:7470 or set `coordinator` in probe.toml".into())
+        })?;
+        let coordinator = url::Url::parse(&coordinator)
+            .map_err(|e| rule(format!("coordinator URL `{coordinator}` is not valid: {e}; e.g. `https://coordinator.example.com:7470`")))?;
+        match coordinator.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match coordinator.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    None => false,
+                };
+                if !loopback {
+                    return Err(rule(format!(
+                        "refusing plain http to {coordinator}: the token would cross the network in clear; use https (plain http is for loopback only)"
+                    )));
+                }
+            }
+            other => {
+                return Err(rule(format!(
+                    "coordinator URL must be https (or http on loopback); got scheme `{other}`"
+                )));
+            }
+        }
+        let token = match (token, &file.token_file) {
+            (Some(t), _) => t,
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            (None, None) => {
+                return Err(rule(
+                    "no probe token: pass --token-file FILE (from `vantage-coordinator probe add --token-file`), or set VANTAGE_PROBE_TOKEN".into(),
+                ));
+            }
+        };
+        let token = token.trim().to_owned();
+        if token.is_empty() {
+            return Err(rule("the probe token is empty".into()));
+        }
+        let dur =
+            |v: Option<String>, key: &str, default: Duration| -> Result<Duration, SettingsError> {
+                v.map_or(Ok(default), |s| {
+                    vantage_checks::duration::parse(&s).map_err(|why| {
+                        rule(format!(
+                            "{key} must be a duration like \"5s\"; got {s:?}, which {why}"
+                        ))
+                    })
+                })
+            };
+        let concurrency = file.concurrency.unwrap_or(64);
+        if concurrency == 0 {
+            return Err(rule("concurrency must be at least 1".into()));
+        }
+        Ok(Self {
+            coordinator,
+            token: Secret::new(token),
+            expect_id: file.probe_id,
+            expect_region: file.region,
+            expect_labels: file.labels,
+            ca_file: file.ca_file,
+            state_dir: file
+                .state_dir
+                .unwrap_or_else(|| PathBuf::from("probe-state")),
+            concurrency,
+            spool_max_bytes: file.spool_max_bytes.unwrap_or(256 * 1024 * 1024),
+            spool_max_age: dur(
+                file.spool_max_age,
+                "spool_max_age",
+                Duration::from_secs(86_400),
+            )?,
+            config_poll: dur(file.config_poll, "config_poll", Duration::from_secs(5))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(url: &str) -> FileSettings {
+        FileSettings {
+            coordinator: Some(url.into()),
+            ..FileSettings::default()
+        }
+    }
+
+    #[test]
+    fn the_deploy_example_parses() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/probe.toml"));
+        let file = FileSettings::load(path).expect("deploy/probe.toml");
+        assert!(
+            file.token_file
+                .as_ref()
+                .is_some_and(|p| p.ends_with("deploy/probe.token"))
+        );
+        let s = Settings::from_file(file, Some("t".into())).expect("valid");
+        assert_eq!(s.coordinator.as_str(), "http://127.0.0.1:7470/");
+        assert_eq!(s.spool_max_age, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("probe.toml");
+        std::fs::write(
+            &path,
+            "coordinator = \"http://127.0.0.1:7470\"\ntoken = \"x\"\n",
+        )
+        .expect("write");
+        let err = FileSettings::load(&path).expect_err("unknown key");
+        assert!(
+            err.to_string().contains("unknown field `token`")
+                && err.to_string().contains("(line 2)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(Settings::from_file(file("http://127.0.0.1:7470"), Some("t".into())).is_ok());
+        assert!(Settings::from_file(file("http://localhost:7470"), Some("t".into())).is_ok());
+        let err = Settings::from_file(file("http://10.0.0.1:7470"), Some("t".into()))
+            .expect_err("plain http");
+        assert!(err.to_string().contains("refusing plain http"), "{err}");
+        assert!(Settings::from_file(file("https://c.example.com"), Some("t".into())).is_ok());
+    }
+
+    #[test]
+    fn token_is_required_and_redacted() {
+        let err = Settings::from_file(file("https://c.example.com"), None).expect_err("no token");
+        assert!(err.to_string().contains("no probe token"), "{err}");
+        let s = Settings::from_file(file("https://c.example.com"), Some(" vtp_secret \n".into()))
+            .expect("ok");
+        assert_eq!(s.token.expose(), "vtp_secret");
+        assert!(!format!("{s:?}").contains("vtp_secret"));
+    }
+}
