@@ -63,6 +63,21 @@ pub fn find_binary(name: &str, package: &str) -> PathBuf {
         })
 }
 
+/// The path of a workspace binary (`vantage-coordinator`, `vantage-probe`) built next to this
+/// test; `tests/run` builds them first (`cargo build --workspace --bins`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} is not built: run `cargo build --workspace --bins` (tests/run does)",
+        bin.display()
+    );
+    bin
+}
+
 /// A child process killed (and reaped) when dropped, with its log kept for failure messages.
 #[derive(Debug)]
 pub struct ServerProcess {
