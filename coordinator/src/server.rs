@@ -1,7 +1,10 @@
 //! `serve`: the listener, TLS, connection handling, background tasks and orderly shutdown.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -10,6 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -161,10 +165,14 @@ pub async fn run(
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
+        let served = Arc::new(AtomicBool::new(false));
+        let first_request = Arc::clone(&served);
         let service = service_fn(move |req| {
+            first_request.store(true, Ordering::Relaxed);
             let state = Arc::clone(&state);
             async move { Ok::<_, std::convert::Infallible>(api::handle(state, req).await) }
         });
+        let request_timeout = config.limits.request_timeout;
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let tls = tls.clone();
@@ -175,8 +183,9 @@ pub async fn run(
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
+                            let io = FirstRequestDeadline::new(tls_stream, request_timeout, served);
                             let conn = builder
-                                .serve_connection(TokioIo::new(tls_stream), service)
+                                .serve_connection(TokioIo::new(io), service)
                                 .into_owned();
                             if let Err(e) = watcher.watch(conn).await {
                                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -187,8 +196,9 @@ pub async fn run(
                     }
                 }
                 None => {
+                    let io = FirstRequestDeadline::new(stream, request_timeout, served);
                     let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection(TokioIo::new(io), service)
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -215,6 +225,73 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Cuts a connection off when its first request has not reached the API within the request
+/// timeout. hyper's header timeout starts only once the protocol is known, so without this a
+/// client that sends nothing, or the HTTP/2 preface a byte at a time, holds a connection (and
+/// one of the [`MAX_CONNECTIONS`] permits) forever. Later requests on the connection are bounded
+/// by hyper's own header timeout.
+struct FirstRequestDeadline<I> {
+    io: I,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    served: Arc<AtomicBool>,
+}
+
+impl<I> FirstRequestDeadline<I> {
+    fn new(io: I, timeout: Duration, served: Arc<AtomicBool>) -> Self {
+        Self {
+            io,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            served,
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for FirstRequestDeadline<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.served.load(Ordering::Relaxed) && self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no request arrived within the request timeout",
+            )));
+        }
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRequestDeadline<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }
 
 /// Reloads check files on SIGHUP or change, and prunes old results.
