@@ -170,3 +170,46 @@ fn tls_handshake_with_a_silent_server_times_out_in_the_tls_phase() {
     assert!(message.contains("TLS handshake"), "{message}");
     assert!(r.timings.connect_ms.is_some(), "{r:#?}");
 }
+
+#[test]
+fn tcp_to_a_listener_whose_backlog_is_full_times_out() {
+    // A real listener with a backlog of 0 that never accepts: once its accept queue is full,
+    // the kernel drops further SYNs, so a connect hangs exactly as it does behind a
+    // black-holing firewall, and must be told apart from a refusal.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    let listener = socket.listen(0).expect("listen with backlog 0");
+    let addr = listener.local_addr().expect("local addr");
+    let mut held = Vec::new();
+    let mut full = false;
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)) {
+            Ok(s) => held.push(s),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                full = true;
+                break;
+            }
+            Err(e) => panic!("unexpected connect error while filling the backlog: {e}"),
+        }
+    }
+    assert!(
+        full,
+        "the backlog never filled after {} connections",
+        held.len()
+    );
+    let r = run(&check_within("tcp", "1s", &format!("target = \"{addr}\"")));
+    assert_fails(&r, FailureKind::ConnectTimeout);
+    assert_eq!(tcp(&r).remote_addr, Some(addr));
+    assert!(
+        r.timings.total_ms >= 900.0,
+        "gave up before the timeout: {r:#?}"
+    );
+    drop(listener);
+}
