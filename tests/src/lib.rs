@@ -11,6 +11,7 @@
 
 pub mod cdn;
 pub mod dns;
+pub mod fleet;
 pub mod pki;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -68,7 +69,10 @@ pub fn find_binary(name: &str, package: &str) -> PathBuf {
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
     // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let bin = dir.join(name);
     assert!(
         bin.is_file(),
