@@ -142,6 +142,10 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+const INSERT_RESULT: &str = "INSERT OR IGNORE INTO results \
+    (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+
 /// The key of a rollup row.
 type RollupKey = (String, String, i64);
 
@@ -151,48 +155,53 @@ impl Store for SqliteStore {
             let tx = conn.transaction()?;
             let mut outcomes = Vec::with_capacity(batches.len());
             let mut fresh: HashMap<RollupKey, (String, Vec<&CheckResult>)> = HashMap::new();
+            let mut seen: HashMap<&str, i64> = HashMap::new();
             {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO results (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )?;
+                let mut insert = tx.prepare_cached(INSERT_RESULT)?;
                 for rows in batches {
-                let mut outcome = InsertOutcome::default();
-                for row in rows {
-                    let r = &row.result;
-                    let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    let started_ms = unix_ms(r.started_at);
-                    let n = insert.execute(params![
-                        r.probe_id,
-                        r.boot_id,
-                        r.seq as i64,
-                        r.check_id,
-                        r.vendor,
-                        row.region,
-                        started_ms,
-                        row.received_ms,
-                        r.status.as_label(),
-                        r.failure.map(|f| f.as_label()),
-                        r.timings.total_ms,
-                        body,
-                    ])?;
-                    if n == 1 {
-                        outcome.inserted += 1;
-                        let minute = started_ms - started_ms.rem_euclid(60_000);
-                        fresh
-                            .entry((r.check_id.clone(), r.probe_id.clone(), minute))
-                            .or_insert_with(|| (row.region.clone(), Vec::new()))
-                            .1
-                            .push(r);
-                    } else {
-                        outcome.duplicates += 1;
+                    let mut outcome = InsertOutcome::default();
+                    for row in rows {
+                        let r = &row.result;
+                        let seen_ms = seen.entry(r.probe_id.as_str()).or_insert(row.received_ms);
+                        *seen_ms = (*seen_ms).max(row.received_ms);
+                        let body = serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        let started_ms = unix_ms(r.started_at);
+                        let n = insert.execute(params![
+                            r.probe_id,
+                            r.boot_id,
+                            r.seq as i64,
+                            r.check_id,
+                            r.vendor,
+                            row.region,
+                            started_ms,
+                            row.received_ms,
+                            r.status.as_label(),
+                            r.failure.map(|f| f.as_label()),
+                            r.timings.total_ms,
+                            body,
+                        ])?;
+                        if n == 1 {
+                            outcome.inserted += 1;
+                            let minute = started_ms - started_ms.rem_euclid(60_000);
+                            fresh
+                                .entry((r.check_id.clone(), r.probe_id.clone(), minute))
+                                .or_insert_with(|| (row.region.clone(), Vec::new()))
+                                .1
+                                .push(r);
+                        } else {
+                            outcome.duplicates += 1;
+                        }
                     }
-                }
-                outcomes.push(outcome);
+                    outcomes.push(outcome);
                 }
             }
             for ((check, probe, minute), (region, results)) in fresh {
                 merge_rollup(&tx, &check, &probe, minute, &region, &results)?;
+            }
+            // A probe that pushes is a probe seen, whether or not it also pulls its config.
+            for (probe, ms) in seen {
+                tx.prepare_cached("UPDATE probes SET last_seen_ms = MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id = ?1")?
+                    .execute(params![probe, ms])?;
             }
             tx.commit()?;
             Ok(outcomes)
