@@ -11,7 +11,6 @@
 
 pub mod cdn;
 pub mod dns;
-pub mod fleet;
 pub mod pki;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
