@@ -18,6 +18,7 @@ use crate::auth;
 use crate::catalog::Catalogs;
 use crate::config::Limits;
 use crate::ingest::{self, SubmitError, Writer};
+use crate::metrics::{Metrics, RejectReason, Scrape};
 use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};
 
 /// Default and largest `limit` of `GET /api/v1/results`.
@@ -34,6 +35,8 @@ pub struct AppState {
     pub catalogs: Arc<Catalogs>,
     /// Request limits.
     pub limits: Limits,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 /// The response type of every handler.
@@ -46,6 +49,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     let resp = match (method.clone(), path.as_str()) {
         (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Method::GET, "/readyz") => readyz(&state).await,
+        (Method::GET, "/metrics") => metrics(&state).await,
         (Method::GET, "/api/v1/probe/config") => probe_config(&state, &req).await,
         (Method::POST, "/api/v1/results") => post_results(&state, req).await,
         (Method::GET, "/api/v1/results") => get_results(&state, &req).await,
@@ -171,6 +175,26 @@ async fn readyz(state: &AppState) -> Resp {
     )
 }
 
+async fn metrics(state: &AppState) -> Resp {
+    let store_bytes = blocking(&state.store, |s| s.size_bytes())
+        .await
+        .unwrap_or(0);
+    let scrape = Scrape {
+        checks_loaded: state.catalogs.current().checks.checks.len(),
+        config_error: state.catalogs.last_error().is_some(),
+        reload_failures: state.catalogs.reload_failures(),
+        writer_queue: state.writer.queued(),
+        store_bytes,
+    };
+    let body = state.metrics.render(&scrape);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
 async fn probe_config<B>(state: &AppState, req: &Request<B>) -> Resp {
     let probe = match authenticate_probe(state, req).await {
         Ok(p) => p,
@@ -226,9 +250,25 @@ async fn read_body(body: Incoming, limit: u64, deadline: Duration) -> Result<Byt
 }
 
 async fn post_results(state: &AppState, req: Request<Incoming>) -> Resp {
+    let (resp, reason) = ingest_batch(state, req).await;
+    if let Some(reason) = reason {
+        state.metrics.rejected(reason);
+    }
+    resp
+}
+
+/// Ingests one batch; returns the answer and, for a refusal, why.
+async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option<RejectReason>) {
     let probe = match authenticate_probe(state, &req).await {
         Ok(p) => p,
-        Err(resp) => return resp,
+        Err(resp) => {
+            let reason = if resp.status() == StatusCode::UNAUTHORIZED {
+                RejectReason::unauthorized
+            } else {
+                RejectReason::store
+            };
+            return (resp, Some(reason));
+        }
     };
     let limit = state.limits.max_body_bytes;
     let declared = req
@@ -236,54 +276,70 @@ async fn post_results(state: &AppState, req: Request<Incoming>) -> Resp {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {limit} bytes: send smaller batches"),
+        return (
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {limit} bytes: send smaller batches"),
+            ),
+            Some(RejectReason::too_large),
         );
     }
     let body = match read_body(req.into_body(), limit, state.limits.request_timeout).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            let reason = match resp.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => RejectReason::too_large,
+                StatusCode::REQUEST_TIMEOUT => RejectReason::timeout,
+                _ => RejectReason::bad_request,
+            };
+            return (resp, Some(reason));
+        }
     };
     let batch: ResultBatch = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the body is not a valid result batch (JSON `{{\"results\": [...]}}`): {e}"
-                ),
+            let message = format!(
+                "the body is not a valid result batch (JSON `{{\"results\": [...]}}`): {e}"
+            );
+            return (
+                error(StatusCode::BAD_REQUEST, message),
+                Some(RejectReason::bad_request),
             );
         }
     };
+    if let Some(counters) = &batch.counters {
+        state.metrics.probe_counters(&probe.id, counters);
+    }
     let rows = match ingest::validate_batch(batch, &probe, &state.limits, OffsetDateTime::now_utc())
     {
         Ok(rows) => rows,
         Err(rejected) => {
             tracing::warn!(probe = %probe.id, reason = %rejected, "result batch rejected");
-            return error(StatusCode::UNPROCESSABLE_ENTITY, rejected.0);
+            return (
+                error(StatusCode::UNPROCESSABLE_ENTITY, rejected.0),
+                Some(RejectReason::invalid),
+            );
         }
     };
     match state.writer.submit(rows).await {
-        Ok(outcome) => json(
-            StatusCode::OK,
-            &BatchAck {
+        Ok(outcome) => {
+            state.metrics.ingested(outcome.inserted, outcome.duplicates);
+            let ack = BatchAck {
                 accepted: outcome.inserted,
                 duplicates: outcome.duplicates,
                 failing_checks: Vec::new(),
-            },
-        ),
+            };
+            (json(StatusCode::OK, &ack), None)
+        }
         Err(SubmitError::Busy(n)) => {
             tracing::warn!(probe = %probe.id, queued = n, "ingest overloaded; answering 429");
-            retry_after(
-                error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!("the coordinator is busy ({n} batches queued); retry later"),
-                ),
-                1,
-            )
+            let resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("the coordinator is busy ({n} batches queued); retry later"),
+            );
+            (retry_after(resp, 1), Some(RejectReason::busy))
         }
-        Err(SubmitError::Store(e)) => store_error(&e),
+        Err(SubmitError::Store(e)) => (store_error(&e), Some(RejectReason::store)),
     }
 }
 

@@ -67,6 +67,7 @@ pub struct Catalogs {
     paths: Vec<PathBuf>,
     current: RwLock<Arc<Catalog>>,
     last_error: RwLock<Option<String>>,
+    failures: std::sync::atomic::AtomicU64,
     fingerprint: RwLock<Vec<(PathBuf, Option<SystemTime>, u64)>>,
 }
 
@@ -84,6 +85,7 @@ impl Catalogs {
             paths,
             current: RwLock::new(Arc::new(catalog)),
             last_error: RwLock::new(None),
+            failures: std::sync::atomic::AtomicU64::new(0),
             fingerprint: RwLock::new(fingerprint),
         })
     }
@@ -99,6 +101,11 @@ impl Catalogs {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// How many reloads have failed since start.
+    pub fn reload_failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Re-reads the files. A valid edit replaces the catalog; an invalid one is recorded and
@@ -123,6 +130,8 @@ impl Catalogs {
             }
             Err(e) => {
                 tracing::error!(error = %e.0, "check files are invalid; keeping the last good ones");
+                self.failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 *self.last_error.write().unwrap_or_else(|p| p.into_inner()) = Some(e.0);
                 false
             }

@@ -8,6 +8,7 @@
 //! - [`catalog`]: the check files served to probes, hot-reloaded.
 //! - [`auth`]: probe tokens, stored hashed.
 //! - [`api`]: the HTTP API.
+//! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
 
@@ -17,5 +18,6 @@ pub mod catalog;
 pub mod config;
 pub mod ingest;
 pub mod local_probe;
+pub mod metrics;
 pub mod server;
 pub mod store;

@@ -118,6 +118,7 @@ pub async fn run(
         writer,
         catalogs: Arc::clone(&catalogs),
         limits: config.limits.clone(),
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));

@@ -1054,6 +1054,18 @@ async fn probe_config_has_an_etag_and_hot_reloads() {
     let why = ready["checks_error"].as_str().expect("a message");
     assert!(why.contains("checks.toml"), "names the file: {why}");
     assert_eq!(ready["checks"], 3, "{ready}");
+    // …and in a metric, for alerting on a coordinator stuck on old checks.
+    let metrics = get(addr, "/metrics", None, &[])
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    for line in [
+        "vantage_checks_config_error 1",
+        "vantage_checks_loaded 3",
+        "vantage_checks_reload_failures_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing `{line}`:\n{text}");
+    }
     let r = config(eu.clone(), Some(new_etag.clone())).await;
     assert_eq!(
         r.status,
