@@ -6,7 +6,8 @@
 //!   config, and publishes it; a probe restarted while the coordinator is down runs from disk;
 //! - the **scheduler** runs one task per check on its phase-offset grid (see [`crate::schedule`])
 //!   with bounded concurrency, at `failing_interval` while the coordinator says it is failing;
-//! - the **spooler** writes every result to the disk spool before anything else sees it;
+//! - the **spooler** numbers every result (`seq`) and writes it to the disk spool before
+//!   anything else sees it;
 //! - the **shipper** pushes batches from the spool, removes them only once acknowledged, and
 //!   retries network errors, 5xx and 429 with jittered backoff, honouring `Retry-After`.
 
@@ -340,7 +341,6 @@ async fn schedule(
     results: mpsc::Sender<CheckResult>,
 ) {
     let permits = Arc::new(Semaphore::new(settings.concurrency));
-    let seq = Arc::new(AtomicU64::new(0));
     loop {
         let plan = plan_rx.borrow_and_update().clone();
         let mut running = JoinSet::new();
@@ -354,7 +354,6 @@ async fn schedule(
                     check,
                     Arc::clone(&env),
                     Arc::clone(&permits),
-                    Arc::clone(&seq),
                     Arc::clone(&counters),
                     Arc::clone(&failing),
                     results.clone(),
@@ -377,7 +376,6 @@ async fn run_check_forever(
     check: Check,
     env: Arc<RunEnv>,
     permits: Arc<Semaphore>,
-    seq: Arc<AtomicU64>,
     counters: Arc<Counters>,
     failing: Arc<RwLock<HashSet<String>>>,
     results: mpsc::Sender<CheckResult>,
@@ -400,15 +398,17 @@ async fn run_check_forever(
             return;
         };
         counters.runs.fetch_add(1, Ordering::Relaxed);
-        let n = seq.fetch_add(1, Ordering::Relaxed);
-        let result = run_check(&check, &env, n).await;
+        // The spooler numbers results: a run cut short (the plan changed) takes no seq.
+        let result = run_check(&check, &env, 0).await;
         if results.send(result).await.is_err() {
             return;
         }
     }
 }
 
-/// Moves results from the checks into the spool, a batch per fsync.
+/// Moves results from the checks into the spool, a batch per fsync, numbering them: `seq`
+/// counts the results of this boot in spool order, from 0, so a hole in the seqs the
+/// coordinator stores is a lost result, never a run that was cut short.
 async fn spool_results(
     mut rx: mpsc::Receiver<CheckResult>,
     spool: Arc<Mutex<Spool>>,
@@ -416,8 +416,13 @@ async fn spool_results(
     fatal: mpsc::Sender<AgentError>,
 ) {
     let mut buf = Vec::with_capacity(256);
+    let mut next_seq: u64 = 0;
     while rx.recv_many(&mut buf, 256).await > 0 {
-        let batch = std::mem::take(&mut buf);
+        let mut batch = std::mem::take(&mut buf);
+        for result in &mut batch {
+            result.seq = next_seq;
+            next_seq += 1;
+        }
         let spool = Arc::clone(&spool);
         let n = batch.len();
         let written = tokio::task::spawn_blocking(move || {

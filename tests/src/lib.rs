@@ -11,6 +11,7 @@
 
 pub mod cdn;
 pub mod dns;
+pub mod fleet;
 pub mod pki;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
