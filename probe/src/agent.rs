@@ -217,6 +217,7 @@ pub async fn run(
     let (fatal_tx, mut fatal_rx) = mpsc::channel::<AgentError>(4);
     let (result_tx, result_rx) = mpsc::channel::<CheckResult>(RESULT_QUEUE);
     let spooled = Arc::new(Notify::new());
+    let reachable = Arc::new(Notify::new());
 
     let poller = tokio::spawn(poll_config(
         client.clone(),
@@ -224,6 +225,7 @@ pub async fn run(
         initial_etag,
         plan_tx,
         fatal_tx.clone(),
+        Arc::clone(&reachable),
     ));
     let spooler = tokio::spawn(spool_results(
         result_rx,
@@ -248,6 +250,7 @@ pub async fn run(
         Arc::clone(&failing),
         fatal_tx,
         stop_ship_rx,
+        reachable,
     ));
 
     let outcome = tokio::select! {
@@ -272,13 +275,19 @@ async fn poll_config(
     mut etag: Option<String>,
     plan_tx: watch::Sender<Option<Arc<Plan>>>,
     fatal: mpsc::Sender<AgentError>,
+    reachable: Arc<Notify>,
 ) {
     let mut tick = tokio::time::interval(settings.config_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unreachable_logged = false;
     loop {
         tick.tick().await;
-        match client.config(etag.as_deref()).await {
+        let answer = client.config(etag.as_deref()).await;
+        if answer.is_ok() {
+            // The coordinator answers again: a shipper waiting out its backoff may push now.
+            reachable.notify_waiters();
+        }
+        match answer {
             Ok(ConfigAnswer::NotModified) => unreachable_logged = false,
             Ok(ConfigAnswer::Changed(doc, tag)) => {
                 unreachable_logged = false;
@@ -458,6 +467,7 @@ async fn ship(
     failing: Arc<RwLock<HashSet<String>>>,
     fatal: mpsc::Sender<AgentError>,
     mut stop: watch::Receiver<bool>,
+    reachable: Arc<Notify>,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut stopping_since: Option<tokio::time::Instant> = None;
@@ -546,8 +556,17 @@ async fn ship(
                 if stopping_since.is_some() {
                     return;
                 }
+                // Without a Retry-After, a successful config pull ends the wait early: after a
+                // long outage results flow as soon as the coordinator is back, not a backoff later.
+                let back = async {
+                    if retry_after.is_some() {
+                        std::future::pending::<()>().await;
+                    }
+                    reachable.notified().await;
+                };
                 tokio::select! {
                     () = tokio::time::sleep(wait) => {}
+                    () = back => backoff = BACKOFF_MIN,
                     _ = stop.changed() => {}
                 }
                 false
