@@ -243,14 +243,16 @@ pub async fn run(
     ));
     let (stop_ship_tx, stop_ship_rx) = watch::channel(false);
     let shipper = tokio::spawn(ship(
-        client,
-        Arc::clone(&spool),
-        Arc::clone(&spooled),
-        Arc::clone(&counters),
-        Arc::clone(&failing),
-        fatal_tx,
+        Shipper {
+            client,
+            spool: Arc::clone(&spool),
+            spooled: Arc::clone(&spooled),
+            counters: Arc::clone(&counters),
+            failing: Arc::clone(&failing),
+            fatal: fatal_tx,
+            reachable,
+        },
         stop_ship_rx,
-        reachable,
     ));
 
     let outcome = tokio::select! {
@@ -459,16 +461,30 @@ fn jitter(d: Duration) -> Duration {
     Duration::from_millis(ms / 2 + rand::random_range(0..=ms / 2))
 }
 
-async fn ship(
+/// What the shipper shares with the rest of the agent.
+struct Shipper {
     client: CoordinatorClient,
     spool: Arc<Mutex<Spool>>,
+    /// Signalled when results were spooled.
     spooled: Arc<Notify>,
     counters: Arc<Counters>,
+    /// Checks the coordinator says are failing; the scheduler runs them faster.
     failing: Arc<RwLock<HashSet<String>>>,
     fatal: mpsc::Sender<AgentError>,
-    mut stop: watch::Receiver<bool>,
+    /// Signalled when a config pull succeeded: the coordinator is reachable.
     reachable: Arc<Notify>,
-) {
+}
+
+async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
+    let Shipper {
+        client,
+        spool,
+        spooled,
+        counters,
+        failing,
+        fatal,
+        reachable,
+    } = shipper;
     let mut backoff = BACKOFF_MIN;
     let mut stopping_since: Option<tokio::time::Instant> = None;
     loop {
