@@ -161,7 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
                 if !with_local_probe {
-                    server::run(config, listener, shutdown_signal()).await?;
+                    server::run(config, listener, agent::shutdown_signal()).await?;
                     return Ok(());
                 }
                 let addr = listener.local_addr()?;
@@ -186,7 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let mut probe_done = None;
                 let mut serve_done = None;
                 tokio::select! {
-                    () = shutdown_signal() => {}
+                    () = agent::shutdown_signal() => {}
                     p = &mut probe => probe_done = Some(joined(p.map(|r| r.map_err(anyhow::Error::from)), "probe")),
                     s = &mut serve => serve_done = Some(joined(s.map(|r| r.map_err(anyhow::Error::from)), "coordinator")),
                 }
@@ -205,21 +205,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Probe { command } => probe_command(command),
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
     }
 }
 
