@@ -6,7 +6,6 @@
 //! through `edge = "127.0.0.1:<port>"`, so a passing check shows that `edge` connects to the
 //! proxy while Host and SNI stay those of the URL.
 
-use vantage_checks::exec::{RunEnv, run_check};
 use vantage_checks::model::Check;
 use vantage_checks::result::{CacheStatus, CheckResult, Facts, FailureKind, HttpFacts, Status};
 use vantage_e2e::cdn::{Cdn, HOST, SERVED_BY};
@@ -14,14 +13,7 @@ use vantage_e2e::cdn::{Cdn, HOST, SERVED_BY};
 /// One check of `kind` from its TOML keys (timeout 4s, no retry, so a failure is the first
 /// attempt's).
 fn check(kind: &str, keys: &str) -> Check {
-    let text = format!(
-        "[[vendor]]\nid = \"loopcdn\"\nname = \"Loopback CDN\"\n\n\
-         [[check]]\nid = \"cdn-e2e\"\nvendor = \"loopcdn\"\nkind = \"{kind}\"\n\
-         timeout = \"4s\"\nretry = \"off\"\n{keys}\n"
-    );
-    let set = vantage_checks::config::parse_str(&text)
-        .unwrap_or_else(|d| panic!("invalid test check:\n{}\n{text}", d.render()));
-    set.checks.into_iter().next().expect("one check")
+    vantage_e2e::check_from_toml(kind, "4s", keys)
 }
 
 /// A check of `path` on the TLS edge, trusting the test CA, plus `keys`.
@@ -37,11 +29,7 @@ fn edge_check(cdn: &Cdn, kind: &str, path: &str, keys: &str) -> Check {
 }
 
 fn run(check: &Check) -> CheckResult {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run_check(check, &RunEnv::local(), 0))
+    vantage_e2e::run_once(check)
 }
 
 fn http(result: &CheckResult) -> &HttpFacts {

@@ -9,7 +9,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use vantage_checks::exec::{RunEnv, run_check};
 use vantage_checks::model::Check;
 use vantage_checks::result::{CheckResult, DnsFacts, DnsServerResult, Facts, FailureKind, Status};
 use vantage_e2e::dns::{Nsd, Zone, free_loopback_on_port_53};
@@ -77,14 +76,7 @@ fn two_children(serial_a: u32, serial_b: u32) -> (Nsd, Nsd) {
 
 /// One DNS check from its TOML keys (timeout 2s, no retry, so a failure is the first attempt's).
 fn check(keys: &str) -> Check {
-    let text = format!(
-        "[[vendor]]\nid = \"acme\"\nname = \"Acme DNS\"\n\n\
-         [[check]]\nid = \"dns-e2e\"\nvendor = \"acme\"\nkind = \"dns\"\n\
-         timeout = \"2s\"\nretry = \"off\"\n{keys}\n"
-    );
-    let set = vantage_checks::config::parse_str(&text)
-        .unwrap_or_else(|d| panic!("invalid test check:\n{}\n{text}", d.render()));
-    set.checks.into_iter().next().expect("one check")
+    vantage_e2e::check_from_toml("dns", "2s", keys)
 }
 
 fn servers(addrs: &[SocketAddr]) -> String {
@@ -93,11 +85,7 @@ fn servers(addrs: &[SocketAddr]) -> String {
 }
 
 fn run(check: &Check) -> CheckResult {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run_check(check, &RunEnv::local(), 0))
+    vantage_e2e::run_once(check)
 }
 
 fn dns_facts(result: &CheckResult) -> &DnsFacts {

@@ -4,7 +4,6 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use vantage_checks::exec::{RunEnv, run_check};
 use vantage_checks::model::Check;
 use vantage_checks::result::{CheckResult, Facts, FailureKind, Status, TcpFacts, TlsFacts};
 use vantage_e2e::cdn::{Cdn, EXPIRING_DAYS, HOST};
@@ -15,14 +14,7 @@ fn check(kind: &str, keys: &str) -> Check {
 
 /// One check of `kind` with `timeout` and no retry, from its TOML keys.
 fn check_within(kind: &str, timeout: &str, keys: &str) -> Check {
-    let text = format!(
-        "[[vendor]]\nid = \"loopca\"\nname = \"Loopback CA\"\n\n\
-         [[check]]\nid = \"tls-e2e\"\nvendor = \"loopca\"\nkind = \"{kind}\"\n\
-         timeout = \"{timeout}\"\nretry = \"off\"\n{keys}\n"
-    );
-    let set = vantage_checks::config::parse_str(&text)
-        .unwrap_or_else(|d| panic!("invalid test check:\n{}\n{text}", d.render()));
-    set.checks.into_iter().next().expect("one check")
+    vantage_e2e::check_from_toml(kind, timeout, keys)
 }
 
 /// A TLS check of `target` for [`HOST`], trusting the test CA.
@@ -38,11 +30,7 @@ fn tls_check(cdn: &Cdn, target: SocketAddr, valid_for: &str) -> Check {
 }
 
 fn run(check: &Check) -> CheckResult {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(run_check(check, &RunEnv::local(), 0))
+    vantage_e2e::run_once(check)
 }
 
 fn tls(result: &CheckResult) -> &TlsFacts {

@@ -19,6 +19,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// One check of `kind` from its TOML keys, with `timeout` and no retry (so a failure is the
+/// first attempt's), under a throwaway vendor. Panics with the rendered errors if invalid.
+pub fn check_from_toml(kind: &str, timeout: &str, keys: &str) -> vantage_checks::model::Check {
+    let text = format!(
+        "[[vendor]]\nid = \"e2e\"\nname = \"End-to-end vendor\"\n\n\
+         [[check]]\nid = \"{kind}-e2e\"\nvendor = \"e2e\"\nkind = \"{kind}\"\n\
+         timeout = \"{timeout}\"\nretry = \"off\"\n{keys}\n"
+    );
+    let set = vantage_checks::config::parse_str(&text)
+        .unwrap_or_else(|d| panic!("invalid test check:\n{}\n{text}", d.render()));
+    set.checks.into_iter().next().expect("one check")
+}
+
+/// Runs a check once, as `vantage-probe once` would, on a fresh single-threaded runtime.
+pub fn run_once(check: &vantage_checks::model::Check) -> vantage_checks::result::CheckResult {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(vantage_checks::exec::run_check(
+        check,
+        &vantage_checks::exec::RunEnv::local(),
+        0,
+    ))
+}
+
 /// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago.
 pub fn free_port() -> u16 {
     for _ in 0..100 {
