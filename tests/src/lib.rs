@@ -5,10 +5,13 @@
 //! - this file: ports, process guards, waiting with deadlines, finding server binaries;
 //! - [`dns`]: authoritative DNS servers (NSD) with generated zones;
 //! - [`pki`]: a throwaway test CA and server certificates;
-//! - [`cdn`]: nginx as a caching edge in front of an origin.
+//! - [`cdn`]: nginx as a caching edge in front of an origin;
+//! - [`fleet`]: a coordinator and probes as real processes;
+//! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark.
 //!
 //! A server that cannot start fails the test loudly: nothing here skips.
 
+pub mod blackbox;
 pub mod cdn;
 pub mod dns;
 pub mod fleet;
