@@ -95,27 +95,14 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => FileSettings::load(path)?,
         None => FileSettings::default(),
     };
-    if args.coordinator.is_some() {
-        file.coordinator = args.coordinator;
-    }
-    if args.token_file.is_some() {
-        file.token_file = args.token_file;
-    }
-    if args.probe_id.is_some() {
-        file.probe_id = args.probe_id;
-    }
-    if args.region.is_some() {
-        file.region = args.region;
-    }
-    if args.ca_file.is_some() {
-        file.ca_file = args.ca_file;
-    }
-    if args.state_dir.is_some() {
-        file.state_dir = args.state_dir;
-    }
-    if args.concurrency.is_some() {
-        file.concurrency = args.concurrency;
-    }
+    // Flags and environment variables win over the file.
+    file.coordinator = args.coordinator.or(file.coordinator);
+    file.token_file = args.token_file.or(file.token_file);
+    file.probe_id = args.probe_id.or(file.probe_id);
+    file.region = args.region.or(file.region);
+    file.ca_file = args.ca_file.or(file.ca_file);
+    file.state_dir = args.state_dir.or(file.state_dir);
+    file.concurrency = args.concurrency.or(file.concurrency);
     let token = std::env::var("VANTAGE_PROBE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());

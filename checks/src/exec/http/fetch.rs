@@ -261,31 +261,32 @@ async fn fetch(
         let mut facts = session.facts;
         facts.remote_addr = Some(addr);
         let h2 = facts.alpn.as_deref() == Some("h2");
-        exchange(client, method, url, stream, h2, phases, deadline)
-            .await
-            .map(|(status, version, headers, body)| Response {
-                url: url.clone(),
-                status,
-                version,
-                headers,
-                body,
-                remote_addr: addr,
-                tls: Some(facts.clone()),
-            })
-            .map_err(|e| e.at(addr, Some(&facts)))
+        let exchanged = exchange(client, method, url, stream, h2, phases, deadline).await;
+        respond(exchanged, url, addr, Some(facts))
     } else {
-        exchange(client, method, url, tcp, false, phases, deadline)
-            .await
-            .map(|(status, version, headers, body)| Response {
-                url: url.clone(),
-                status,
-                version,
-                headers,
-                body,
-                remote_addr: addr,
-                tls: None,
-            })
-            .map_err(|e| e.at(addr, None))
+        let exchanged = exchange(client, method, url, tcp, false, phases, deadline).await;
+        respond(exchanged, url, addr, None)
+    }
+}
+
+/// The response of one exchange, or its failure, located at `addr` with its TLS session.
+fn respond(
+    exchanged: Result<(u16, &'static str, HeaderMap, Vec<u8>), FetchError>,
+    url: &Url,
+    addr: SocketAddr,
+    tls: Option<TlsFacts>,
+) -> Result<Response, FetchError> {
+    match exchanged {
+        Ok((status, version, headers, body)) => Ok(Response {
+            url: url.clone(),
+            status,
+            version,
+            headers,
+            body,
+            remote_addr: addr,
+            tls,
+        }),
+        Err(e) => Err(e.at(addr, tls.as_ref())),
     }
 }
 
