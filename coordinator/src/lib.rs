@@ -16,6 +16,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod consensus;
 pub mod ingest;
 pub mod local_probe;
 pub mod metrics;
