@@ -55,6 +55,37 @@ struct FileConfig {
     retention: Option<RetentionFileConfig>,
     /// `[limits]`.
     limits: Option<LimitsFileConfig>,
+    /// `[quarantine]`.
+    quarantine: Option<QuarantineFileConfig>,
+    /// `[api]`.
+    api: Option<ApiFileConfig>,
+    /// `[[receiver]]`: where alerts go.
+    #[serde(default)]
+    receiver: Vec<crate::alert::config::ReceiverFile>,
+    /// `[[route]]`: which incidents go to which receivers.
+    #[serde(default)]
+    route: Vec<crate::alert::config::RouteFile>,
+    /// `[[silence]]`: maintenance windows.
+    #[serde(default)]
+    silence: Vec<crate::alert::config::SilenceFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiFileConfig {
+    /// File holding the reader/operator token.
+    token_file: Option<String>,
+    /// Environment variable holding it.
+    token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuarantineFileConfig {
+    /// Quarantine a probe that disagrees with its peers on this many vendors (default 2).
+    min_vendors: Option<usize>,
+    /// Readmit it after it agrees this long (default `"30s"`).
+    readmit_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +195,12 @@ pub struct CoordinatorConfig {
     pub retention_rollups: Duration,
     /// Request limits.
     pub limits: Limits,
+    /// Probe quarantine.
+    pub quarantine: crate::consensus::quarantine::QuarantineSettings,
+    /// Receivers, routes and configured silences.
+    pub alerting: crate::alert::Alerting,
+    /// Token for the read API and silence changes (`[api] token_file` or `token_env`).
+    pub api_token: Option<crate::alert::Secret>,
 }
 
 /// The default listen address: loopback only.
@@ -181,6 +218,9 @@ impl Default for CoordinatorConfig {
             retention_raw: Duration::from_secs(14 * 86_400),
             retention_rollups: Duration::from_secs(400 * 86_400),
             limits: Limits::default(),
+            quarantine: Default::default(),
+            alerting: Default::default(),
+            api_token: None,
         }
     }
 }
@@ -233,6 +273,20 @@ impl CoordinatorConfig {
             request_timeout: None,
         });
         let dl = Limits::default();
+        let dq = crate::consensus::quarantine::QuarantineSettings::default();
+        let q = raw.quarantine.unwrap_or(QuarantineFileConfig {
+            min_vendors: None,
+            readmit_after: None,
+        });
+        let alerting = crate::alert::config::validate(raw.receiver, raw.route, raw.silence, base)
+            .map_err(|errors| invalid(errors.join("; ")))?;
+        let api_token = match raw.api {
+            None => None,
+            Some(a) => {
+                crate::alert::config::secret(None, a.token_file, a.token_env, "api.token", base)
+                    .map_err(invalid)?
+            }
+        };
         let config = Self {
             listen: raw.listen.unwrap_or(d.listen),
             data_dir: raw.data_dir.map(rel).unwrap_or(d.data_dir),
@@ -263,6 +317,16 @@ impl CoordinatorConfig {
                     dl.request_timeout,
                 )?,
             },
+            quarantine: crate::consensus::quarantine::QuarantineSettings {
+                min_vendors: q.min_vendors.unwrap_or(dq.min_vendors),
+                readmit_after: dur(
+                    q.readmit_after,
+                    "quarantine.readmit_after",
+                    dq.readmit_after,
+                )?,
+            },
+            alerting,
+            api_token,
         };
         Ok(config)
     }

@@ -1,5 +1,5 @@
 //! The Vantage coordinator: ingests raw results from probes into a store, serves probes their
-//! checks, and (next) applies consensus windows to keep each vendor's state.
+//! checks, applies consensus windows to keep each vendor's state, and alerts on-call.
 //!
 //! Layout:
 //! - [`config`]: `coordinator.toml`, with loopback and SQLite defaults.
@@ -7,16 +7,23 @@
 //! - [`ingest`]: batch limits and the single writer that group-commits batches.
 //! - [`catalog`]: the check files served to probes, hot-reloaded.
 //! - [`auth`]: probe tokens, stored hashed.
+//! - [`consensus`]: the pure consensus core: votes, verdicts, hysteresis, quarantine, vendor state.
+//! - [`engine`]: keeps recent runs and states in memory and runs consensus on every batch.
+//! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
+//! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
 
+pub mod alert;
 pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod consensus;
+pub mod engine;
+pub mod incident;
 pub mod ingest;
 pub mod local_probe;
 pub mod metrics;

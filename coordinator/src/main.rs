@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use vantage_coordinator::auth::Token;
 use vantage_coordinator::config::{CoordinatorConfig, TlsConfig};
-use vantage_coordinator::store::{ProbeRecord, Store};
+use vantage_coordinator::store::{ProbeRecord, StateStore, Store};
 use vantage_coordinator::{local_probe, server};
 use vantage_probe::agent;
 
@@ -63,6 +63,56 @@ enum Command {
     Probe {
         #[command(subcommand)]
         command: ProbeCommand,
+    },
+    /// Silences and maintenance windows: suppress pages, keep the incident record.
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Add a silence; the running coordinator applies it at its next alert.
+    Add {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only this vendor.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// Only incidents involving this check.
+        #[arg(long)]
+        check: Option<String>,
+        /// Only this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Start (RFC 3339; default now).
+        #[arg(long)]
+        starts: Option<String>,
+        /// End (RFC 3339); or --duration.
+        #[arg(long, conflicts_with = "duration")]
+        ends: Option<String>,
+        /// Length from the start, e.g. `2h`.
+        #[arg(long)]
+        duration: Option<String>,
+        /// Why (required), e.g. "vendor maintenance, ticket 1234".
+        #[arg(long)]
+        comment: String,
+    },
+    /// List silences (from the store and from coordinator.toml).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Only those in force now.
+        #[arg(long)]
+        active: bool,
+    },
+    /// Remove a silence by id.
+    Remove {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Silence id (from `silence list`).
+        id: i64,
     },
 }
 
@@ -205,6 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Probe { command } => probe_command(command),
+        Command::Silence { command } => silence_command(command),
     }
 }
 
@@ -294,6 +345,92 @@ fn probe_command(command: ProbeCommand) -> anyhow::Result<()> {
             let store = server::open_store(&load_config(&config)?)?;
             store.revoke_probe(&id, now_ms())?;
             eprintln!("probe `{id}` revoked: its token is refused from the next request on");
+            Ok(())
+        }
+    }
+}
+
+fn silence_command(command: SilenceCommand) -> anyhow::Result<()> {
+    match command {
+        SilenceCommand::Add {
+            config,
+            vendor,
+            check,
+            region,
+            starts,
+            ends,
+            duration,
+            comment,
+        } => {
+            let store = server::open_store(&load_config(&config)?)?;
+            let who = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+            let request = vantage_coordinator::api::SilenceRequest {
+                vendor,
+                check,
+                region,
+                starts,
+                ends,
+                duration,
+                comment,
+                created_by: None,
+            };
+            let row =
+                vantage_coordinator::api::silence_row(request, format!("cli:{who}"), now_ms())
+                    .map_err(anyhow::Error::msg)?;
+            let id = store.add_silence(&row)?;
+            println!("{id}");
+            eprintln!(
+                "silence {id} added, from {} to {}",
+                format_ms(row.starts_ms),
+                format_ms(row.ends_ms)
+            );
+            Ok(())
+        }
+        SilenceCommand::List { config, active } => {
+            let config = load_config(&config)?;
+            let store = server::open_store(&config)?;
+            let at = active.then(now_ms);
+            let mut rows = store.silences(at)?;
+            rows.extend(
+                config
+                    .alerting
+                    .silences
+                    .iter()
+                    .filter(|s| at.is_none_or(|t| s.starts_ms <= t && t < s.ends_ms))
+                    .cloned(),
+            );
+            println!(
+                "{:<5} {:<16} {:<16} {:<10} {:<25} {:<25} {:<14} COMMENT",
+                "ID", "VENDOR", "CHECK", "REGION", "STARTS", "ENDS", "BY"
+            );
+            for s in rows {
+                let any = |v: &Option<String>| v.clone().unwrap_or_else(|| "*".to_owned());
+                println!(
+                    "{:<5} {:<16} {:<16} {:<10} {:<25} {:<25} {:<14} {}",
+                    if s.id == 0 {
+                        "-".to_owned()
+                    } else {
+                        s.id.to_string()
+                    },
+                    any(&s.vendor),
+                    any(&s.check_id),
+                    any(&s.region),
+                    format_ms(s.starts_ms),
+                    format_ms(s.ends_ms),
+                    s.created_by,
+                    s.comment
+                );
+            }
+            Ok(())
+        }
+        SilenceCommand::Remove { config, id } => {
+            let store = server::open_store(&load_config(&config)?)?;
+            if !store.remove_silence(id)? {
+                bail!(
+                    "no silence {id} in the store (silences from coordinator.toml are removed there)"
+                );
+            }
+            eprintln!("silence {id} removed");
             Ok(())
         }
     }

@@ -38,6 +38,17 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiverLabels {
+    receiver: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     probe: String,
 }
@@ -58,6 +69,10 @@ pub struct Metrics {
     probe_dropped: Family<ProbeLabels, Gauge>,
     probe_rejected: Family<ProbeLabels, Gauge>,
     probe_spool_bytes: Family<ProbeLabels, Gauge>,
+    alerts_sent: Family<ReceiverLabels, Counter>,
+    alerts_pending: Gauge,
+    incidents_opened: Family<StateLabels, Counter>,
+    probes_quarantined: Gauge,
 }
 
 impl Default for Metrics {
@@ -83,6 +98,10 @@ impl Metrics {
             probe_dropped: Family::default(),
             probe_rejected: Family::default(),
             probe_spool_bytes: Family::default(),
+            alerts_sent: Family::default(),
+            alerts_pending: Gauge::default(),
+            incidents_opened: Family::default(),
+            probes_quarantined: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -145,6 +164,26 @@ impl Metrics {
             "Results a probe had refused with a 4xx since its start",
             m.probe_rejected.clone(),
         );
+        registry.register(
+            "alert_deliveries",
+            "Alert delivery attempts, by receiver and outcome (delivered or failed)",
+            m.alerts_sent.clone(),
+        );
+        registry.register(
+            "alert_outbox_pending",
+            "Alerts queued and not yet delivered",
+            m.alerts_pending.clone(),
+        );
+        registry.register(
+            "incidents_opened",
+            "Incidents opened, by the state that opened them",
+            m.incidents_opened.clone(),
+        );
+        registry.register(
+            "probes_quarantined",
+            "Probes whose votes are set aside because they disagree with their peers",
+            m.probes_quarantined.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -176,6 +215,23 @@ impl Metrics {
         set(&self.probe_rejected, c.rejected);
     }
 
+    /// Counts one alert delivery attempt.
+    pub fn alert_sent(&self, receiver: &str, delivered: bool) {
+        self.alerts_sent
+            .get_or_create(&ReceiverLabels {
+                receiver: receiver.to_owned(),
+                outcome: if delivered { "delivered" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// Counts an incident opened in `state`.
+    pub fn incident_opened(&self, state: &'static str) {
+        self.incidents_opened
+            .get_or_create(&StateLabels { state })
+            .inc();
+    }
+
     /// Renders the exposition after refreshing the values read at scrape time.
     pub fn render(&self, scrape: &Scrape) -> String {
         self.checks_loaded.set(scrape.checks_loaded as i64);
@@ -186,6 +242,10 @@ impl Metrics {
             self.checks_reload_failures.inc_by(failures - seen);
         }
         self.writer_queue.set(scrape.writer_queue as i64);
+        self.alerts_pending
+            .set(i64::try_from(scrape.alerts_pending).unwrap_or(i64::MAX));
+        self.probes_quarantined
+            .set(scrape.probes_quarantined as i64);
         self.store_bytes
             .set(i64::try_from(scrape.store_bytes).unwrap_or(i64::MAX));
         let mut out = String::new();
@@ -208,6 +268,10 @@ pub struct Scrape {
     pub writer_queue: usize,
     /// Store size.
     pub store_bytes: u64,
+    /// Alerts queued, not delivered.
+    pub alerts_pending: u64,
+    /// Probes in quarantine.
+    pub probes_quarantined: usize,
 }
 
 /// Shared handle.
@@ -235,6 +299,8 @@ mod tests {
             reload_failures: 2,
             writer_queue: 1,
             store_bytes: 4096,
+            alerts_pending: 3,
+            probes_quarantined: 1,
         });
         for line in [
             "vantage_results_ingested_total 3",

@@ -113,12 +113,34 @@ pub async fn run(
     let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
     let catalogs = Arc::new(Catalogs::load(config.checks.clone())?);
     let (writer, writer_thread) = Writer::start(Arc::clone(&store), config.limits.queue_batches);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let (engine, changes) = start_engine(&store, &catalogs, &config).await?;
+    let alerting = Arc::new(config.alerting.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let incidents = Arc::new(crate::incident::Incidents {
+        store: Arc::clone(&store),
+        alerting: Arc::clone(&alerting),
+        catalogs: Arc::clone(&catalogs),
+        wake: Arc::clone(&wake),
+        metrics: Arc::clone(&metrics),
+    });
+    let incident_task = tokio::spawn(crate::incident::run(incidents, changes));
+    let dispatcher = tokio::spawn(crate::alert::outbox::run(
+        Arc::clone(&store),
+        Arc::clone(&alerting),
+        wake,
+        Arc::clone(&metrics),
+    ));
+    let ticker = tokio::spawn(tick(Arc::clone(&engine), Arc::clone(&store)));
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         writer,
         catalogs: Arc::clone(&catalogs),
         limits: config.limits.clone(),
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics,
+        engine,
+        alerting,
+        api_token: config.api_token.clone(),
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));
@@ -221,8 +243,14 @@ pub async fn run(
         );
     }
     background.abort();
-    // Dropping the last writer handle lets the writer commit what is queued and stop.
+    ticker.abort();
+    // Let the incident task record what the engine last sent, then stop the dispatcher; what
+    // it had not sent stays queued for the next start.
     drop(state);
+    let _ = tokio::time::timeout(Duration::from_secs(5), incident_task).await;
+    dispatcher.abort();
+    // Dropping the last writer handle (with the state) lets the writer commit what is queued
+    // and stop.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     tracing::info!("coordinator stopped");
     Ok(())
@@ -292,6 +320,75 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRequestDeadline<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// How often the engine re-evaluates every check (silence, hysteresis timers, quarantine).
+const TICK: Duration = Duration::from_secs(1);
+/// The engine re-reads the probe registry every this many ticks.
+const PROBES_EVERY_TICKS: u32 = 5;
+
+/// Resumes the engine from the persisted states and the recent raw results.
+async fn start_engine(
+    store: &Arc<dyn Store>,
+    catalogs: &Arc<Catalogs>,
+    config: &CoordinatorConfig,
+) -> Result<
+    (
+        Arc<crate::engine::Engine>,
+        tokio::sync::mpsc::Receiver<crate::engine::Change>,
+    ),
+    ServeError,
+> {
+    let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
+    let since = crate::engine::Engine::resume_since(catalogs, now);
+    let s = Arc::clone(store);
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        Ok((
+            s.load_consensus()?,
+            s.recent_results(since)?,
+            s.list_probes()?,
+        ))
+    })
+    .await
+    .map_err(|e| ServeError::Store(crate::store::StoreError::Corrupt(e.to_string())))?
+    .map_err(ServeError::Store)?;
+    let (records, recent, probes) = loaded;
+    let resume = crate::engine::Resume::decode(records, recent);
+    tracing::info!(
+        checks = resume.checks.len(),
+        vendors = resume.vendors.len(),
+        recent_results = resume.recent.len(),
+        "consensus resumed"
+    );
+    Ok(crate::engine::Engine::new(
+        Arc::clone(catalogs),
+        config.quarantine.clone(),
+        probes,
+        resume,
+    ))
+}
+
+/// Drives the engine's timer.
+async fn tick(engine: Arc<crate::engine::Engine>, store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(TICK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n: u32 = 0;
+    loop {
+        every.tick().await;
+        let probes = if n.is_multiple_of(PROBES_EVERY_TICKS) {
+            let s = Arc::clone(&store);
+            tokio::task::spawn_blocking(move || s.list_probes())
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        n = n.wrapping_add(1);
+        engine
+            .tick(ingest::unix_ms(time::OffsetDateTime::now_utc()), probes)
+            .await;
     }
 }
 

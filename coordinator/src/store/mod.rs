@@ -5,6 +5,8 @@
 
 mod schema;
 mod sqlite;
+mod sqlite_state;
+pub mod state;
 
 use std::collections::BTreeMap;
 
@@ -12,6 +14,7 @@ use serde::Serialize;
 use vantage_checks::result::CheckResult;
 
 pub use self::sqlite::{SqliteStore, Synchronous};
+pub use self::state::StateStore;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +145,7 @@ pub fn latency_bucket_upper(i: usize) -> f64 {
 
 /// Everything the coordinator keeps. All methods are blocking; call them from a blocking
 /// thread or the store's own writer task.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: StateStore + Send + Sync + 'static {
     /// Stores several batches in one transaction (group commit), ignoring duplicates, and
     /// updates the rollups of the new results. Returns one outcome per batch, only after the
     /// transaction is durable per the `synchronous` setting.

@@ -47,4 +47,92 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX rollups_by_time ON rollups (minute_ms);
     "#,
+    // 2: consensus state, incidents, the alert outbox and silences.
+    r#"
+    CREATE TABLE check_states (
+        check_id   TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,            -- JSON: consensus::CheckState
+        updated_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE vendor_states (
+        vendor     TEXT PRIMARY KEY,
+        status     TEXT NOT NULL,            -- JSON: consensus::vendor::VendorStatus
+        updated_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE probe_health (
+        probe_id   TEXT PRIMARY KEY,
+        health     TEXT NOT NULL,            -- JSON: consensus::quarantine::ProbeHealth
+        updated_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE transitions (
+        id       INTEGER PRIMARY KEY,
+        check_id TEXT NOT NULL,
+        vendor   TEXT NOT NULL,
+        at_ms    INTEGER NOT NULL,
+        body     TEXT NOT NULL               -- JSON: engine::CheckTransition
+    ) STRICT;
+    CREATE INDEX transitions_by_vendor ON transitions (vendor, at_ms);
+
+    CREATE TABLE incidents (
+        id           INTEGER PRIMARY KEY,
+        subject_kind TEXT NOT NULL,          -- vendor | probe
+        subject      TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        summary      TEXT NOT NULL,
+        opened_ms    INTEGER NOT NULL,
+        updated_ms   INTEGER NOT NULL,
+        resolved_ms  INTEGER,
+        detail       TEXT NOT NULL           -- JSON: what the incident is about now
+    ) STRICT;
+    CREATE UNIQUE INDEX incidents_open ON incidents (subject_kind, subject) WHERE resolved_ms IS NULL;
+    CREATE INDEX incidents_by_time ON incidents (opened_ms);
+
+    CREATE TABLE incident_events (
+        incident_id INTEGER NOT NULL REFERENCES incidents (id),
+        seq         INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        kind        TEXT NOT NULL,           -- opened | changed | resolved | notified | suppressed
+        state       TEXT NOT NULL,
+        detail      TEXT NOT NULL,           -- JSON
+        PRIMARY KEY (incident_id, seq)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE deliveries (
+        incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+        receiver     TEXT NOT NULL,
+        triggered_ms INTEGER,
+        resolved_ms  INTEGER,
+        last_sent_ms INTEGER,
+        PRIMARY KEY (incident_id, receiver)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE outbox (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id  INTEGER NOT NULL REFERENCES incidents (id),
+        receiver     TEXT NOT NULL,
+        event        TEXT NOT NULL,          -- trigger | update | resolve | reminder
+        payload      TEXT NOT NULL,          -- JSON: alert::Alert
+        created_ms   INTEGER NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        next_ms      INTEGER NOT NULL,
+        delivered_ms INTEGER,
+        last_error   TEXT
+    ) STRICT;
+    CREATE INDEX outbox_pending ON outbox (receiver, incident_id, id) WHERE delivered_ms IS NULL;
+
+    CREATE TABLE silences (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        vendor     TEXT,
+        check_id   TEXT,
+        region     TEXT,
+        starts_ms  INTEGER NOT NULL,
+        ends_ms    INTEGER NOT NULL,
+        comment    TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];

@@ -59,7 +59,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on a pooled reader connection.
-    fn read<T>(
+    pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -83,7 +83,7 @@ impl SqliteStore {
         out
     }
 
-    fn write<T>(
+    pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

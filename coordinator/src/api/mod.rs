@@ -14,9 +14,14 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use vantage_checks::wire::{ApiError, BatchAck, ResultBatch};
 
+mod state;
+
+pub use self::state::{SilenceRequest, silence_row};
+use crate::alert::{Alerting, Secret};
 use crate::auth;
 use crate::catalog::Catalogs;
 use crate::config::Limits;
+use crate::engine::Engine;
 use crate::ingest::{self, SubmitError, Writer};
 use crate::metrics::{Metrics, RejectReason, Scrape};
 use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};
@@ -37,6 +42,12 @@ pub struct AppState {
     pub limits: Limits,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The consensus engine.
+    pub engine: Arc<Engine>,
+    /// Receivers, routes and configured silences.
+    pub alerting: Arc<Alerting>,
+    /// The reader/operator token; when set, the read API and silence changes need it.
+    pub api_token: Option<Secret>,
 }
 
 /// The response type of every handler.
@@ -46,14 +57,35 @@ pub type Resp = Response<Full<Bytes>>;
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let resp = match (method.clone(), path.as_str()) {
-        (Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (Method::GET, "/readyz") => readyz(&state).await,
-        (Method::GET, "/metrics") => metrics(&state).await,
-        (Method::GET, "/api/v1/probe/config") => probe_config(&state, &req).await,
-        (Method::POST, "/api/v1/results") => post_results(&state, req).await,
-        (Method::GET, "/api/v1/results") => get_results(&state, &req).await,
-        (_, "/healthz" | "/readyz" | "/api/v1/probe/config" | "/api/v1/results") => error(
+    let api =
+        path.starts_with("/api/v1/") && path != "/api/v1/results" && path != "/api/v1/probe/config";
+    if api && let Some(resp) = authorize_reader(&state, &req, method != Method::GET) {
+        return resp;
+    }
+    let (collection, item) = match path.strip_prefix("/api/v1/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((c, id)) if !id.is_empty() && !id.contains('/') => (c, Some(id.to_owned())),
+            _ => (rest, None),
+        },
+        None => ("", None),
+    };
+    let resp = match (method.clone(), path.as_str(), collection, item.as_deref()) {
+        (Method::GET, "/healthz", ..) => text(StatusCode::OK, "ok\n"),
+        (Method::GET, "/readyz", ..) => readyz(&state).await,
+        (Method::GET, "/metrics", ..) => metrics(&state).await,
+        (Method::GET, "/api/v1/probe/config", ..) => probe_config(&state, &req).await,
+        (Method::POST, "/api/v1/results", ..) => post_results(&state, req).await,
+        (Method::GET, "/api/v1/results", ..) => get_results(&state, &req).await,
+        (Method::GET, _, "vendors", None) => state::vendors(&state).await,
+        (Method::GET, _, "vendors", Some(id)) => state::vendor(&state, id).await,
+        (Method::GET, _, "incidents", None) => state::incidents(&state, &req).await,
+        (Method::GET, _, "incidents", Some(id)) => state::incident(&state, id).await,
+        (Method::GET, _, "probes", None) => state::probes(&state).await,
+        (Method::GET, _, "silences", None) => state::silences(&state, &req).await,
+        (Method::POST, _, "silences", None) => state::add_silence(&state, req).await,
+        (Method::DELETE, _, "silences", Some(id)) => state::remove_silence(&state, id).await,
+        (_, "/healthz" | "/readyz" | "/api/v1/probe/config" | "/api/v1/results", ..)
+        | (_, _, "vendors" | "incidents" | "probes" | "silences", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         ),
@@ -124,6 +156,40 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(StoreError::Corrupt(format!("store task failed: {e}"))))
 }
 
+/// Checks the reader/operator token. Without a configured token the read API is open (the
+/// coordinator listens on loopback by default) but nothing can be changed over it.
+/// Returns the refusal, if any.
+fn authorize_reader<B>(state: &AppState, req: &Request<B>, changes: bool) -> Option<Resp> {
+    let Some(want) = &state.api_token else {
+        return if changes {
+            Some(error(
+                StatusCode::FORBIDDEN,
+                "changes over the API need a token: set `[api] token_file` in coordinator.toml, or use `vantage-coordinator silence add`",
+            ))
+        } else {
+            None
+        };
+    };
+    let given = auth::bearer(req.headers().get(header::AUTHORIZATION));
+    let ok = given.is_some_and(|t| {
+        let (a, b) = (t.hash(), auth::Token::new(want.expose()).hash());
+        a == b
+    });
+    if ok {
+        None
+    } else {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong `Authorization: Bearer <api token>`",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"vantage\""),
+        );
+        Some(r)
+    }
+}
+
 /// The probe a bearer token belongs to, or the 401 to answer.
 async fn authenticate_probe<B>(state: &AppState, req: &Request<B>) -> Result<ProbeRecord, Resp> {
     let unauthorized = |m: &str| {
@@ -185,6 +251,16 @@ async fn metrics(state: &AppState) -> Resp {
         reload_failures: state.catalogs.reload_failures(),
         writer_queue: state.writer.queued(),
         store_bytes,
+        alerts_pending: blocking(&state.store, |s| s.outbox_pending())
+            .await
+            .unwrap_or(0),
+        probes_quarantined: state
+            .engine
+            .probe_health()
+            .await
+            .values()
+            .filter(|h| h.quarantined)
+            .count(),
     };
     let body = state.metrics.render(&scrape);
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -321,13 +397,20 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
             );
         }
     };
+    // The engine sees the rows only once they are committed; duplicates are harmless to it
+    // (the same run lands in the same place).
+    let observed = rows.clone();
     match state.writer.submit(rows).await {
         Ok(outcome) => {
             state.metrics.ingested(outcome.inserted, outcome.duplicates);
+            state
+                .engine
+                .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
+                .await;
             let ack = BatchAck {
                 accepted: outcome.inserted,
                 duplicates: outcome.duplicates,
-                failing_checks: Vec::new(),
+                failing_checks: state.engine.failing_checks(),
             };
             (json(StatusCode::OK, &ack), None)
         }

@@ -1,0 +1,40 @@
+//! Prometheus Alertmanager: `POST /api/v2/alerts` with one alert whose labels stay the same for
+//! the incident's life (so Alertmanager sees one alert), re-sent while firing with `endsAt`
+//! a few resend intervals ahead, and finally with `endsAt` at the resolve time.
+
+use serde_json::json;
+
+use super::{Alert, Receiver, rfc3339};
+
+/// The path under the receiver's base URL.
+pub const PATH: &str = "/api/v2/alerts";
+
+/// The request body for `alert`.
+pub fn render(alert: &Alert, receiver: &Receiver, now_ms: i64) -> Result<Vec<u8>, String> {
+    let alertname = if alert.subject.kind == "probe" {
+        "VantageProbeQuarantined"
+    } else {
+        "VantageVendorState"
+    };
+    let ends_at = match &alert.resolved_at {
+        Some(at) => at.clone(),
+        None => rfc3339(now_ms + 4 * receiver.resend.as_millis() as i64),
+    };
+    let body = json!([{
+        "labels": {
+            "alertname": alertname,
+            "incident": alert.incident_id.to_string(),
+            alert.subject.kind.as_str(): alert.subject.id,
+            "severity": if alert.subject.state == "hard_down" { "critical" } else { "warning" },
+        },
+        "annotations": {
+            "summary": alert.summary,
+            "state": alert.subject.state,
+            "scope": alert.subject.scope,
+            "regions": alert.subject.regions.join(","),
+        },
+        "startsAt": alert.opened_at,
+        "endsAt": ends_at,
+    }]);
+    serde_json::to_vec(&body).map_err(|e| e.to_string())
+}

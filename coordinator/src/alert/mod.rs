@@ -1,0 +1,248 @@
+//! Alerts to on-call: routes choose receivers, silences suppress pages, and a persisted outbox
+//! delivers them.
+//!
+//! An incident change becomes one receiver-neutral [`Alert`] per receiver, queued in the
+//! store's outbox in the same transaction as the change. The dispatcher ([`outbox`]) sends,
+//! per (incident, receiver), the oldest undelivered alert first, retrying with backoff, so a
+//! resolve never overtakes its trigger and a restart loses nothing.
+//!
+//! Layout: [`config`] (receivers, routes, silences as written); one file per receiver kind,
+//! each with a `render` function ([`webhook`], [`slack`], [`pagerduty`], [`alertmanager`]);
+//! [`outbox`] the dispatcher.
+
+pub mod alertmanager;
+pub mod config;
+pub mod outbox;
+pub mod pagerduty;
+pub mod slack;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::config::{Alerting, Receiver, ReceiverKind, Route, Secret};
+use crate::store::state::SilenceRow;
+
+/// The state name of probe-health incidents, for routes.
+pub const PROBE_STATE: &str = "probe_quarantined";
+
+/// What an incident is about, as routes and silences see it. Stored with the incident.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subject {
+    /// `vendor` or `probe`.
+    pub kind: String,
+    /// Vendor or probe id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// State label (`hard_down`, …, or `probe_quarantined`).
+    pub state: String,
+    /// `global` or `regional`.
+    pub scope: String,
+    /// Regions affected (for a regional incident; for a probe, its region).
+    pub regions: Vec<String>,
+    /// Checks involved.
+    pub checks: Vec<String>,
+    /// Labels routes can match (vendor, probe, state, scope, probe labels…).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One alert, receiver-neutral: what the generic webhook receives as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Payload version.
+    pub version: u32,
+    /// `trigger`, `update`, `resolve` or `reminder`.
+    pub event: String,
+    /// The incident (the PagerDuty `dedup_key`). Filled in when sent.
+    #[serde(default)]
+    pub incident_id: i64,
+    /// What it is about.
+    #[serde(flatten)]
+    pub subject: Subject,
+    /// One line for people.
+    pub summary: String,
+    /// Opened (RFC 3339).
+    pub opened_at: String,
+    /// This event (RFC 3339).
+    pub at: String,
+    /// Resolved (RFC 3339), for a resolve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+    /// The conditions and evidence behind it.
+    pub detail: serde_json::Value,
+}
+
+/// RFC 3339 of Unix ms.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+impl Route {
+    /// True when this route takes incidents about `s`.
+    pub fn matches(&self, s: &Subject) -> bool {
+        let vendor = s.labels.get("vendor");
+        (self.vendors.is_empty() || vendor.is_some_and(|v| self.vendors.contains(v)))
+            && (self.states.is_empty() || self.states.contains(&s.state))
+            && (self.regions.is_empty()
+                || s.scope == "global"
+                || s.regions.iter().any(|r| self.regions.contains(r)))
+            && self.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
+    }
+}
+
+impl Alerting {
+    /// The receivers routes send `s` to, each with the shortest reminder interval asked.
+    /// With no routes at all, every receiver takes everything.
+    pub fn targets(&self, s: &Subject) -> BTreeMap<String, Option<std::time::Duration>> {
+        let mut out: BTreeMap<String, Option<std::time::Duration>> = BTreeMap::new();
+        if self.routes.is_empty() {
+            for r in &self.receivers {
+                out.insert(r.name.clone(), None);
+            }
+            return out;
+        }
+        for route in self.routes.iter().filter(|r| r.matches(s)) {
+            for name in &route.receivers {
+                let e = out.entry(name.clone()).or_insert(route.repeat);
+                *e = match (*e, route.repeat) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+        }
+        out
+    }
+}
+
+/// True when `silence` covers an incident about `s`.
+pub fn silenced_by(silence: &SilenceRow, s: &Subject) -> bool {
+    let vendor_ok = match &silence.vendor {
+        None => true,
+        Some(v) => s.kind == "vendor" && &s.id == v,
+    };
+    let check_ok = match &silence.check_id {
+        None => true,
+        Some(c) => s.checks.contains(c),
+    };
+    // A region silence covers what happens in that region, not a global outage.
+    let region_ok = match &silence.region {
+        None => true,
+        Some(r) => s.scope != "global" && s.regions.iter().all(|x| x == r),
+    };
+    vendor_ok && check_ok && region_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject(scope: &str, regions: &[&str]) -> Subject {
+        Subject {
+            kind: "vendor".into(),
+            id: "fastcdn".into(),
+            name: "FastCDN".into(),
+            state: "hard_down".into(),
+            scope: scope.into(),
+            regions: regions.iter().map(|r| (*r).to_owned()).collect(),
+            checks: vec!["static-css".into()],
+            labels: [("vendor", "fastcdn"), ("state", "hard_down")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn routes_match_vendor_state_region_and_labels() {
+        let base = Route {
+            receivers: vec!["r".into()],
+            ..Route::default()
+        };
+        let global = subject("global", &[]);
+        let eu = subject("regional", &["eu"]);
+        let cases: Vec<(&str, Route, &Subject, bool)> = vec![
+            ("catch-all", base.clone(), &global, true),
+            (
+                "vendor",
+                Route {
+                    vendors: vec!["other".into()],
+                    ..base.clone()
+                },
+                &global,
+                false,
+            ),
+            (
+                "state",
+                Route {
+                    states: vec!["api_down".into()],
+                    ..base.clone()
+                },
+                &global,
+                false,
+            ),
+            (
+                "region: a global outage touches every region",
+                Route {
+                    regions: vec!["us".into()],
+                    ..base.clone()
+                },
+                &global,
+                true,
+            ),
+            (
+                "region: a regional outage elsewhere",
+                Route {
+                    regions: vec!["us".into()],
+                    ..base.clone()
+                },
+                &eu,
+                false,
+            ),
+            (
+                "labels",
+                Route {
+                    labels: [("vendor".to_owned(), "fastcdn".to_owned())].into(),
+                    ..base.clone()
+                },
+                &eu,
+                true,
+            ),
+        ];
+        for (name, route, s, want) in cases {
+            assert_eq!(route.matches(s), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn silences_match_vendor_check_and_region() {
+        let s = SilenceRow {
+            id: 1,
+            vendor: Some("fastcdn".into()),
+            check_id: None,
+            region: Some("eu".into()),
+            starts_ms: 0,
+            ends_ms: 1,
+            comment: String::new(),
+            created_by: "test".into(),
+            created_ms: 0,
+        };
+        assert!(silenced_by(&s, &subject("regional", &["eu"])));
+        assert!(!silenced_by(&s, &subject("global", &[])));
+        assert!(!silenced_by(&s, &subject("regional", &["eu", "us"])));
+        let by_check = SilenceRow {
+            vendor: None,
+            region: None,
+            check_id: Some("other".into()),
+            ..s
+        };
+        assert!(!silenced_by(&by_check, &subject("global", &[])));
+    }
+}
