@@ -207,6 +207,7 @@ pub async fn run(
     let env = Arc::new(RunEnv {
         probe_id: String::new(),
         boot_id: new_boot_id(),
+        source_address: None,
     });
 
     // The last good config, so a probe that starts while the coordinator is down still runs.
@@ -375,6 +376,7 @@ async fn schedule(
             let env = Arc::new(RunEnv {
                 probe_id: plan.probe_id.clone(),
                 boot_id: env.boot_id.clone(),
+                source_address: env.source_address,
             });
             for check in plan.checks.iter().cloned() {
                 running.spawn(run_check_forever(
