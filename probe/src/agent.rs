@@ -207,8 +207,11 @@ pub async fn run(
     let env = Arc::new(RunEnv {
         probe_id: String::new(),
         boot_id: new_boot_id(),
-        source_address: None,
+        source_address: settings.source_address,
     });
+    if let Some(source) = settings.source_address {
+        tracing::info!(source_address = %source, "checks leave from the source address");
+    }
 
     // The last good config, so a probe that starts while the coordinator is down still runs.
     let mut initial_etag = None;
