@@ -207,7 +207,11 @@ pub async fn run(
     let env = Arc::new(RunEnv {
         probe_id: String::new(),
         boot_id: new_boot_id(),
+        source_address: settings.source_address,
     });
+    if let Some(source) = settings.source_address {
+        tracing::info!(source_address = %source, "checks leave from the source address");
+    }
 
     // The last good config, so a probe that starts while the coordinator is down still runs.
     let mut initial_etag = None;
@@ -375,6 +379,7 @@ async fn schedule(
             let env = Arc::new(RunEnv {
                 probe_id: plan.probe_id.clone(),
                 boot_id: env.boot_id.clone(),
+                source_address: env.source_address,
             });
             for check in plan.checks.iter().cloned() {
                 running.spawn(run_check_forever(

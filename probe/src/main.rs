@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use vantage_checks::config::{self, LoadError};
 use vantage_checks::exec::RunEnv;
-use vantage_probe::settings::{FileSettings, Settings};
+use vantage_probe::settings::{FileSettings, Settings, parse_source_address};
 use vantage_probe::{agent, once, report};
 
 #[derive(Parser)]
@@ -47,6 +47,9 @@ enum Command {
         /// How many checks run at the same time.
         #[arg(long, default_value_t = once::DEFAULT_CONCURRENCY)]
         concurrency: usize,
+        /// Bind every check's sockets to this local address, e.g. 192.0.2.7.
+        #[arg(long, env = "VANTAGE_SOURCE_ADDRESS", value_name = "IP")]
+        source_address: Option<String>,
     },
 }
 
@@ -77,6 +80,10 @@ struct RunArgs {
     /// Most checks running at once.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Bind every check's sockets to this local address, e.g. 192.0.2.7 (the probe's traffic
+    /// to the coordinator is not bound).
+    #[arg(long, env = "VANTAGE_SOURCE_ADDRESS", value_name = "IP")]
+    source_address: Option<String>,
 }
 
 fn init_logging() {
@@ -103,6 +110,7 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     file.ca_file = args.ca_file.or(file.ca_file);
     file.state_dir = args.state_dir.or(file.state_dir);
     file.concurrency = args.concurrency.or(file.concurrency);
+    file.source_address = args.source_address.or(file.source_address);
     let token = std::env::var("VANTAGE_PROBE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -154,7 +162,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             checks,
             json,
             concurrency,
+            source_address,
         } => {
+            let env = RunEnv {
+                source_address: source_address
+                    .as_deref()
+                    .map(parse_source_address)
+                    .transpose()?,
+                ..RunEnv::local()
+            };
             let set = match config::load(&paths) {
                 Ok(set) => set,
                 Err(LoadError::Invalid(diags)) => {
@@ -182,7 +198,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            let results = runtime.block_on(once::run_all(selected, RunEnv::local(), concurrency));
+            let results = runtime.block_on(once::run_all(selected, env, concurrency));
             if json {
                 print!("{}", report::json_lines(&results));
             } else {

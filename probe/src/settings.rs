@@ -5,6 +5,7 @@
 //! (`vantage-coordinator probe add`); values given here are checked against that registration.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +61,10 @@ pub struct FileSettings {
     pub spool_max_age: Option<String>,
     /// How often the config is pulled (default `"5s"`).
     pub config_poll: Option<String>,
+    /// Local address every check's sockets are bound to, e.g. `"192.0.2.7"`, so that checks
+    /// leave a multi-homed host through it (default: the system chooses). Target addresses
+    /// of the other IP family are skipped; a check left with none is a `probe_error`.
+    pub source_address: Option<String>,
 }
 
 impl FileSettings {
@@ -121,6 +126,8 @@ pub struct Settings {
     pub spool_max_age: Duration,
     /// Config pull cadence.
     pub config_poll: Duration,
+    /// Local address every check's sockets are bound to.
+    pub source_address: Option<IpAddr>,
 }
 
 /// A secret whose `Debug` is redacted.
@@ -143,6 +150,16 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
+}
+
+/// Parses a `source_address` setting (from probe.toml, `--source-address` or
+/// `VANTAGE_SOURCE_ADDRESS`).
+pub fn parse_source_address(text: &str) -> Result<IpAddr, SettingsError> {
+    text.trim().parse().map_err(|_| {
+        SettingsError::Rule(format!(
+            "source_address must be an IP address, e.g. source_address = \"192.0.2.7\"; got {text:?}"
+        ))
+    })
 }
 
 impl Settings {
@@ -204,6 +221,11 @@ impl Settings {
                     })
                 })
             };
+        let source_address = file
+            .source_address
+            .as_deref()
+            .map(parse_source_address)
+            .transpose()?;
         let concurrency = file.concurrency.unwrap_or(64);
         if concurrency == 0 {
             return Err(rule("concurrency must be at least 1".into()));
@@ -226,6 +248,7 @@ impl Settings {
                 Duration::from_secs(86_400),
             )?,
             config_poll: dur(file.config_poll, "config_poll", Duration::from_secs(5))?,
+            source_address,
         })
     }
 }
@@ -280,6 +303,44 @@ mod tests {
             .expect_err("plain http");
         assert!(err.to_string().contains("refusing plain http"), "{err}");
         assert!(Settings::from_file(file("https://c.example.com"), Some("t".into())).is_ok());
+    }
+
+    #[test]
+    fn source_address_is_an_ip_address() {
+        let with = |v: &str| FileSettings {
+            source_address: Some(v.into()),
+            ..file("https://c.example.com")
+        };
+        let s = Settings::from_file(file("https://c.example.com"), Some("t".into())).expect("ok");
+        assert_eq!(s.source_address, None);
+        for (text, ip) in [("127.0.1.2", "127.0.1.2"), (" 2001:db8::7 ", "2001:db8::7")] {
+            let s = Settings::from_file(with(text), Some("t".into())).expect("valid");
+            assert_eq!(s.source_address, Some(ip.parse().expect("ip")));
+        }
+        for bad in ["192.0.2.7:53", "eth0", "", "[2001:db8::7]"] {
+            let err = Settings::from_file(with(bad), Some("t".into())).expect_err("invalid");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "source_address must be an IP address, e.g. source_address = \"192.0.2.7\"; got {bad:?}"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn source_address_is_read_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("probe.toml");
+        std::fs::write(
+            &path,
+            "coordinator = \"http://127.0.0.1:7470\"\nsource_address = \"127.0.1.2\"\n",
+        )
+        .expect("write");
+        let file = FileSettings::load(&path).expect("valid file");
+        assert_eq!(file.source_address.as_deref(), Some("127.0.1.2"));
+        let s = Settings::from_file(file, Some("t".into())).expect("valid");
+        assert_eq!(s.source_address, Some("127.0.1.2".parse().expect("ip")));
     }
 
     #[test]

@@ -6,7 +6,19 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn probe(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vantage-probe"))
+    probe_with_env(args, cwd, &[])
+}
+
+/// Runs `vantage-probe` with `env` set and every other `VANTAGE_*` setting of this process's
+/// environment removed, so that only the test decides the precedence.
+fn probe_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vantage-probe"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("VANTAGE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(env.iter().copied())
         .args(args)
         .current_dir(cwd)
         .output()
@@ -134,4 +146,119 @@ fn once_with_an_unknown_check_id_lists_the_known_ones() {
         text(&out.stderr),
         "error: no check has id `nope`; the files define: open, closed\n"
     );
+}
+
+/// `source_address` comes from probe.toml, then `VANTAGE_SOURCE_ADDRESS`, then
+/// `--source-address`, each overriding the one before; the invalid-value message quotes the
+/// value that won.
+#[test]
+fn run_source_address_precedence_is_file_env_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("probe.token"), "vtp_test\n").expect("write token");
+    std::fs::write(
+        dir.path().join("probe.toml"),
+        "coordinator = \"http://127.0.0.1:1\"\ntoken_file = \"probe.token\"\n\
+         state_dir = \"state\"\nsource_address = \"from-file\"\n",
+    )
+    .expect("write probe.toml");
+    let expect = |out: Output, got: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stderr).lines().last().unwrap_or_default(),
+            format!(
+                "error: source_address must be an IP address, e.g. source_address = \"192.0.2.7\"; got \"{got}\""
+            )
+        );
+    };
+    let run = ["run", "--config", "probe.toml"];
+    expect(probe(&run, dir.path()), "from-file");
+    let env = [("VANTAGE_SOURCE_ADDRESS", "from-env")];
+    expect(probe_with_env(&run, dir.path(), &env), "from-env");
+    let flagged = [
+        "run",
+        "--config",
+        "probe.toml",
+        "--source-address",
+        "from-flag",
+    ];
+    expect(probe_with_env(&flagged, dir.path(), &env), "from-flag");
+}
+
+/// `once` binds every check to the source address, with the flag over the environment: the
+/// listener sees the connection come from it.
+#[test]
+fn once_connects_from_the_source_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open = listener.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    tcp_checks(dir.path(), open, 1);
+    let once = ["once", "tcp.toml", "--check", "open", "--json"];
+    let peer = |out: Output| {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let (_, peer) = listener.accept().expect("the check connected");
+        peer.ip().to_string()
+    };
+    let env = [("VANTAGE_SOURCE_ADDRESS", "127.0.1.3")];
+    assert_eq!(peer(probe_with_env(&once, dir.path(), &env)), "127.0.1.3");
+    let flagged = [
+        "once",
+        "tcp.toml",
+        "--check",
+        "open",
+        "--source-address",
+        "127.0.1.4",
+    ];
+    assert_eq!(
+        peer(probe_with_env(&flagged, dir.path(), &env)),
+        "127.0.1.4"
+    );
+    assert_eq!(peer(probe(&once, dir.path())), "127.0.0.1");
+
+    let out = probe(
+        &["once", "tcp.toml", "--source-address", "nope"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: source_address must be an IP address, e.g. source_address = \"192.0.2.7\"; got \"nope\"\n"
+    );
+}
+
+/// A source address this host does not have is the probe's fault: `probe_error`, naming it.
+#[test]
+fn once_with_a_foreign_source_address_is_a_probe_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let open = listener.local_addr().expect("addr").port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    tcp_checks(dir.path(), open, 1);
+    let out = probe(
+        &[
+            "once",
+            "tcp.toml",
+            "--check",
+            "open",
+            "--json",
+            "--source-address",
+            "192.0.2.1",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let line: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).expect("a JSON line");
+    assert_eq!(line["status"], "probe_error");
+    assert_eq!(line["failure"], "probe_internal");
+    let message = line["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("cannot use source_address 192.0.2.1: cannot bind a socket to it"),
+        "{message}"
+    );
+    drop(listener);
 }

@@ -37,15 +37,19 @@ pub fn check_from_toml(kind: &str, timeout: &str, keys: &str) -> vantage_checks:
 
 /// Runs a check once, as `vantage-probe once` would, on a fresh single-threaded runtime.
 pub fn run_once(check: &vantage_checks::model::Check) -> vantage_checks::result::CheckResult {
+    run_once_in(check, &vantage_checks::exec::RunEnv::local())
+}
+
+/// [`run_once`] in a given environment (a probe id, a `source_address`).
+pub fn run_once_in(
+    check: &vantage_checks::model::Check,
+    env: &vantage_checks::exec::RunEnv,
+) -> vantage_checks::result::CheckResult {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(vantage_checks::exec::run_check(
-        check,
-        &vantage_checks::exec::RunEnv::local(),
-        0,
-    ))
+    rt.block_on(vantage_checks::exec::run_check(check, env, 0))
 }
 
 /// A port on 127.0.0.1 that was free for both TCP and UDP a moment ago.

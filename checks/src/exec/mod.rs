@@ -1,8 +1,10 @@
 //! Executors: run one check once and describe what happened.
 //!
-//! Each kind has its own module with the same shape: `run(&Spec, &RunEnv) -> Result<Observation, ExecError>`.
-//! `Ok(observation)` is every outcome the vendor is responsible for, pass or fail; `Err` means the
-//! probe itself could not test (a missing CA file, no resolver), and becomes a `probe_error`.
+//! Each kind has its own module with the same shape:
+//! `run(&Spec, timeout, source) -> Result<Observation, ExecError>`, where `source` is the
+//! probe's [`RunEnv::source_address`]. `Ok(observation)` is every outcome the vendor is
+//! responsible for, pass or fail; `Err` means the probe itself could not test (a missing CA
+//! file, no resolver, an unusable source address), and becomes a `probe_error`.
 
 pub mod cache_status;
 mod dns;
@@ -11,6 +13,7 @@ pub(crate) mod net;
 mod tcp;
 mod tls;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -37,6 +40,15 @@ pub enum ExecError {
     /// The server uses a protocol this probe refuses, so it cannot be tested from here.
     #[error("cannot test from this probe: {0}")]
     Unsupported(String),
+    /// The probe's `source_address` cannot be used for this run: it is not an address of this
+    /// host, or every address of the target is of the other IP family.
+    #[error("cannot use source_address {address}: {message}")]
+    SourceAddress {
+        /// The configured source address.
+        address: IpAddr,
+        /// What went wrong, and what to do about it.
+        message: String,
+    },
     /// Anything else the probe got wrong.
     #[error("{0}")]
     Internal(String),
@@ -46,7 +58,9 @@ impl ExecError {
     fn failure_kind(&self) -> FailureKind {
         match self {
             Self::Unsupported(_) => FailureKind::TlsUnsupportedProtocol,
-            Self::LocalFile { .. } | Self::Internal(_) => FailureKind::ProbeInternal,
+            Self::LocalFile { .. } | Self::SourceAddress { .. } | Self::Internal(_) => {
+                FailureKind::ProbeInternal
+            }
         }
     }
 }
@@ -102,6 +116,11 @@ pub struct RunEnv {
     pub probe_id: String,
     /// The probe process's boot id.
     pub boot_id: String,
+    /// The local address every socket of a run is bound to before it connects or sends (the
+    /// probe's `source_address`), so that checks leave a multi-homed host through a chosen
+    /// address. Target addresses of the other IP family are skipped; a run left with none,
+    /// or an address this host does not have, is a `probe_error`. `None`: the system chooses.
+    pub source_address: Option<IpAddr>,
 }
 
 impl RunEnv {
@@ -110,6 +129,7 @@ impl RunEnv {
         Self {
             probe_id: "local".to_owned(),
             boot_id: new_boot_id(),
+            source_address: None,
         }
     }
 }
@@ -128,13 +148,13 @@ const HARD_TIMEOUT_SLACK: Duration = Duration::from_millis(500);
 /// `seq` is the probe's sequence number for this result.
 pub async fn run_check(check: &Check, env: &RunEnv, seq: u64) -> CheckResult {
     let started_at = OffsetDateTime::now_utc();
-    let mut attempt = run_once(check).await;
+    let mut attempt = run_once(check, env.source_address).await;
     let mut retried = false;
     if attempt.as_ref().is_ok_and(|o| o.status == Status::Fail)
         && let Some(pause) = check.settings.retry
     {
         tokio::time::sleep(pause).await;
-        attempt = run_once(check).await;
+        attempt = run_once(check, env.source_address).await;
         retried = true;
     }
     let obs = attempt.unwrap_or_else(|err| Observation {
@@ -168,16 +188,16 @@ pub async fn run_check(check: &Check, env: &RunEnv, seq: u64) -> CheckResult {
     }
 }
 
-/// One attempt, under the hard timeout.
-async fn run_once(check: &Check) -> Result<Observation, ExecError> {
+/// One attempt, under the hard timeout, with sockets bound to `source` when set.
+async fn run_once(check: &Check, source: Option<IpAddr>) -> Result<Observation, ExecError> {
     let timeout = check.settings.timeout;
     let start = Instant::now();
     let run = async {
         match &check.spec {
-            CheckSpec::Dns(spec) => dns::run(spec, timeout).await,
-            CheckSpec::Http(spec) => http::run(spec, timeout).await,
-            CheckSpec::Tls(spec) => tls::run(spec, timeout).await,
-            CheckSpec::Tcp(spec) => tcp::run(spec, timeout).await,
+            CheckSpec::Dns(spec) => dns::run(spec, timeout, source).await,
+            CheckSpec::Http(spec) => http::run(spec, timeout, source).await,
+            CheckSpec::Tls(spec) => tls::run(spec, timeout, source).await,
+            CheckSpec::Tcp(spec) => tcp::run(spec, timeout, source).await,
         }
     };
     let mut obs = match tokio::time::timeout(timeout + HARD_TIMEOUT_SLACK, run).await {
@@ -193,4 +213,78 @@ async fn run_once(check: &Check) -> Result<Observation, ExecError> {
         obs.timings.total_ms = millis(start.elapsed());
     }
     Ok(obs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(kind: &str, keys: &str) -> Check {
+        let text = format!(
+            "[[vendor]]\nid = \"v\"\n\n[[check]]\nid = \"c\"\nvendor = \"v\"\nkind = \"{kind}\"\n\
+             timeout = \"1s\"\nretry = \"off\"\n{keys}\n"
+        );
+        let set = crate::config::parse_str(&text).unwrap_or_else(|d| panic!("{}", d.render()));
+        set.checks.into_iter().next().expect("one check")
+    }
+
+    /// A source address this host does not have makes every kind a `probe_error` naming it,
+    /// where the same run without it is the vendor's `connect_refused` (or `dns_timeout`).
+    #[tokio::test]
+    async fn a_source_address_not_on_this_host_is_a_probe_error_for_every_kind() {
+        // A port that was free a moment ago: nothing listens there.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let cases = [
+            (
+                "tcp",
+                format!("target = \"127.0.0.1:{closed}\""),
+                FailureKind::ConnectRefused,
+            ),
+            (
+                "tls",
+                format!("target = \"127.0.0.1:{closed}\"\nserver_name = \"example.com\""),
+                FailureKind::ConnectRefused,
+            ),
+            (
+                "http",
+                format!("url = \"http://127.0.0.1:{closed}/\""),
+                FailureKind::ConnectRefused,
+            ),
+            (
+                "cdn",
+                format!("url = \"http://example.com/\"\nedge = \"127.0.0.1:{closed}\""),
+                FailureKind::ConnectRefused,
+            ),
+            (
+                "dns",
+                format!(
+                    "zone = \"example.com\"\nquery = {{ name = \"www.example.com\", type = \"A\" }}\n\
+                     servers = [\"127.0.0.1:{closed}\"]"
+                ),
+                FailureKind::DnsTimeout,
+            ),
+        ];
+        for (kind, keys, vendor_failure) in cases {
+            let check = check(kind, &keys);
+            let plain = run_check(&check, &RunEnv::local(), 0).await;
+            assert_eq!(plain.status, Status::Fail, "{kind}: {plain:?}");
+            assert_eq!(plain.failure, Some(vendor_failure), "{kind}: {plain:?}");
+
+            let env = RunEnv {
+                source_address: Some(IpAddr::from([192, 0, 2, 1])),
+                ..RunEnv::local()
+            };
+            let bound = run_check(&check, &env, 0).await;
+            assert_eq!(bound.status, Status::ProbeError, "{kind}: {bound:?}");
+            assert_eq!(bound.failure, Some(FailureKind::ProbeInternal), "{kind}");
+            let message = bound.message.unwrap_or_default();
+            assert!(
+                message.starts_with("cannot use source_address 192.0.2.1: cannot bind"),
+                "{kind}: {message}"
+            );
+        }
+    }
 }

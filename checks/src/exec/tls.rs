@@ -5,6 +5,7 @@
 //! client config per connection whose verifier keeps the leaf certificate and the verification
 //! error, so a failed handshake still says which certificate failed and why.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,11 +24,16 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::{ExecError, Observation, net};
+use super::net::{self, ConnectError};
+use super::{ExecError, Observation};
 use crate::model::TlsCheck;
 use crate::result::{Facts, FailureKind, Timings, TlsFacts, millis};
 
-pub(crate) async fn run(check: &TlsCheck, timeout: Duration) -> Result<Observation, ExecError> {
+pub(crate) async fn run(
+    check: &TlsCheck,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> Result<Observation, ExecError> {
     let start = Instant::now();
     let deadline = start + timeout;
     let client = TlsClient::new(check.ca_file.as_deref())?;
@@ -45,13 +51,14 @@ pub(crate) async fn run(check: &TlsCheck, timeout: Duration) -> Result<Observati
         Err(f) => return fail(f.kind, f.message, timings, facts),
     };
     timings.resolve_ms = Some(millis(start.elapsed()));
-    let tcp = match net::connect(&addrs, left(deadline)).await {
+    let tcp = match net::connect(&addrs, left(deadline), source).await {
         Ok((tcp, addr, took)) => {
             facts.remote_addr = Some(addr);
             timings.connect_ms = Some(millis(took));
             tcp
         }
-        Err((f, addr)) => {
+        Err(ConnectError::Probe(e)) => return Err(e),
+        Err(ConnectError::Failed(f, addr)) => {
             facts.remote_addr = addr;
             return fail(f.kind, f.message, timings, facts);
         }

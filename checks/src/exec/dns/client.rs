@@ -4,14 +4,15 @@
 //! every step stays under the caller's deadline and every failure keeps its cause.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption, NSIDPayload};
 use hickory_proto::rr::{Name, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+
+use super::super::net;
 
 /// The EDNS UDP payload size we advertise (the DNS Flag Day 2020 value): big enough for most
 /// answers, small enough to avoid IP fragmentation.
@@ -33,6 +34,8 @@ pub(super) struct Ask<'a> {
     pub(super) nsid: bool,
     /// Skip UDP.
     pub(super) tcp_only: bool,
+    /// The local address every socket is bound to (the probe's `source_address`).
+    pub(super) source: Option<IpAddr>,
 }
 
 /// A response that matched the query.
@@ -53,7 +56,8 @@ pub(super) enum QueryError {
     NoAnswer(String),
     /// Something answered, but not a well-formed response to our question.
     BadResponse(String),
-    /// The probe could not even send (no local socket): not the server's fault.
+    /// The probe could not even send (no local socket, an unusable source address): not the
+    /// server's fault.
     Local(String),
 }
 
@@ -173,14 +177,9 @@ async fn udp_exchange(
 ) -> Result<Message, QueryError> {
     let id = rand::random::<u16>();
     let query = build_query(id, ask, edns)?;
-    let local: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    let socket = UdpSocket::bind(local)
+    let socket = net::udp_socket(addr, ask.source)
         .await
-        .map_err(|e| QueryError::Local(format!("cannot open a UDP socket: {e}")))?;
+        .map_err(|e| QueryError::Local(e.to_string()))?;
     // A connected socket only receives from `addr` and reports ICMP port unreachable.
     socket
         .connect(addr)
@@ -235,7 +234,10 @@ async fn tcp_exchange(
         .map_err(|_| QueryError::Local("the query is longer than 65535 bytes".to_owned()))?;
     let left = deadline.saturating_duration_since(Instant::now());
     let talk = async {
-        let mut stream = TcpStream::connect(addr)
+        let socket =
+            net::tcp_socket(addr, ask.source).map_err(|e| QueryError::Local(e.to_string()))?;
+        let mut stream = socket
+            .connect(addr)
             .await
             .map_err(|e| unreachable(addr, "TCP", &e))?;
         let _ = stream.set_nodelay(true);

@@ -43,7 +43,7 @@ use tokio::task::JoinSet;
 
 use self::answer::{answers_text, check_answers, list, name_text, newest_serial};
 use self::client::{Ask, QueryError, exchange, nsid_text, rcode_label};
-use super::{ExecError, Observation};
+use super::{ExecError, Observation, net};
 use crate::model::{AnswerExpect, DnsCheck, DnsServers, DnsTransport, HostPort};
 use crate::result::{
     Delegation, DnsFacts, DnsServerResult, Facts, FailureKind, Status, Timings, millis,
@@ -55,14 +55,19 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Discovered NS addresses are asked on the standard port.
 const DNS_PORT: u16 = 53;
 
-pub(crate) async fn run(check: &DnsCheck, timeout: Duration) -> Result<Observation, ExecError> {
-    run_with(check, timeout, Path::new(RESOLV_CONF)).await
+pub(crate) async fn run(
+    check: &DnsCheck,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> Result<Observation, ExecError> {
+    run_with(check, timeout, source, Path::new(RESOLV_CONF)).await
 }
 
 /// [`run`], with the resolver configuration file as a parameter for tests.
 async fn run_with(
     check: &DnsCheck,
     timeout: Duration,
+    source: Option<IpAddr>,
     resolv_conf: &Path,
 ) -> Result<Observation, ExecError> {
     let start = Instant::now();
@@ -89,7 +94,11 @@ async fn run_with(
     } else {
         None
     };
-    let resolver_ctx = resolver.map(|addr| ResolverCtx { addr, tcp_only });
+    let resolver_ctx = resolver.map(|addr| ResolverCtx {
+        addr,
+        tcp_only,
+        source,
+    });
 
     // Which addresses to ask.
     let mut targets: Vec<Target> = Vec::new();
@@ -130,6 +139,8 @@ async fn run_with(
             }
         }
     }
+    // Addresses of the other family than the source address cannot be asked from here.
+    let targets = reachable(targets, source)?;
     if targets.is_empty() {
         if problems.is_empty() {
             problems.push(Problem::run(
@@ -153,6 +164,7 @@ async fn run_with(
         want_soa: check.consistent_soa && zone.is_some(),
         want_apex_ns: check.consistent_delegation && zone.is_some(),
         deadline: query_deadline,
+        source,
     });
     let parents = async {
         match (&zone, check.consistent_delegation) {
@@ -162,6 +174,7 @@ async fn run_with(
                     resolver_ctx,
                     zone,
                     tcp_only,
+                    source,
                     discovery_deadline,
                     query_deadline,
                 )
@@ -350,6 +363,17 @@ fn first_nameserver(text: &str) -> Option<IpAddr> {
         .find_map(|addr| addr.split('%').next().and_then(|a| a.parse().ok()))
 }
 
+/// The targets a socket bound to `source` can reach (all of them without a source address);
+/// `Err` when there were some and none is left.
+fn reachable(targets: Vec<Target>, source: Option<IpAddr>) -> Result<Vec<Target>, ExecError> {
+    let addrs: Vec<SocketAddr> = targets.iter().map(|t| t.addr).collect();
+    let usable = net::same_family(&addrs, source)?;
+    Ok(targets
+        .into_iter()
+        .filter(|t| usable.contains(&t.addr))
+        .collect())
+}
+
 /// One address to ask, and how the result names it.
 #[derive(Clone, Debug)]
 struct Target {
@@ -363,6 +387,7 @@ struct Target {
 struct ResolverCtx {
     addr: SocketAddr,
     tcp_only: bool,
+    source: Option<IpAddr>,
 }
 
 impl ResolverCtx {
@@ -379,6 +404,7 @@ impl ResolverCtx {
             rd: true,
             nsid: false,
             tcp_only: self.tcp_only,
+            source: self.source,
         };
         match exchange(self.addr, ask, deadline).await {
             Ok(response) => Ok(response.message),
@@ -649,6 +675,8 @@ struct Plan {
     want_soa: bool,
     want_apex_ns: bool,
     deadline: Instant,
+    /// The local address every socket is bound to.
+    source: Option<IpAddr>,
 }
 
 /// What one server task found.
@@ -702,6 +730,7 @@ async fn query_server(plan: &Plan, target: Target) -> ServerOutcome {
         rd: false,
         nsid: plan.nsid,
         tcp_only: plan.tcp_only,
+        source: plan.source,
     };
     let response = match exchange(target.addr, ask, plan.deadline).await {
         Ok(response) => response,
@@ -783,6 +812,7 @@ async fn zone_query(
         rd: false,
         nsid: false,
         tcp_only: plan.tcp_only,
+        source: plan.source,
     };
     exchange(addr, ask, plan.deadline).await.map(|r| r.message)
 }
@@ -942,12 +972,14 @@ struct ParentAnswer {
     ns: Result<Vec<String>, String>,
 }
 
-/// Asks the parent zone's servers (given, or discovered through the resolver) for `zone NS`.
+/// Asks the parent zone's servers (given, or discovered through the resolver) for `zone NS`,
+/// over TCP only when `tcp_only`, from `source` when set.
 async fn parent_delegation(
     check: &DnsCheck,
     resolver: Option<ResolverCtx>,
     zone: &Name,
     tcp_only: bool,
+    source: Option<IpAddr>,
     discovery_deadline: Instant,
     deadline: Instant,
 ) -> Result<Vec<ParentAnswer>, QueryError> {
@@ -972,6 +1004,7 @@ async fn parent_delegation(
         }
         targets
     };
+    let targets = reachable(targets, source).map_err(|e| QueryError::Local(e.to_string()))?;
     let mut set = JoinSet::new();
     for (i, target) in targets.into_iter().enumerate() {
         let zone = zone.clone();
@@ -982,6 +1015,7 @@ async fn parent_delegation(
                 rd: false,
                 nsid: false,
                 tcp_only,
+                source,
             };
             let ns = match exchange(target.addr, ask, deadline).await {
                 Ok(response) => {

@@ -3,7 +3,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, OpCode, ResponseCode};
@@ -27,9 +27,20 @@ enum Reply {
 
 type Responder = Arc<dyn Fn(&Message, bool) -> Reply + Send + Sync>;
 
+/// Where each query a fake server received came from, and whether over TCP, in arrival order.
+type Peers = Arc<Mutex<Vec<(SocketAddr, bool)>>>;
+
 /// Starts a fake server on UDP and TCP of one loopback port; it lives as long as the runtime.
 async fn fake(responder: impl Fn(&Message, bool) -> Reply + Send + Sync + 'static) -> SocketAddr {
+    fake_recording(responder).await.0
+}
+
+/// [`fake`], also recording where each query came from.
+async fn fake_recording(
+    responder: impl Fn(&Message, bool) -> Reply + Send + Sync + 'static,
+) -> (SocketAddr, Peers) {
     let responder: Responder = Arc::new(responder);
+    let peers: Peers = Arc::default();
     let (udp, tcp) = loop {
         let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
         let port = udp.local_addr().expect("addr").port();
@@ -39,9 +50,11 @@ async fn fake(responder: impl Fn(&Message, bool) -> Reply + Send + Sync + 'stati
     };
     let addr = udp.local_addr().expect("addr");
     let r = responder.clone();
+    let seen = peers.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
         while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+            seen.lock().expect("peers").push((peer, false));
             let Ok(query) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
@@ -55,8 +68,10 @@ async fn fake(responder: impl Fn(&Message, bool) -> Reply + Send + Sync + 'stati
             }
         }
     });
+    let seen = peers.clone();
     tokio::spawn(async move {
-        while let Ok((mut stream, _)) = tcp.accept().await {
+        while let Ok((mut stream, peer)) = tcp.accept().await {
+            seen.lock().expect("peers").push((peer, true));
             let r = responder.clone();
             tokio::spawn(async move {
                 let mut len = [0u8; 2];
@@ -79,7 +94,7 @@ async fn fake(responder: impl Fn(&Message, bool) -> Reply + Send + Sync + 'stati
             });
         }
     });
-    addr
+    (addr, peers)
 }
 
 fn name(s: &str) -> Name {
@@ -170,7 +185,7 @@ fn check(servers: &[SocketAddr]) -> DnsCheck {
 }
 
 async fn observe(check: &DnsCheck, timeout: Duration) -> (Observation, DnsFacts) {
-    let obs = run_with(check, timeout, Path::new("/nonexistent/resolv.conf"))
+    let obs = run_with(check, timeout, None, Path::new("/nonexistent/resolv.conf"))
         .await
         .expect("no probe error");
     let Facts::Dns(facts) = obs.facts.clone() else {
@@ -463,6 +478,7 @@ async fn no_resolver_at_all_is_a_probe_error() {
     let err = run_with(
         &c,
         Duration::from_secs(1),
+        None,
         Path::new("/nonexistent/resolv.conf"),
     )
     .await
@@ -539,4 +555,153 @@ async fn a_server_without_edns_is_asked_again_without_it() {
     let (obs, facts) = observe(&check(&[server_addr]), Duration::from_secs(2)).await;
     assert_eq!(obs.status, Status::Ok, "{obs:?}");
     assert_eq!(facts.servers[0].nsid, None);
+}
+
+/// The probe's `source_address` for the tests below: on Linux all of 127/8 is local.
+const SOURCE: [u8; 4] = [127, 0, 1, 9];
+
+/// Every socket of a run leaves from the source address: the resolver's queries for a server
+/// name, the UDP query, its TCP retry after truncation, and the parent's delegation query.
+#[tokio::test]
+async fn every_query_leaves_from_the_source_address() {
+    // Serves `example.test`, truncating the A answer over UDP so that it is asked over TCP.
+    let (zone_addr, zone_peers) = fake_recording(|q, tcp| {
+        let mut m = response(q, "src");
+        let record = match q.queries.first().map(|q| q.query_type()) {
+            Some(RecordType::SOA) => soa("example.test.", 1),
+            Some(RecordType::NS) => Record::from_rdata(
+                name("example.test."),
+                60,
+                RData::NS(NS(name("ns.example.test."))),
+            ),
+            Some(RecordType::A) if tcp => a("www.example.test.", [192, 0, 2, 10]),
+            Some(RecordType::A) => {
+                m.metadata.truncation = true;
+                return Reply::Message(m);
+            }
+            _ => return Reply::Message(m),
+        };
+        m.add_answer(record);
+        Reply::Message(m)
+    })
+    .await;
+    let (resolver, resolver_peers) = fake_recording(|q, _| {
+        let mut m = response(q, "resolver");
+        m.metadata.authoritative = false;
+        if let Some(question) = q.queries.first()
+            && question.query_type() == RecordType::A
+        {
+            m.add_answer(a(&question.name().to_ascii(), [127, 0, 0, 1]));
+        }
+        Reply::Message(m)
+    })
+    .await;
+    let (parent, parent_peers) = fake_recording(|q, _| {
+        let mut m = response(q, "parent");
+        m.metadata.authoritative = false;
+        m.add_authority(Record::from_rdata(
+            name("example.test."),
+            60,
+            RData::NS(NS(name("ns.example.test."))),
+        ));
+        Reply::Message(m)
+    })
+    .await;
+    let mut c = check(&[]);
+    c.servers = DnsServers::List(vec![HostPort {
+        host: "ns.example.test".to_owned(),
+        port: zone_addr.port(),
+    }]);
+    c.resolver = Some(resolver);
+    c.parent_servers = vec![HostPort {
+        host: "127.0.0.1".to_owned(),
+        port: parent.port(),
+    }];
+    c.consistent_soa = true;
+    c.consistent_delegation = true;
+    let source = IpAddr::from(SOURCE);
+    let obs = run_with(
+        &c,
+        Duration::from_secs(2),
+        Some(source),
+        Path::new("/nonexistent/resolv.conf"),
+    )
+    .await
+    .expect("no probe error");
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    let zone_peers = zone_peers.lock().expect("peers").clone();
+    assert!(
+        zone_peers.iter().any(|(_, tcp)| *tcp) && zone_peers.iter().any(|(_, tcp)| !*tcp),
+        "the server must be asked over UDP and TCP: {zone_peers:?}"
+    );
+    for (who, peers) in [
+        ("zone server", zone_peers),
+        ("resolver", resolver_peers.lock().expect("peers").clone()),
+        ("parent", parent_peers.lock().expect("peers").clone()),
+    ] {
+        assert!(!peers.is_empty(), "the {who} was never asked");
+        assert!(
+            peers.iter().all(|(peer, _)| peer.ip() == source),
+            "the {who} saw queries from {peers:?}, not only from {source}"
+        );
+    }
+}
+
+/// A source address this host does not have is the probe's fault, and the error says which.
+#[tokio::test]
+async fn an_unusable_source_address_is_a_probe_error_naming_it() {
+    let good = fake(zone_server("fake-1", 1)).await;
+    let err = run_with(
+        &check(&[good]),
+        Duration::from_secs(1),
+        Some(IpAddr::from([192, 0, 2, 1])),
+        Path::new("/nonexistent/resolv.conf"),
+    )
+    .await
+    .expect_err("probe error");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("cannot use source_address 192.0.2.1: cannot bind a socket to it"),
+        "{message}"
+    );
+}
+
+/// Addresses of the other family are skipped; with none left, the run is the probe's fault.
+#[tokio::test]
+async fn servers_of_the_other_family_are_skipped() {
+    let good = fake(zone_server("fake-1", 1)).await;
+    let v6: SocketAddr = "[2001:db8::53]:53".parse().expect("addr");
+    let (obs, facts) = {
+        let obs = run_with(
+            &check(&[v6, good]),
+            Duration::from_secs(2),
+            Some(IpAddr::from(SOURCE)),
+            Path::new("/nonexistent/resolv.conf"),
+        )
+        .await
+        .expect("no probe error");
+        let Facts::Dns(facts) = obs.facts.clone() else {
+            panic!("dns facts expected")
+        };
+        (obs, facts)
+    };
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    let asked: Vec<SocketAddr> = facts.servers.iter().map(|s| s.address).collect();
+    assert_eq!(asked, vec![good]);
+
+    let err = run_with(
+        &check(&[v6]),
+        Duration::from_secs(1),
+        Some(IpAddr::from(SOURCE)),
+        Path::new("/nonexistent/resolv.conf"),
+    )
+    .await
+    .expect_err("probe error");
+    assert!(matches!(err, ExecError::SourceAddress { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "cannot use source_address 127.0.1.9: it is an IPv4 address and the target has only \
+         IPv6 addresses ([2001:db8::53]:53); set source_address to an IPv6 address of this \
+         host, or leave it unset"
+    );
 }

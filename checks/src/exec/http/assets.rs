@@ -59,11 +59,14 @@ pub(super) fn extract(html: &str, page: &Url, max: usize) -> Vec<Url> {
 }
 
 /// Fetches every asset, at most [`CONCURRENCY`] at a time, each within `deadline`.
+///
+/// `Err` when the probe's source address cannot reach an asset's host: the probe cannot test
+/// the page from here, which is not the vendor's failure.
 pub(super) async fn fetch_all(
     client: &Client,
     urls: Vec<Url>,
     deadline: Instant,
-) -> Vec<AssetResult> {
+) -> Result<Vec<AssetResult>, ExecError> {
     let client = Arc::new(client.clone());
     let limit = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     // Dropping the set (on the run's hard timeout) aborts every fetch still going.
@@ -81,11 +84,12 @@ pub(super) async fn fetch_all(
         if let Ok((index, result)) = joined
             && let Some(slot) = results.get_mut(index)
         {
-            *slot = Some(result);
+            *slot = Some(result?);
         }
     }
     // A task that panicked still leaves a row, so no asset goes unreported.
-    urls.iter()
+    Ok(urls
+        .iter()
         .zip(results)
         .map(|(url, r)| {
             r.unwrap_or_else(|| AssetResult {
@@ -95,10 +99,10 @@ pub(super) async fn fetch_all(
                 total_ms: 0.0,
             })
         })
-        .collect()
+        .collect())
 }
 
-async fn fetch_one(client: &Client, url: Url, deadline: Instant) -> AssetResult {
+async fn fetch_one(client: &Client, url: Url, deadline: Instant) -> Result<AssetResult, ExecError> {
     let start = Instant::now();
     let name = url.to_string();
     let followed = follow(client, HttpMethod::Get, url, |_| false, deadline).await;
@@ -106,6 +110,7 @@ async fn fetch_one(client: &Client, url: Url, deadline: Instant) -> AssetResult 
         Ok(r) if (200..300).contains(&r.status) => (Some(r.status), None),
         Ok(r) => (Some(r.status), Some(FailureKind::HttpStatus)),
         Err(FetchError::Fail { kind, .. }) => (None, Some(kind)),
+        Err(FetchError::Probe(e @ ExecError::SourceAddress { .. })) => return Err(e),
         Err(FetchError::Probe(e @ ExecError::Unsupported(_))) => {
             tracing::debug!(asset = %name, error = %e, "asset cannot be tested from this probe");
             (None, Some(FailureKind::TlsUnsupportedProtocol))
@@ -115,12 +120,12 @@ async fn fetch_one(client: &Client, url: Url, deadline: Instant) -> AssetResult 
             (None, Some(FailureKind::ProbeInternal))
         }
     };
-    AssetResult {
+    Ok(AssetResult {
         url: name,
         status,
         failure,
         total_ms: millis(start.elapsed()),
-    }
+    })
 }
 
 #[cfg(test)]

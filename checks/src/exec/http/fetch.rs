@@ -3,7 +3,7 @@
 //! A fresh TCP (and TLS) connection per request is deliberate: a pooled connection would hide
 //! the firewall, L4 and handshake faults a probe is there to see.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST, LOCATION, USER_AGENT};
@@ -14,8 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 use url::{Position, Url};
 
+use super::super::ExecError;
+use super::super::net::{self, ConnectError};
 use super::super::tls::{TlsClient, left};
-use super::super::{ExecError, net};
 use crate::model::{HostPort, HttpMethod};
 use crate::result::{FailureKind, TlsFacts};
 
@@ -33,6 +34,8 @@ pub(super) struct Client {
     pub(super) accept_encoding: Option<HeaderValue>,
     pub(super) max_body_bytes: u64,
     pub(super) max_redirects: u32,
+    /// The probe's source address: every connection (page, redirects, assets) is bound to it.
+    pub(super) source: Option<IpAddr>,
 }
 
 /// Time spent in each phase, summed over the connections of a request and its redirects.
@@ -222,13 +225,16 @@ async fn fetch(
         .await
         .map_err(|f| FetchError::fail(f.kind, f.message))?;
     phases.resolve = Some(start.elapsed());
-    let (tcp, addr, took) = net::connect(&addrs, left(deadline))
+    let (tcp, addr, took) = net::connect(&addrs, left(deadline), client.source)
         .await
-        .map_err(|(f, addr)| FetchError::Fail {
-            kind: f.kind,
-            message: f.message,
-            remote_addr: addr,
-            tls: None,
+        .map_err(|e| match e {
+            ConnectError::Failed(f, addr) => FetchError::Fail {
+                kind: f.kind,
+                message: f.message,
+                remote_addr: addr,
+                tls: None,
+            },
+            ConnectError::Probe(e) => FetchError::Probe(e),
         })?;
     phases.connect = Some(took);
     let sni = match url.host() {

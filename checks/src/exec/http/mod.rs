@@ -13,6 +13,7 @@ mod assets;
 mod body;
 mod fetch;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use http::HeaderValue;
@@ -28,7 +29,11 @@ use crate::result::{Facts, FailureKind, HttpFacts, Timings, millis};
 /// Offered by `kind = "cdn"` checks that list no encodings.
 const CDN_ACCEPT_ENCODING: &str = "br, gzip";
 
-pub(crate) async fn run(check: &HttpCheck, timeout: Duration) -> Result<Observation, ExecError> {
+pub(crate) async fn run(
+    check: &HttpCheck,
+    timeout: Duration,
+    source: Option<IpAddr>,
+) -> Result<Observation, ExecError> {
     let start = Instant::now();
     let deadline = start + timeout;
     let client = Client {
@@ -39,6 +44,7 @@ pub(crate) async fn run(check: &HttpCheck, timeout: Duration) -> Result<Observat
         accept_encoding: accept_encoding(check),
         max_body_bytes: check.max_body_bytes,
         max_redirects: check.max_redirects,
+        source,
     };
     let mut url = check.url.clone();
     url.set_fragment(None);
@@ -179,7 +185,7 @@ pub(crate) async fn run(check: &HttpCheck, timeout: Duration) -> Result<Observat
         if want_assets {
             let html = String::from_utf8_lossy(&decoded);
             let urls = assets::extract(&html, &response.url, check.max_assets);
-            facts.assets = assets::fetch_all(&client, urls, deadline).await;
+            facts.assets = assets::fetch_all(&client, urls, deadline).await?;
             let failed: Vec<String> = facts
                 .assets
                 .iter()
