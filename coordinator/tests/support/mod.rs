@@ -330,7 +330,13 @@ pub(crate) fn body_of(results: &[CheckResult]) -> Vec<u8> {
 }
 
 /// A plausible HTTP check result.
-pub(crate) fn result(probe: &str, seq: u64, check: &str, vendor: &str, at: OffsetDateTime) -> CheckResult {
+pub(crate) fn result(
+    probe: &str,
+    seq: u64,
+    check: &str,
+    vendor: &str,
+    at: OffsetDateTime,
+) -> CheckResult {
     let fail = seq.is_multiple_of(3);
     CheckResult {
         v: RESULT_SCHEMA_VERSION,
@@ -375,4 +381,3 @@ pub(crate) fn keys(results: &[CheckResult]) -> BTreeSet<(String, u64)> {
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
-

@@ -1,0 +1,522 @@
+//! End-to-end tests of consensus, incidents and alert delivery on a real coordinator process.
+//!
+//! Six registered probes in three regions "push" results the test makes up (each round, one
+//! result per probe and check, started now), so every fault is exact and the timing is the
+//! coordinator's own. Alerts go to an in-process webhook sink that records what it receives
+//! and can refuse requests to simulate a failing receiver. Nothing sleeps to wait: every wait
+//! polls with a deadline while the probes keep pushing.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use time::OffsetDateTime;
+use vantage_checks::result::{CheckResult, FailureKind, Status};
+
+mod support;
+
+use support::*;
+
+/// One request the sink received.
+#[derive(Clone, Debug)]
+struct Received {
+    path: String,
+    body: Value,
+}
+
+/// An HTTP sink on loopback recording every POST; answers 500 to the next `fail` requests.
+#[derive(Clone)]
+struct Sink {
+    addr: SocketAddr,
+    received: Arc<Mutex<Vec<Received>>>,
+    fail: Arc<AtomicUsize>,
+}
+
+impl Sink {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind sink");
+        let sink = Self {
+            addr: listener.local_addr().expect("sink addr"),
+            received: Arc::default(),
+            fail: Arc::default(),
+        };
+        let s = sink.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let s = s.clone();
+                            async move {
+                                let path = req.uri().path().to_owned();
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let refuse = s
+                                    .fail
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok();
+                                let status = if refuse {
+                                    StatusCode::INTERNAL_SERVER_ERROR
+                                } else {
+                                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                                    s.received
+                                        .lock()
+                                        .expect("sink lock")
+                                        .push(Received { path, body });
+                                    StatusCode::OK
+                                };
+                                let mut resp =
+                                    http::Response::new(Full::new(Bytes::from_static(b"{}")));
+                                *resp.status_mut() = status;
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        sink
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn at(&self, path: &str) -> Vec<Value> {
+        self.received
+            .lock()
+            .expect("sink lock")
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.body.clone())
+            .collect()
+    }
+
+    /// Events (`trigger`, `resolve`, …) the webhook at `path` received for `subject`.
+    /// Updates (a regional outage that became global, say) are left out: they page nobody.
+    fn events(&self, path: &str, subject: &str) -> Vec<String> {
+        self.at(path)
+            .iter()
+            .filter(|b| b["id"] == subject && b["event"] != "update")
+            .map(|b| b["event"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
+
+const PROBES: [(&str, &str); 6] = [
+    ("a1", "a"),
+    ("a2", "a"),
+    ("b1", "b"),
+    ("b2", "b"),
+    ("c1", "c"),
+    ("c2", "c"),
+];
+
+const CHECKS: &str = r#"
+[defaults]
+interval = "1s"
+timeout = "800ms"
+retry = "off"
+window = "4s"
+quorum = 3
+failing = "50%"
+regions = 2
+region_quorum = 2
+confirm = 1
+for = "2s"
+recover_for = "2s"
+
+[[vendor]]
+id = "acme"
+name = "Acme DNS"
+
+[[vendor]]
+id = "fastcdn"
+name = "FastCDN"
+
+[[check]]
+id = "acme-www"
+vendor = "acme"
+kind = "tcp"
+target = "127.0.0.1:9"
+
+[[check]]
+id = "fast-css"
+vendor = "fastcdn"
+kind = "tcp"
+target = "127.0.0.1:9"
+"#;
+
+fn config(sink: &Sink, extra: &str) -> String {
+    format!(
+        r#"
+[quarantine]
+readmit_after = "2s"
+
+[[receiver]]
+name = "hook"
+kind = "webhook"
+url = "{hook}"
+
+[[receiver]]
+name = "pd"
+kind = "pagerduty"
+url = "{pd}"
+routing_key_file = "pd.key"
+
+[[receiver]]
+name = "probes"
+kind = "webhook"
+url = "{probes}"
+
+[[route]]
+receivers = ["hook", "pd"]
+states = ["hard_down", "api_down", "limited_visibility", "degraded"]
+
+[[route]]
+receivers = ["probes"]
+states = ["probe_quarantined"]
+{extra}
+"#,
+        hook = sink.url("/hook"),
+        pd = sink.url("/pd"),
+        probes = sink.url("/probes"),
+    )
+}
+
+/// The world: a coordinator, six registered probes and their tokens, the sink.
+struct World {
+    coordinator: Coordinator,
+    tokens: BTreeMap<&'static str, String>,
+    sink: Sink,
+    seq: u64,
+}
+
+impl World {
+    async fn start(extra_config: &str) -> Self {
+        let sink = Sink::start().await;
+        let coordinator = Coordinator::new(&config(&sink, extra_config), Some(CHECKS));
+        std::fs::write(coordinator.path("pd.key"), "R0UT1NGKEY\n").expect("write pd key");
+        let tokens = PROBES
+            .iter()
+            .map(|(p, r)| (*p, coordinator.add_probe(p, r)))
+            .collect();
+        let mut w = Self {
+            coordinator,
+            tokens,
+            sink,
+            seq: 0,
+        };
+        w.coordinator.start().await;
+        w
+    }
+
+    /// One round: every probe pushes one result per check; `fails(probe, check)` decides.
+    async fn round(&mut self, fails: impl Fn(&str, &str) -> bool) {
+        let now = OffsetDateTime::now_utc();
+        for (probe, _) in PROBES {
+            let mut batch = Vec::new();
+            for (check, vendor) in [("acme-www", "acme"), ("fast-css", "fastcdn")] {
+                self.seq += 1;
+                let mut r: CheckResult = result(probe, self.seq, check, vendor, now);
+                if fails(probe, check) {
+                    r.status = Status::Fail;
+                    r.failure = Some(FailureKind::ConnectTimeout);
+                    r.message = Some(format!("{probe}: connecting took longer than 800ms"));
+                } else {
+                    r.status = Status::Ok;
+                    r.failure = None;
+                    r.message = None;
+                }
+                batch.push(r);
+            }
+            let reply = post_batch(self.coordinator.addr, &self.tokens[probe], &batch).await;
+            assert_eq!(reply.status, StatusCode::OK, "push from {probe}");
+        }
+    }
+
+    /// Pushes rounds (every 250 ms) until `done` holds, or panics after `within`.
+    async fn until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        fails: impl Fn(&str, &str) -> bool,
+        mut done: impl FnMut(&Self) -> bool,
+    ) {
+        let deadline = Instant::now() + within;
+        loop {
+            self.round(&fails).await;
+            if done(self) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}\nhook: {:?}\nprobes: {:?}\n{}",
+                self.sink.at("/hook"),
+                self.sink.at("/probes"),
+                self.coordinator.log()
+            );
+            // The probes' cadence, not a wait for an event.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    async fn api(&self, path: &str) -> Value {
+        let r = get(self.coordinator.addr, path, None, &[])
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(r.status, StatusCode::OK, "GET {path}: {:?}", r.body);
+        serde_json::from_slice(&r.body).expect("JSON")
+    }
+
+    async fn vendor_state(&self, id: &str) -> String {
+        let v = self.api(&format!("/api/v1/vendors/{id}")).await;
+        v["global"]["state"].as_str().unwrap_or_default().to_owned()
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_vantage-coordinator"))
+            .args(args)
+            .args(self.coordinator.config_args())
+            .output()
+            .expect("run the CLI");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn never(_: &str, _: &str) -> bool {
+    false
+}
+
+fn acme_everywhere(_: &str, check: &str) -> bool {
+    check == "acme-www"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_down_pages_once_and_resolves_once_across_a_kill_9() {
+    let mut w = World::start("").await;
+    let mut ready = false;
+    for _ in 0..200 {
+        w.round(never).await;
+        if w.vendor_state("acme").await == "operational" {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        ready,
+        "acme never became operational:\n{}",
+        w.coordinator.log()
+    );
+
+    // The fault: every probe fails acme's check.
+    w.until("the trigger", SETTLE, acme_everywhere, |w| {
+        w.sink.events("/hook", "acme") == ["trigger"] && !w.sink.at("/pd").is_empty()
+    })
+    .await;
+    assert_eq!(w.vendor_state("acme").await, "hard_down");
+    assert_eq!(w.vendor_state("fastcdn").await, "operational");
+    let detail = w.api("/api/v1/vendors/acme").await;
+    let incident_id = detail["open_incident"]["id"]
+        .as_i64()
+        .expect("open incident");
+    let check = &detail["checks"][0];
+    assert_eq!(check["state"]["global"]["verdict"], "failing");
+    assert_eq!(
+        check["evidence"]["global"]["failures"]["connect_timeout"], 6,
+        "evidence names every failing vote: {check}"
+    );
+    let pd = w.sink.at("/pd");
+    assert_eq!(pd[0]["event_action"], "trigger");
+    assert_eq!(pd[0]["dedup_key"], incident_id.to_string());
+    assert_eq!(pd[0]["routing_key"], "R0UT1NGKEY");
+
+    // kill -9 mid-incident, restart, keep failing: no second page.
+    w.coordinator.kill();
+    w.coordinator.start().await;
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        w.round(acme_everywhere).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(w.sink.events("/hook", "acme"), ["trigger"], "paged twice");
+    assert_eq!(w.vendor_state("acme").await, "hard_down");
+
+    // Recovery: one resolve, after the trigger, to both receivers.
+    w.until("the resolve", SETTLE, never, |w| {
+        w.sink.events("/hook", "acme").len() == 2
+    })
+    .await;
+    assert_eq!(w.sink.events("/hook", "acme"), ["trigger", "resolve"]);
+    let pd: Vec<Value> = w.sink.at("/pd");
+    // PagerDuty gets updates as triggers with the same dedup_key (no new page); the resolve
+    // comes last.
+    let actions: Vec<&str> = pd
+        .iter()
+        .filter_map(|b| b["event_action"].as_str())
+        .collect();
+    assert_eq!(actions.first(), Some(&"trigger"));
+    assert_eq!(
+        actions.iter().filter(|a| **a == "resolve").count(),
+        1,
+        "{actions:?}"
+    );
+    assert_eq!(actions.last(), Some(&"resolve"));
+    let key = incident_id.to_string();
+    assert!(pd.iter().all(|b| b["dedup_key"].as_str() == Some(key.as_str())));
+    let incident = w.api(&format!("/api/v1/incidents/{incident_id}")).await;
+    assert!(incident["resolved_ms"].is_i64(), "{incident}");
+    let kinds: Vec<&str> = incident["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"opened"));
+    assert_eq!(kinds.last(), Some(&"resolved"));
+    assert!(w.sink.at("/probes").is_empty(), "no probe was blamed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_failing_every_vendor_is_quarantined_not_paged() {
+    let mut w = World::start("").await;
+    let broken = |probe: &str, _: &str| probe == "a1";
+    w.until("the quarantine alert", SETTLE, broken, |w| {
+        w.sink.events("/probes", "a1") == ["trigger"]
+    })
+    .await;
+    // Keep it broken a while: still no vendor page, and the probe is reported unhealthy.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        w.round(broken).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        w.sink.at("/hook").is_empty(),
+        "a broken probe paged: {:?}",
+        w.sink.at("/hook")
+    );
+    let probes = w.api("/api/v1/probes").await;
+    let a1 = probes
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|p| p["id"] == "a1")
+        .expect("a1")
+        .clone();
+    assert_eq!(a1["healthy"], false, "{a1}");
+    assert_eq!(
+        a1["quarantine"]["vendors"],
+        serde_json::json!(["acme", "fastcdn"])
+    );
+    // Region a has one voting probe left: unknown there, not down.
+    let acme = w.api("/api/v1/vendors/acme").await;
+    assert_ne!(acme["regions"]["a"]["state"], "hard_down", "{acme}");
+
+    // Fixed: readmitted after agreeing for readmit_after, and the alert resolves.
+    w.until("readmission", SETTLE, never, |w| {
+        w.sink.events("/probes", "a1") == ["trigger", "resolve"]
+    })
+    .await;
+    assert!(w.sink.at("/hook").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_holds_the_page_back_but_keeps_the_incident() {
+    let mut w = World::start("").await;
+    let id = w.cli(&[
+        "silence",
+        "add",
+        "--vendor",
+        "fastcdn",
+        "--duration",
+        "1h",
+        "--comment",
+        "vendor maintenance",
+    ]);
+    let id = id.trim().to_owned();
+    let cdn_down = |_: &str, check: &str| check == "fast-css";
+    let mut open = Value::Null;
+    for _ in 0..200 {
+        w.round(cdn_down).await;
+        let list = w.api("/api/v1/incidents?subject=fastcdn&open=true").await;
+        if let Some(first) = list.as_array().and_then(|l| l.first()) {
+            open = first.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let incident = open["id"]
+        .as_i64()
+        .expect("an open incident while silenced");
+    let detail = w.api(&format!("/api/v1/incidents/{incident}")).await;
+    assert!(
+        detail["timeline"]
+            .as_array()
+            .expect("timeline")
+            .iter()
+            .any(|e| e["kind"] == "suppressed"),
+        "{detail}"
+    );
+    assert!(
+        w.sink.events("/hook", "fastcdn").is_empty(),
+        "a silenced incident paged"
+    );
+
+    // The silence ends while the vendor is still down: the page goes out then.
+    w.cli(&["silence", "remove", &id]);
+    w.until("the trigger after the silence", SETTLE, cdn_down, |w| {
+        w.sink.events("/hook", "fastcdn") == ["trigger"]
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_receiver_gets_the_trigger_then_the_resolve() {
+    let mut w = World::start("").await;
+    w.sink.fail.store(4, Ordering::SeqCst);
+    w.until(
+        "the trigger through retries",
+        Duration::from_secs(60),
+        acme_everywhere,
+        |w| w.sink.events("/hook", "acme") == ["trigger"],
+    )
+    .await;
+    w.until("the resolve", SETTLE, never, |w| {
+        w.sink.events("/hook", "acme") == ["trigger", "resolve"]
+    })
+    .await;
+    assert_eq!(
+        w.sink.fail.load(Ordering::SeqCst),
+        0,
+        "the receiver refused some requests"
+    );
+}
