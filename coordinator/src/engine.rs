@@ -30,6 +30,10 @@ use crate::store::{IngestRow, ProbeRecord};
 
 /// Runs kept per (check, probe) at most, whatever the window.
 const MAX_RUNS: usize = 512;
+/// Batches arriving within this of the last evaluation only mark their checks dirty; the next
+/// batch after it (or [`Engine::flush`], every [`COALESCE_MS`]) evaluates them once. With 100
+/// probes pushing every second, a check is then judged ten times a second, not a hundred.
+pub const COALESCE_MS: Ms = 100;
 /// Recent transitions kept in memory for the API.
 const RECENT_TRANSITIONS: usize = 1000;
 
@@ -173,6 +177,8 @@ struct ProbeHistory {
 #[derive(Debug, Default)]
 struct CheckEntry {
     probes: BTreeMap<String, ProbeHistory>,
+    /// Regions with probes selected to run the check; `None` until computed.
+    expected_regions: Option<u32>,
     state: CheckState,
     evidence: Evidence,
     raw: BTreeMap<Scope, Verdict>,
@@ -187,6 +193,10 @@ struct Inner {
     vendors: BTreeMap<String, VendorStatus>,
     probes: Vec<ProbeRecord>,
     transitions: VecDeque<CheckTransition>,
+    /// Checks with new runs since their last evaluation.
+    dirty: BTreeSet<String>,
+    /// When dirty checks were last evaluated (Unix ms).
+    flushed_ms: Ms,
 }
 
 impl Inner {
@@ -207,6 +217,10 @@ impl Inner {
             .map(|(i, c)| (c.id.clone(), i))
             .collect();
         self.checks.retain(|id, _| self.index.contains_key(id));
+        // Selectors may have changed.
+        for e in self.checks.values_mut() {
+            e.expected_regions = None;
+        }
         let vendors: BTreeSet<&str> = catalog
             .checks
             .vendors
@@ -271,21 +285,30 @@ impl Inner {
         regions.len() as u32
     }
 
+    fn quarantined(&self) -> BTreeSet<String> {
+        self.health
+            .iter()
+            .filter(|(_, h)| h.quarantined)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Evaluates one check; returns its new state when it changed, and its transitions.
     fn evaluate(
         &mut self,
         id: &str,
+        quarantined: &BTreeSet<String>,
         now: Ms,
     ) -> Option<(Option<CheckState>, Vec<CheckTransition>)> {
-        let check = self.check(id)?.clone();
-        let expected = self.expected_regions(&check);
-        let quarantined: BTreeSet<&str> = self
-            .health
-            .iter()
-            .filter(|(_, h)| h.quarantined)
-            .map(|(p, _)| p.as_str())
-            .collect();
+        let check = self.check(id)?;
+        let (settings, vendor) = (check.settings.clone(), check.vendor.clone());
+        let cached = self.checks.get(id).and_then(|e| e.expected_regions);
+        let expected = match cached {
+            Some(n) => n,
+            None => self.expected_regions(self.check(id)?),
+        };
         let entry = self.checks.entry(id.to_owned()).or_default();
+        entry.expected_regions = Some(expected);
         for h in entry.probes.values_mut() {
             h.runs.make_contiguous();
         }
@@ -297,7 +320,7 @@ impl Inner {
                 region: &h.region,
                 runs: h.runs.as_slices().0,
                 message: h.message.as_deref(),
-                quarantined: quarantined.contains(p.as_str()),
+                quarantined: quarantined.contains(p),
             })
             .collect();
         let Evaluation {
@@ -306,7 +329,7 @@ impl Inner {
             transitions,
             evidence,
             ..
-        } = crate::consensus::evaluate(&check.settings, &entry.state, &views, expected, now);
+        } = crate::consensus::evaluate(&settings, &entry.state, &views, expected, now);
         drop(views);
         let changed = (state != entry.state).then(|| state.clone());
         entry.state = state;
@@ -316,7 +339,7 @@ impl Inner {
             .into_iter()
             .map(|t| CheckTransition {
                 check: id.to_owned(),
-                vendor: check.vendor.clone(),
+                vendor: vendor.clone(),
                 transition: t,
                 evidence: entry.evidence.clone(),
             })
@@ -356,8 +379,9 @@ impl Inner {
         let mut states = Vec::new();
         let mut transitions = Vec::new();
         let mut vendors = BTreeSet::new();
+        let quarantined = self.quarantined();
         for id in ids {
-            let Some((changed, t)) = self.evaluate(id, now) else {
+            let Some((changed, t)) = self.evaluate(id, &quarantined, now) else {
                 continue;
             };
             if let Some(state) = changed {
@@ -515,7 +539,6 @@ impl Engine {
         let catalog = self.catalogs.current();
         let mut inner = self.inner.lock().await;
         inner.sync_catalog(&catalog);
-        let mut touched = BTreeSet::new();
         for row in rows {
             let r = &row.result;
             if inner.check(&r.check_id).is_none() {
@@ -533,11 +556,30 @@ impl Engine {
                 run,
                 r.message.clone(),
             );
-            touched.insert(r.check_id.clone());
+            if !inner.dirty.contains(&r.check_id) {
+                inner.dirty.insert(r.check_id.clone());
+            }
         }
-        let changes = inner.evaluate_many(touched.iter().map(String::as_str), now);
-        self.publish_failing(&inner);
+        if now - inner.flushed_ms >= COALESCE_MS {
+            self.flush_locked(&mut inner, now).await;
+        }
+    }
+
+    async fn flush_locked(&self, inner: &mut Inner, now: Ms) {
+        let dirty = std::mem::take(&mut inner.dirty);
+        inner.flushed_ms = now;
+        if dirty.is_empty() {
+            return;
+        }
+        let changes = inner.evaluate_many(dirty.iter().map(String::as_str), now);
+        self.publish_failing(inner);
         self.emit(changes).await;
+    }
+
+    /// Evaluates the checks that got runs since their last evaluation.
+    pub async fn flush(&self, now: Ms) {
+        let mut inner = self.inner.lock().await;
+        self.flush_locked(&mut inner, now).await;
     }
 
     /// Re-assesses probe health and re-evaluates every check at `now`.
@@ -545,8 +587,13 @@ impl Engine {
         let catalog = self.catalogs.current();
         let mut inner = self.inner.lock().await;
         inner.sync_catalog(&catalog);
-        if let Some(p) = probes {
+        if let Some(p) = probes
+            && p != inner.probes
+        {
             inner.probes = p;
+            for e in inner.checks.values_mut() {
+                e.expected_regions = None;
+            }
         }
         let mut changes = Vec::new();
 
@@ -597,6 +644,8 @@ impl Engine {
             changes.push(Change::Probe { change, health });
         }
 
+        inner.dirty.clear();
+        inner.flushed_ms = now;
         changes.extend(inner.evaluate_many(ids.iter().map(String::as_str), now));
         // Vendors whose checks were never evaluated still get a state (unknown).
         let vendor_ids: Vec<String> = catalog

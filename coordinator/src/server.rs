@@ -323,8 +323,11 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRequestDeadline<I> {
     }
 }
 
-/// How often the engine re-evaluates every check (silence, hysteresis timers, quarantine).
-const TICK: Duration = Duration::from_secs(1);
+/// How often the engine evaluates the checks that got new runs (batches coalesced).
+const FLUSH: Duration = Duration::from_millis(crate::engine::COALESCE_MS as u64);
+/// Every this many flushes (1 s), it re-evaluates every check (silence, hysteresis timers,
+/// quarantine).
+const TICK_EVERY_FLUSHES: u32 = 10;
 /// The engine re-reads the probe registry every this many ticks.
 const PROBES_EVERY_TICKS: u32 = 5;
 
@@ -371,11 +374,18 @@ async fn start_engine(
 
 /// Drives the engine's timer.
 async fn tick(engine: Arc<crate::engine::Engine>, store: Arc<dyn Store>) {
-    let mut every = tokio::time::interval(TICK);
+    let mut every = tokio::time::interval(FLUSH);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut n: u32 = 0;
+    let (mut n, mut flushes): (u32, u32) = (0, 0);
     loop {
         every.tick().await;
+        flushes = flushes.wrapping_add(1);
+        if !flushes.is_multiple_of(TICK_EVERY_FLUSHES) {
+            engine
+                .flush(ingest::unix_ms(time::OffsetDateTime::now_utc()))
+                .await;
+            continue;
+        }
         let probes = if n.is_multiple_of(PROBES_EVERY_TICKS) {
             let s = Arc::clone(&store);
             tokio::task::spawn_blocking(move || s.list_probes())

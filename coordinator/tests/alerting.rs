@@ -391,7 +391,10 @@ async fn hard_down_pages_once_and_resolves_once_across_a_kill_9() {
     );
     assert_eq!(actions.last(), Some(&"resolve"));
     let key = incident_id.to_string();
-    assert!(pd.iter().all(|b| b["dedup_key"].as_str() == Some(key.as_str())));
+    assert!(
+        pd.iter()
+            .all(|b| b["dedup_key"].as_str() == Some(key.as_str()))
+    );
     let incident = w.api(&format!("/api/v1/incidents/{incident_id}")).await;
     assert!(incident["resolved_ms"].is_i64(), "{incident}");
     let kinds: Vec<&str> = incident["timeline"]

@@ -306,13 +306,14 @@ pub struct Evaluation {
 /// One probe's vote on a check at `now`.
 pub fn vote(settings: &Settings, runs: &ProbeRuns<'_>, now: Ms) -> ProbeVote {
     let window_start = now - settings.window.as_millis() as Ms;
-    let judged: Vec<&Run> = runs
+    // Newest first, probe errors aside: they are the probe's fault, not a vote.
+    let mut judged = runs
         .runs
         .iter()
-        .filter(|r| r.outcome != Outcome::ProbeError)
-        .collect();
+        .rev()
+        .filter(|r| r.outcome != Outcome::ProbeError);
     let latest_any = runs.runs.last();
-    let latest = judged.last().copied();
+    let latest = judged.clone().next();
     let mut out = ProbeVote {
         probe: runs.probe.to_owned(),
         region: runs.region.to_owned(),
@@ -339,8 +340,8 @@ pub fn vote(settings: &Settings, runs: &ProbeRuns<'_>, now: Ms) -> ProbeVote {
     }
     let confirm = settings.confirm.max(1) as usize;
     let failed_in_a_row = judged
-        .iter()
-        .rev()
+        .by_ref()
+        .take(confirm)
         .take_while(|r| matches!(r.outcome, Outcome::Fail(_)))
         .count();
     let latest = latest.copied();
