@@ -361,17 +361,29 @@ struct Ports {
 
 impl Ports {
     fn pick() -> Self {
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        // free_port lets its port go at once, so two calls can return the same one: nginx
+        // would then reject two `listen`s of one address (one with `ssl`, one without).
+        let mut picked: Vec<u16> = Vec::new();
+        let mut next = || {
+            for _ in 0..100 {
+                let port = free_port();
+                if !picked.contains(&port) {
+                    picked.push(port);
+                    return SocketAddr::from(([127, 0, 0, 1], port));
+                }
+            }
+            panic!("no distinct free loopback port after 100 tries");
+        };
         Self {
-            edge: loopback(free_port()),
-            edge_plain: loopback(free_port()),
-            expired: loopback(free_port()),
-            wrong_name: loopback(free_port()),
-            untrusted: loopback(free_port()),
-            expiring: loopback(free_port()),
-            legacy_tls: loopback(free_port()),
-            legacy_cipher: loopback(free_port()),
-            origin: loopback(free_port()),
+            edge: next(),
+            edge_plain: next(),
+            expired: next(),
+            wrong_name: next(),
+            untrusted: next(),
+            expiring: next(),
+            legacy_tls: next(),
+            legacy_cipher: next(),
+            origin: next(),
         }
     }
 
