@@ -1,6 +1,6 @@
 //! The harness pieces of the scenario corpus, each proven on its own: the webhook sink, a real
-//! Alertmanager notifying it, the pausable relay that cuts a probe off its coordinator, and the
-//! network namespace of a broken probe (with a real probe in it).
+//! Alertmanager notifying it, the pausable relay that cuts a probe off its coordinator, the
+//! network namespace of a broken probe, and per-source faults on the nginx edge.
 //!
 //! Everything binds to loopback or lives in a network namespace the test makes. Nothing sleeps
 //! to wait: every wait polls with a deadline.
@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use vantage_checks::result::{FailureKind, Status};
 use vantage_e2e::alertmanager::{Alertmanager, RECEIVER};
+use vantage_e2e::cdn::{Cdn, Fault, HOST, probe_source, region_sources};
 use vantage_e2e::fleet::{Fleet, ProbeOptions, http_get, http_post};
 use vantage_e2e::netns::BrokenNet;
 use vantage_e2e::relay::Relay;
@@ -489,4 +490,124 @@ target = "{}"
     }
     broken.kill();
     home.kill();
+}
+
+// ---- regional faults on the CDN edge ----------------------------------------------------
+
+/// One HTTPS GET of `/css/site.css` on the TLS edge from `source`: curl's exit code, the
+/// status (0 without an answer), the seconds it took and the cache status.
+fn fetch_from(cdn: &Cdn, source: std::net::Ipv4Addr) -> (Option<i32>, u16, f64, String) {
+    let port = cdn.edge.port();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-m", "10", "-o", "/dev/null"])
+        .args(["--interface", &source.to_string()])
+        .arg("--cacert")
+        .arg(cdn.ca_file())
+        .args(["--resolve", &format!("{HOST}:{port}:127.0.0.1")])
+        .args(["-w", "%{http_code} %{time_total} %header{x-cache-status}"])
+        .arg(format!("https://{HOST}:{port}/css/site.css"))
+        .output()
+        .expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut f = text.split_whitespace();
+    let status = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let secs = f.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let cache = f.next().unwrap_or_default().to_owned();
+    (out.status.code(), status, secs, cache)
+}
+
+#[test]
+fn cdn_faults_hit_only_their_sources_and_clear() {
+    let cdn = Cdn::start();
+    let hold = Duration::from_millis(800);
+    let (eu_1, eu_2, us_3, us_4, ap_5, ap_9) = (
+        probe_source(1, 1),
+        probe_source(2, 5),
+        probe_source(3, 3),
+        probe_source(3, 4),
+        probe_source(4, 5),
+        probe_source(4, 9),
+    );
+    for source in [eu_1, eu_2, us_3, ap_5] {
+        let got = fetch_from(&cdn, source);
+        assert_eq!(
+            (got.0, got.1),
+            (Some(0), 200),
+            "{source} before faults: {got:?}"
+        );
+    }
+
+    cdn.set_faults(&[
+        (&region_sources(2), Fault::Error),
+        ("127.0.3.3/32", Fault::Drop),
+        (&region_sources(4), Fault::Slow(hold)),
+        ("127.0.4.9/32", Fault::Ok),
+    ]);
+    let error = fetch_from(&cdn, eu_2);
+    assert_eq!((error.0, error.1), (Some(0), 503), "{error:?}");
+    let dropped = fetch_from(&cdn, us_3);
+    assert_eq!(dropped.1, 0, "{dropped:?}");
+    assert_ne!(
+        dropped.0,
+        Some(0),
+        "a dropped request must fail: {dropped:?}"
+    );
+    let neighbour = fetch_from(&cdn, us_4);
+    assert_eq!((neighbour.0, neighbour.1), (Some(0), 200), "{neighbour:?}");
+    let fine = fetch_from(&cdn, eu_1);
+    assert_eq!((fine.0, fine.1), (Some(0), 200), "{fine:?}");
+    let exempt = fetch_from(&cdn, ap_9);
+    assert_eq!((exempt.0, exempt.1), (Some(0), 200), "{exempt:?}");
+    // Slow holds every request, a cache hit as much as a miss.
+    let slow = fetch_from(&cdn, ap_5);
+    assert_eq!(
+        (slow.0, slow.1, slow.3.as_str()),
+        (Some(0), 200, "HIT"),
+        "{slow:?}"
+    );
+    let hold_s = hold.as_secs_f64();
+    assert!(
+        slow.2 >= hold_s,
+        "a slow source took {}s, under {hold_s}s",
+        slow.2
+    );
+    for quick in [&fine, &exempt, &neighbour] {
+        assert!(
+            quick.2 < hold_s,
+            "an unfaulted source took {}s: {quick:?}",
+            quick.2
+        );
+    }
+    // Every edge listener applies the table: the plain-HTTP one too.
+    let plain = std::process::Command::new("curl")
+        .args(["-sS", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args([
+            "--interface",
+            &eu_2.to_string(),
+            "-H",
+            &format!("Host: {HOST}"),
+        ])
+        .arg(format!("http://{}/css/site.css", cdn.edge_plain))
+        .output()
+        .expect("run curl");
+    assert_eq!(
+        curl_result(&plain),
+        (Some(0), "503".to_owned()),
+        "{plain:?}"
+    );
+
+    cdn.clear_faults();
+    assert_eq!(cdn.faults(), "");
+    for source in [eu_2, us_3, ap_5] {
+        let got = fetch_from(&cdn, source);
+        assert_eq!(
+            (got.0, got.1),
+            (Some(0), 200),
+            "{source} after clearing: {got:?}"
+        );
+        assert!(
+            got.2 < hold_s,
+            "{source} still slow after clearing: {got:?}"
+        );
+    }
 }

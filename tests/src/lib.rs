@@ -6,7 +6,7 @@
 //! - this file: ports, process guards, waiting with deadlines, finding server binaries;
 //! - [`dns`]: authoritative DNS servers (NSD) with generated zones;
 //! - [`pki`]: a throwaway test CA and server certificates;
-//! - [`cdn`]: nginx as a caching edge in front of an origin;
+//! - [`cdn`]: nginx as a caching edge in front of an origin, with per-source faults;
 //! - [`fleet`]: a coordinator and probes as real processes;
 //! - [`alertmanager`]: Prometheus Alertmanager as an alert receiver, notifying a webhook;
 //! - [`sink`]: an in-process HTTP server that records every request (webhooks, Slack,
