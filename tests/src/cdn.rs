@@ -8,14 +8,30 @@
 //! one, an expired one, one for another name, a self-signed one, one expiring in a few days,
 //! one that speaks only TLS 1.0 and 1.1, and one with only a CBC cipher suite. The origin serves files from [`Cdn::www`] and logs
 //! every request it gets, so tests can count what reached it.
+//!
+//! Regional faults: every edge listener looks up the client's source address in a `geo` table
+//! that [`Cdn::set_faults`] rewrites, then reloads nginx and waits until the new table is live.
+//! Probes bind their sockets to a source per probe, `127.0.R.P` ([`probe_source`]), so a fault
+//! on `127.0.R.0/24` ([`region_sources`]) hits one region and a `/32` one probe. A faulted
+//! source gets a 503 from the edge ([`Fault::Error`]), a connection closed without an answer
+//! (nginx's `return 444`, [`Fault::Drop`]), or every request held for a while before it is
+//! served as usual, hit or miss ([`Fault::Slow`]: an `auth_request` to a location that
+//! `echo_sleep`s, from the echo module that Debian's nginx-light ships). The most specific
+//! CIDR wins, so a `/32` with [`Fault::Ok`] exempts one probe of a faulted region.
+//!
+//! nginx runs with a master process and one worker, because a reload needs the master (nginx
+//! without one serves garbage after a SIGHUP); dropping the [`Cdn`] stops it with SIGTERM so
+//! that no worker outlives it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::fleet::http_get;
 use crate::pki::{ServerCert, TestCa};
-use crate::{ServerProcess, find_binary, free_port, wait_until};
+use crate::{ServerProcess, find_binary, free_port, panic_text, wait_until};
 
 /// The name the edge serves, as a check's URL names it.
 pub const HOST: &str = "static.vantage.test";
@@ -28,6 +44,55 @@ pub const EXPIRING_DAYS: i64 = 5;
 
 const START_WITHIN: Duration = Duration::from_secs(10);
 const LOG_WITHIN: Duration = Duration::from_secs(5);
+/// How long a reload may take to be live (the old worker finishing its requests aside).
+const RELOAD_WITHIN: Duration = Duration::from_secs(15);
+/// How long nginx may take to stop after SIGTERM.
+const STOP_WITHIN: Duration = Duration::from_secs(5);
+/// The echo module (`echo_sleep`, for [`Fault::Slow`]); Debian's nginx-light depends on it.
+pub const ECHO_MODULE: &str = "/usr/lib/nginx/modules/ngx_http_echo_module.so";
+/// The origin's path that answers the generation of the fault table in force.
+const GENERATION_PATH: &str = "/_vantage/generation";
+
+/// What the edge does to requests from one source CIDR ([`Cdn::set_faults`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Serve as usual (to exempt a narrower CIDR inside a faulted one).
+    Ok,
+    /// Answer 503 from the edge, without asking the origin.
+    Error,
+    /// Close the connection without any answer (nginx's `return 444`; on HTTP/2 the stream is
+    /// reset).
+    Drop,
+    /// Hold each request this long (millisecond precision, at least 1 ms), then serve it as
+    /// usual, hit or miss.
+    Slow(Duration),
+}
+
+impl Fault {
+    /// The value of `$vantage_fault` in the generated `geo` table.
+    fn geo_value(self) -> String {
+        match self {
+            Self::Ok => "ok".to_owned(),
+            Self::Error => "error".to_owned(),
+            Self::Drop => "drop".to_owned(),
+            Self::Slow(d) => {
+                let ms = d.as_millis();
+                assert!(ms >= 1, "Fault::Slow needs at least 1ms, got {d:?}");
+                format!("slow_{}.{:03}", ms / 1000, ms % 1000)
+            }
+        }
+    }
+}
+
+/// The source address of probe `probe` in region `region`: `127.0.<region>.<probe>`.
+pub fn probe_source(region: u8, probe: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, region, probe)
+}
+
+/// Every source of region `region`: `127.0.<region>.0/24`.
+pub fn region_sources(region: u8) -> String {
+    format!("127.0.{region}.0/24")
+}
 
 /// The site the origin serves: path, content.
 const SITE: &[(&str, &str)] = &[
@@ -79,6 +144,10 @@ pub struct Cdn {
     /// The origin (plain HTTP).
     pub origin: SocketAddr,
     process: ServerProcess,
+    nginx: PathBuf,
+    /// The generation of the fault table in force (0: the empty one at start), locked while
+    /// a new table is written and loaded.
+    generation: Mutex<u32>,
     ca: TestCa,
     dir: tempfile::TempDir,
 }
@@ -87,6 +156,11 @@ impl Cdn {
     /// Writes the site and the config, starts nginx and waits until every listener accepts.
     pub fn start() -> Self {
         let nginx = find_binary("nginx", "nginx-light");
+        assert!(
+            Path::new(ECHO_MODULE).is_file(),
+            "{ECHO_MODULE} is missing: run `apt-get install libnginx-mod-http-echo` \
+             (Debian's nginx-light depends on it; tests/run installs it)"
+        );
         let dir = tempfile::Builder::new()
             .prefix("vantage-nginx-")
             .tempdir()
@@ -106,6 +180,7 @@ impl Cdn {
         for sub in ["tmp", "cache"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("create nginx directories");
         }
+        write_fault_table(dir.path(), "", 0);
         // A port found free may be taken (by another test's server, or as some client's
         // ephemeral port) before nginx binds it: then pick new ports and start again.
         let mut attempt = 0;
@@ -131,8 +206,92 @@ impl Cdn {
             legacy_cipher: ports.legacy_cipher,
             origin: ports.origin,
             process,
+            nginx,
+            generation: Mutex::new(0),
             ca,
             dir,
+        }
+    }
+
+    /// Replaces the edge's fault table with `faults`, (source CIDR, fault) pairs such as
+    /// `("127.0.2.0/24", Fault::Error)`, reloads nginx and returns once every new request
+    /// sees the new table: the origin answers the new generation and every worker of the old
+    /// configuration has stopped accepting. Sources not covered are served as usual; where
+    /// CIDRs overlap the most specific wins. Panics with nginx's error log if the reload
+    /// fails.
+    pub fn set_faults(&self, faults: &[(&str, Fault)]) {
+        let mut table = String::new();
+        for (cidr, fault) in faults {
+            check_cidr(cidr);
+            table.push_str(&format!("{cidr} {};\n", fault.geo_value()));
+        }
+        let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        *generation += 1;
+        write_fault_table(self.dir.path(), &table, *generation);
+        self.reload(*generation);
+    }
+
+    /// Serves every source as usual again ([`Cdn::set_faults`] with none).
+    pub fn clear_faults(&self) {
+        self.set_faults(&[]);
+    }
+
+    /// The fault table in force, as written for nginx's `geo`.
+    pub fn faults(&self) -> String {
+        self.read("faults.conf")
+    }
+
+    /// `nginx -s reload`, then waits until generation `generation` is live and the workers
+    /// of the old configuration are shutting down (they close their listeners first).
+    fn reload(&self, generation: u32) {
+        let master = self.process.pid().expect("nginx is running");
+        let old: Vec<u32> = children(master)
+            .into_iter()
+            .filter(|(_, title)| title.contains("worker process"))
+            .map(|(pid, _)| pid)
+            .collect();
+        let out = Command::new(&self.nginx)
+            .arg("-p")
+            .arg(self.dir.path())
+            .arg("-c")
+            .arg(self.dir.path().join("nginx.conf"))
+            .arg("-e")
+            .arg(self.dir.path().join("error.log"))
+            .arg("-s")
+            .arg("reload")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.nginx.display()));
+        assert!(
+            out.status.success(),
+            "nginx -s reload failed: {}{}\nthe fault table:\n{}\nnginx's error log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.faults(),
+            self.error_log()
+        );
+        let live = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_until(
+                &format!("nginx serving fault table generation {generation}"),
+                RELOAD_WITHIN,
+                || {
+                    let served = matches!(
+                        http_get(self.origin, GENERATION_PATH),
+                        Ok((200, body)) if body.trim() == generation.to_string()
+                    );
+                    served
+                        && old.iter().all(|&pid| {
+                            process_title(pid).is_none_or(|t| t.contains("shutting down"))
+                        })
+                },
+            );
+        }));
+        if let Err(panic) = live {
+            panic!(
+                "{}\nthe fault table:\n{}\nnginx's error log:\n{}",
+                panic_text(&*panic),
+                self.faults(),
+                self.error_log()
+            );
         }
     }
 
@@ -221,6 +380,92 @@ impl Cdn {
     fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
+}
+
+impl Drop for Cdn {
+    fn drop(&mut self) {
+        stop_nginx(&mut self.process);
+    }
+}
+
+/// Stops nginx with SIGTERM (its master then stops the workers), and kills any child of the
+/// master that is still there after [`STOP_WITHIN`]: a SIGKILL of the master alone would leave
+/// its worker serving.
+fn stop_nginx(process: &mut ServerProcess) {
+    let Some(master) = process.pid() else {
+        return;
+    };
+    let kids = children(master);
+    process.terminate(STOP_WITHIN);
+    for (pid, _) in kids {
+        if process_title(pid).is_some_and(|t| t.starts_with("nginx:")) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}
+
+/// The processes whose parent is `parent`, with their titles (`/proc/<pid>/cmdline`).
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            // The fields after the command name, which is in parentheses: state, ppid, ...
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .filter_map(|pid| Some((pid, process_title(pid)?)))
+        .collect()
+}
+
+/// A running process's title (nginx rewrites its own: `nginx: worker process`), or None if
+/// it is gone (or a zombie).
+fn process_title(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if raw.is_empty() {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(&raw)
+            .replace('\0', " ")
+            .trim()
+            .to_owned(),
+    )
+}
+
+/// Panics unless `cidr` is an address with a prefix length that fits it.
+fn check_cidr(cidr: &str) {
+    let ok = cidr.split_once('/').is_some_and(|(addr, len)| {
+        match (addr.parse::<IpAddr>(), len.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(len)) => len <= 32,
+            (Ok(IpAddr::V6(_)), Ok(len)) => len <= 128,
+            _ => false,
+        }
+    });
+    assert!(
+        ok,
+        "a fault's source must be a CIDR such as `127.0.2.0/24` or `127.0.1.3/32`; got {cidr:?}"
+    );
+}
+
+/// Writes the `geo` entries of the fault table and its generation, for nginx to include.
+fn write_fault_table(dir: &Path, table: &str, generation: u32) {
+    write_file(&dir.join("faults.conf"), table);
+    write_file(
+        &dir.join("generation.conf"),
+        &format!("geo $vantage_generation {{ default {generation}; }}\n"),
+    );
 }
 
 /// One request in the edge's access log.
@@ -328,12 +573,8 @@ fn try_start(
         });
     }));
     if let Err(panic) = ready {
-        let why = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default();
-        process.stop();
+        let why = panic_text(&*panic);
+        stop_nginx(&mut process);
         let log = format!(
             "{}{}",
             std::fs::read_to_string(&error_log).unwrap_or_default(),
@@ -361,17 +602,29 @@ struct Ports {
 
 impl Ports {
     fn pick() -> Self {
-        let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        // free_port lets its port go at once, so two calls can return the same one: nginx
+        // would then reject two `listen`s of one address (one with `ssl`, one without).
+        let mut picked: Vec<u16> = Vec::new();
+        let mut next = || {
+            for _ in 0..100 {
+                let port = free_port();
+                if !picked.contains(&port) {
+                    picked.push(port);
+                    return SocketAddr::from(([127, 0, 0, 1], port));
+                }
+            }
+            panic!("no distinct free loopback port after 100 tries");
+        };
         Self {
-            edge: loopback(free_port()),
-            edge_plain: loopback(free_port()),
-            expired: loopback(free_port()),
-            wrong_name: loopback(free_port()),
-            untrusted: loopback(free_port()),
-            expiring: loopback(free_port()),
-            legacy_tls: loopback(free_port()),
-            legacy_cipher: loopback(free_port()),
-            origin: loopback(free_port()),
+            edge: next(),
+            edge_plain: next(),
+            expired: next(),
+            wrong_name: next(),
+            untrusted: next(),
+            expiring: next(),
+            legacy_tls: next(),
+            legacy_cipher: next(),
+            origin: next(),
         }
     }
 
@@ -400,10 +653,20 @@ fn write_file(path: &Path, content: &str) {
     std::fs::rename(&tmp, path).expect("move a file into place under www");
 }
 
-/// The edge's caching proxy, shared by every edge listener.
+/// The edge's caching proxy, shared by every edge listener, behind the fault table; and the
+/// internal location that holds a slow source's requests.
 fn edge_location(origin: SocketAddr) -> String {
     format!(
-        "        location / {{
+        "        location = /_vantage/hold {{
+            internal;
+            auth_request off;
+            if ($vantage_hold = 0) {{ return 204; }}
+            echo_sleep $vantage_hold;
+        }}
+        location / {{
+            if ($vantage_fault = error) {{ return 503 \"edge fault injected by the test\\n\"; }}
+            if ($vantage_fault = drop) {{ return 444; }}
+            auth_request /_vantage/hold;
             proxy_pass http://{origin};
             proxy_http_version 1.1;
             proxy_set_header Host $host;
@@ -456,8 +719,9 @@ fn config(dir: &Path, p: &Ports, certs: &Certs) -> String {
     ]
     .concat();
     format!(
-        "daemon off;
-master_process off;
+        "load_module {ECHO_MODULE};
+daemon off;
+master_process on;
 worker_processes 1;
 pid {d}/nginx.pid;
 error_log {d}/error.log info;
@@ -485,6 +749,18 @@ http {{
     gzip_proxied any;
     gzip_types text/css application/javascript application/json image/svg+xml;
 
+    # The fault table (Cdn::set_faults): what the edge does to each client source address,
+    # and how long a slow one's requests are held, in seconds.
+    geo $vantage_fault {{
+        default ok;
+        include {d}/faults.conf;
+    }}
+    map $vantage_fault $vantage_hold {{
+        default 0;
+        ~^slow_(?<seconds>[0-9.]+)$ $seconds;
+    }}
+    include {d}/generation.conf;
+
     # The origin: files, a failing endpoint and redirects. It never compresses.
     server {{
         listen {origin};
@@ -494,6 +770,7 @@ http {{
         location = /unavailable {{ return 503 \"origin unavailable\\n\"; }}
         location = /moved {{ return 301 /css/site.css; }}
         location = /loop {{ return 302 /loop; }}
+        location = {GENERATION_PATH} {{ access_log off; return 200 \"$vantage_generation\\n\"; }}
         location / {{ }}
     }}
 

@@ -88,12 +88,25 @@ impl Fleet {
 
     /// Registers probe `id` in `region` with `coordinator` and starts it.
     pub fn probe(&self, coordinator: &Coordinator, id: &str, region: &str) -> Probe {
+        self.probe_with(coordinator, id, region, ProbeOptions::default())
+    }
+
+    /// Registers probe `id` in `region` with `coordinator` and starts it as `options` say:
+    /// through a relay, inside a network namespace, with more arguments.
+    pub fn probe_with(
+        &self,
+        coordinator: &Coordinator,
+        id: &str,
+        region: &str,
+        options: ProbeOptions,
+    ) -> Probe {
         let token_file = self.path().join(format!("{id}.token"));
         coordinator.add_probe(id, region, &token_file);
         let mut probe = Probe {
             id: id.to_owned(),
             region: region.to_owned(),
-            coordinator: coordinator.addr,
+            coordinator: options.coordinator.unwrap_or(coordinator.addr),
+            options,
             token_file,
             state_dir: self.path().join(format!("{id}-state")),
             log: self.path().join(format!("{id}.log")),
@@ -305,6 +318,19 @@ impl Coordinator {
     }
 }
 
+/// How [`Fleet::probe_with`] starts a probe; the default is [`Fleet::probe`]'s.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeOptions {
+    /// The coordinator address to give the probe instead of the coordinator's own, e.g. a
+    /// [`crate::relay::Relay`]'s.
+    pub coordinator: Option<SocketAddr>,
+    /// A network namespace to run the probe in (`ip netns exec`), e.g.
+    /// [`crate::netns::BrokenNet::name`]; the coordinator address is then the namespace's.
+    pub netns: Option<String>,
+    /// More arguments for `vantage-probe run`.
+    pub args: Vec<String>,
+}
+
 /// A `vantage-probe run` agent.
 #[derive(Debug)]
 pub struct Probe {
@@ -313,6 +339,7 @@ pub struct Probe {
     /// Its region.
     pub region: String,
     coordinator: SocketAddr,
+    options: ProbeOptions,
     token_file: PathBuf,
     state_dir: PathBuf,
     log: PathBuf,
@@ -326,7 +353,15 @@ impl Probe {
         assert!(self.process.is_none(), "start a probe that is down");
         self.starts += 1;
         append_marker(&self.log, &format!("start {}", self.starts));
-        let mut cmd = Command::new(workspace_binary("vantage-probe"));
+        let binary = workspace_binary("vantage-probe");
+        let mut cmd = match &self.options.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("ip");
+                cmd.arg("netns").arg("exec").arg(netns).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("run")
             .arg("--coordinator")
             .arg(format!("http://{}", self.coordinator))
@@ -338,6 +373,7 @@ impl Probe {
             .arg(&self.id)
             .arg("--region")
             .arg(&self.region)
+            .args(&self.options.args)
             .env("RUST_LOG", "info")
             .env_remove("VANTAGE_PROBE_CONFIG")
             .env_remove("VANTAGE_PROBE_TOKEN");
@@ -404,6 +440,12 @@ fn append_marker(log: &Path, what: &str) {
 /// A minimal blocking HTTP/1.1 GET (`Connection: close`): the status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     http_request(addr, "GET", path, None, None)
+}
+
+/// A minimal blocking HTTP/1.1 POST of a JSON `body` without credentials
+/// (`Connection: close`): the status and the body.
+pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "POST", path, None, Some(body))
 }
 
 /// A minimal blocking HTTP/1.1 POST of a JSON `body` with a bearer `token`

@@ -1,21 +1,31 @@
-//! End-to-end test harness: real servers (NSD, nginx) started on loopback ports with
-//! generated configuration, and helpers to wait for them without sleeping blindly.
+//! End-to-end test harness: real servers (NSD, nginx, Alertmanager) started on loopback ports
+//! with generated configuration, in-process fakes, and helpers to wait for them without
+//! sleeping blindly.
 //!
 //! Layout:
 //! - this file: ports, process guards, waiting with deadlines, finding server binaries;
 //! - [`dns`]: authoritative DNS servers (NSD) with generated zones;
 //! - [`pki`]: a throwaway test CA and server certificates;
-//! - [`cdn`]: nginx as a caching edge in front of an origin;
+//! - [`cdn`]: nginx as a caching edge in front of an origin, with per-source faults;
 //! - [`fleet`]: a coordinator and probes as real processes;
+//! - [`alertmanager`]: Prometheus Alertmanager as an alert receiver, notifying a webhook;
+//! - [`sink`]: an in-process HTTP server that records every request (webhooks, Slack,
+//!   PagerDuty) and answers as the test says;
+//! - [`relay`]: an in-process TCP relay that can be paused, to cut a probe off its coordinator;
+//! - [`netns`]: a network namespace that reaches only the coordinator, for a broken probe;
 //! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark.
 //!
 //! A server that cannot start fails the test loudly: nothing here skips.
 
+pub mod alertmanager;
 pub mod blackbox;
 pub mod cdn;
 pub mod dns;
 pub mod fleet;
+pub mod netns;
 pub mod pki;
+pub mod relay;
+pub mod sink;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -74,6 +84,15 @@ pub fn wait_until(what: &str, within: Duration, mut probe: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("{what} did not happen within {within:?}");
+}
+
+/// The text of a panic payload (`panic!` with a message gives a `String` or a `&str`).
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
 }
 
 /// Waits until something accepts TCP connections on `addr`.
@@ -161,6 +180,41 @@ impl ServerProcess {
                 self.log()
             );
         }
+    }
+
+    /// The process id, while the process has not been stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends SIGTERM (with `kill`, as the workspace forbids the unsafe `libc` call) and waits
+    /// up to `within` for the process to exit; kills it with SIGKILL if it has not. For
+    /// servers whose own children would outlive a SIGKILL of the parent (nginx's workers).
+    /// True if the process exited of its own accord.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return true;
+        }
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + within;
+        while sent && Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// Kills the process now and waits for it.
