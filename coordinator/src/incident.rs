@@ -90,7 +90,10 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus) -> Now {
             .collect()
     };
     let checks: BTreeSet<String> = conditions.iter().flat_map(|c| c.checks.clone()).collect();
-    let kinds: Vec<&str> = conditions.iter().map(|c| c.kind.as_label()).collect();
+    let mut kinds: Vec<&str> = conditions.iter().map(|c| c.kind.as_label()).collect();
+    kinds.dedup();
+    kinds.sort_unstable();
+    kinds.dedup();
     let summary = if scope == "global" {
         format!("{name} is {}", state.as_label())
     } else {

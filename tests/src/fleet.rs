@@ -52,10 +52,22 @@ impl Fleet {
     /// Writes `text` as the coordinator's check file and starts the coordinator on a free
     /// loopback port. Waits until it answers `/healthz`.
     pub fn coordinator(&self, checks: &str) -> Coordinator {
+        self.coordinator_with(checks, None)
+    }
+
+    /// Like [`Fleet::coordinator`], with `config` as its `coordinator.toml` (receivers,
+    /// routes, quarantine…); paths in it are relative to the fleet's directory.
+    pub fn coordinator_with(&self, checks: &str, config: Option<&str>) -> Coordinator {
         let checks_path = self.path().join("checks.toml");
         std::fs::write(&checks_path, checks).expect("write checks.toml");
+        let config = config.map(|text| {
+            let path = self.path().join("coordinator.toml");
+            std::fs::write(&path, text).expect("write coordinator.toml");
+            path
+        });
         let mut coordinator = Coordinator {
             data_dir: self.path().join("coordinator"),
+            config,
             checks: checks_path,
             log: self.path().join("coordinator.log"),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -162,6 +174,7 @@ pub struct Coordinator {
     /// Where it listens.
     pub addr: SocketAddr,
     data_dir: PathBuf,
+    config: Option<PathBuf>,
     checks: PathBuf,
     log: PathBuf,
     process: Option<ServerProcess>,
@@ -201,6 +214,9 @@ impl Coordinator {
             .arg(&self.checks)
             .env("RUST_LOG", "info")
             .env_remove("VANTAGE_CONFIG");
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
+        }
         let log_before = self.log().len();
         let mut process = ServerProcess::spawn("vantage-coordinator", cmd, &self.log);
         let addr = self.addr;

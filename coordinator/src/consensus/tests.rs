@@ -716,3 +716,33 @@ fn regional_outage_is_worse_than_global() {
     );
     assert_eq!(status.worst(), VendorState::HardDown);
 }
+
+#[test]
+fn a_region_failing_while_the_global_verdict_is_pending_is_not_a_regional_outage() {
+    use Verdict::{Failing as F, Passing as P};
+    let mut st = settled(P, &[("a", F), ("b", P)]);
+    st.global.pending = Some(Pending {
+        verdict: F,
+        since_ms: 0,
+    });
+    let ev = Evidence::default();
+    let status = vendor::derive(&[CheckView {
+        check: "cdn",
+        role: Role::Data,
+        state: &st,
+        evidence: &ev,
+    }]);
+    assert_eq!(status.regions["a"].state, VendorState::Operational);
+    assert!(status.regional_outages().is_empty());
+    st.global.pending = None;
+    let status = vendor::derive(&[CheckView {
+        check: "cdn",
+        role: Role::Data,
+        state: &st,
+        evidence: &ev,
+    }]);
+    assert_eq!(
+        status.regional_outages(),
+        vec![("a", VendorState::HardDown)]
+    );
+}

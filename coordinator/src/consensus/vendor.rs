@@ -205,6 +205,16 @@ fn scope_status(checks: &[CheckView<'_>], scope: &Scope) -> Option<ScopeStatus> 
                 .max_by_key(|(_, n)| **n)
                 .map(|(l, _)| l.clone())
         });
+        // While the global verdict is about to turn failing (or slow, as this region already
+        // has), the region is the start of a global problem, not a regional one: wait for the
+        // global verdict rather than page "regional" and then "global".
+        let regional = c.state.scope(scope).verdict;
+        let global_pending = c.state.global.pending.is_some_and(|p| {
+            p.verdict == Verdict::Failing || (p.verdict == regional && regional != Verdict::Passing)
+        });
+        if matches!(scope, Scope::Region(_)) && global_pending {
+            continue;
+        }
         let kind = match (c.state.scope(scope).verdict, c.role) {
             (Verdict::Unknown, _) => {
                 unknown = true;
