@@ -35,6 +35,9 @@ pub struct Now {
     pub bad: bool,
     /// Everything is known to be fine: an open incident may resolve.
     pub clear: bool,
+    /// Do not open an incident yet: a regional problem while the global verdict is about to
+    /// change is likely the start of a global one, and the first page should say so.
+    pub defer_open: bool,
     /// One line for people.
     pub summary: String,
     /// Conditions and evidence.
@@ -55,7 +58,7 @@ pub enum Plan {
 /// Decides what `now` means for the open incident, if any.
 pub fn plan(open: Option<&IncidentRow>, now: &Now) -> Option<Plan> {
     match open {
-        None if now.bad => Some(Plan::Open),
+        None if now.bad && !now.defer_open => Some(Plan::Open),
         None => None,
         Some(_) if now.clear => Some(Plan::Resolve),
         Some(i) if now.bad && (i.state != now.subject.state || i.summary != now.summary) => {
@@ -126,6 +129,7 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus) -> Now {
         },
         bad: state.is_bad(),
         clear: status.global.state == VendorState::Operational && !status.worst().is_bad(),
+        defer_open: scope == "regional" && status.global_pending,
         summary,
         detail: json!({ "status": status }),
     }
@@ -155,6 +159,7 @@ pub fn probe_now(
         },
         bad: change.quarantined,
         clear: !change.quarantined,
+        defer_open: false,
         summary: format!(
             "probe {} is quarantined: it fails {} while its peers see them fine",
             change.probe,
@@ -341,6 +346,7 @@ impl Incidents {
                 subject,
                 bad: true,
                 clear: false,
+                defer_open: false,
                 summary: incident.summary.clone(),
                 detail: saved["detail"].clone(),
             };
@@ -504,6 +510,7 @@ mod tests {
             },
         };
         VendorStatus {
+            global_pending: false,
             global: scope(global),
             regions: regions
                 .iter()
@@ -537,6 +544,9 @@ mod tests {
         );
         let fine = vendor_now("v", "V", &status(Operational, &[("eu", Operational)]));
         let unknown = vendor_now("v", "V", &status(Unknown, &[]));
+        let mut starting = status(Operational, &[("eu", HardDown)]);
+        starting.global_pending = true;
+        let starting = vendor_now("v", "V", &starting);
         assert_eq!(regional.subject.scope, "regional");
         assert_eq!(regional.subject.regions, vec!["eu"]);
         assert_eq!(regional.summary, "V is hard_down in eu");
@@ -545,6 +555,12 @@ mod tests {
         let cases = [
             ("opens", None, &down, Some(Plan::Open)),
             ("regional opens too", None, &regional, Some(Plan::Open)),
+            (
+                "regional waits while the global verdict is pending",
+                None,
+                &starting,
+                None,
+            ),
             ("nothing wrong", None, &fine, None),
             ("unknown opens nothing", None, &unknown, None),
             ("same state: nothing", Some(&open), &down, None),

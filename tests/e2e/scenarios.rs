@@ -23,6 +23,7 @@ use vantage_e2e::dns::{Nsd, Zone};
 use vantage_e2e::fleet::{Coordinator, Fleet, Probe, ProbeOptions, http_get};
 use vantage_e2e::free_port;
 use vantage_e2e::netns::BrokenNet;
+use vantage_e2e::relay::Relay;
 use vantage_e2e::sink::{Recorded, Sink};
 
 /// One scenario at a time.
@@ -165,6 +166,7 @@ states = ["probe_quarantined"]
 struct World {
     // Field order is drop order: probes before the coordinator before the servers.
     probes: Vec<Probe>,
+    relays: Vec<Relay>,
     coordinator: Coordinator,
     _am: Alertmanager,
     sink: Sink,
@@ -178,6 +180,12 @@ impl World {
     /// Starts the world with `probes` of the six (`["a1", …]`), extra `[defaults]` lines, and
     /// waits until both vendors are operational (or, with fewer than a quorum, reporting).
     fn start(probes: &[&str], defaults: &str) -> Self {
+        Self::start_with(probes, defaults, &[])
+    }
+
+    /// Like [`World::start`]; `via_relay` probes reach the coordinator through a [`Relay`]
+    /// (returned in the same order) that the scenario can pause.
+    fn start_with(probes: &[&str], defaults: &str, via_relay: &[&str]) -> Self {
         let fleet = Fleet::new();
         let ns_addr = [
             SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -199,11 +207,20 @@ impl World {
             &checks(ns_addr, &cdn, defaults),
             Some(&coordinator_toml(&sink, &am)),
         );
+        let mut relays = Vec::new();
         let probes = probes
             .iter()
-            .map(|id| Self::start_probe(&fleet, &coordinator, id))
+            .map(|id| {
+                let relay = via_relay
+                    .contains(id)
+                    .then(|| Relay::start(coordinator.addr));
+                let probe = Self::start_probe(&fleet, &coordinator, id, relay.as_ref());
+                relays.extend(relay);
+                probe
+            })
             .collect();
         let w = Self {
+            relays,
             probes,
             coordinator,
             _am: am,
@@ -220,7 +237,12 @@ impl World {
         w
     }
 
-    fn start_probe(fleet: &Fleet, coordinator: &Coordinator, id: &str) -> Probe {
+    fn start_probe(
+        fleet: &Fleet,
+        coordinator: &Coordinator,
+        id: &str,
+        relay: Option<&Relay>,
+    ) -> Probe {
         let region = &id[..1];
         let r = 1 + (region.as_bytes()[0] - b'a');
         let n: u8 = id[1..].parse().expect("probe number");
@@ -231,6 +253,7 @@ impl World {
             region,
             ProbeOptions {
                 args: vec!["--source-address".into(), source.to_string()],
+                coordinator: relay.map(Relay::addr),
                 ..ProbeOptions::default()
             },
         )
@@ -614,4 +637,95 @@ fn s11_two_probes_with_a_quorum_of_three_is_unknown_and_pages_nobody() {
     w.run_for(Duration::from_secs(5));
     assert_eq!(w.vendor("acme")["global"]["state"], "unknown");
     assert!(w.hook().is_empty(), "paged without a quorum");
+}
+
+/// How long scenario 8 flaps (`VANTAGE_FLAP_SECS`, default 300 as the corpus asks).
+fn flap_for() -> Duration {
+    Duration::from_secs(
+        std::env::var("VANTAGE_FLAP_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300),
+    )
+}
+
+#[test]
+fn s08_a_check_flapping_every_interval_for_five_minutes_is_one_incident() {
+    let _serial = lock();
+    let w = World::start(&SIX, "");
+    let every = Duration::from_secs_f64(INTERVAL_S);
+    let until = Instant::now() + flap_for();
+    let mut broken = false;
+    let mut flips = 0;
+    while Instant::now() < until {
+        broken = !broken;
+        flips += 1;
+        if broken {
+            w.cdn.set_faults(&[("127.0.0.0/8", Fault::Error)]);
+        } else {
+            w.cdn.clear_faults();
+        }
+        // The flapping's own rhythm: one interval broken, one interval fine.
+        std::thread::sleep(every);
+    }
+    w.cdn.clear_faults();
+    let events: Vec<String> = w
+        .events("/hook", "fastcdn")
+        .into_iter()
+        .map(|(e, ..)| e)
+        .collect();
+    println!(
+        "flapping: {flips} flips over {:?}: events {events:?}",
+        flap_for()
+    );
+    assert_eq!(
+        events,
+        ["trigger"],
+        "flapping must be one open incident, not many"
+    );
+    w.wait_resolve("fastcdn");
+    let incidents: Value = match http_get(w.coordinator.addr, "/api/v1/incidents?subject=fastcdn") {
+        Ok((200, body)) => serde_json::from_str(&body).expect("JSON"),
+        other => panic!("GET /api/v1/incidents: {other:?}"),
+    };
+    assert_eq!(incidents.as_array().map(Vec::len), Some(1), "{incidents}");
+}
+
+#[test]
+fn s10_a_probe_cut_off_for_two_minutes_pages_nobody_and_delivers_its_spool() {
+    let _serial = lock();
+    let w = World::start_with(&SIX, "", &["a1"]);
+    let relay = &w.relays[0];
+    let cut = Duration::from_secs(
+        std::env::var("VANTAGE_CUTOFF_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(120),
+    );
+    let from = time::OffsetDateTime::now_utc();
+    relay.pause();
+    w.run_for(cut);
+    let to = time::OffsetDateTime::now_utc();
+    assert!(
+        w.hook().is_empty(),
+        "a silent probe paged: {:?}",
+        w.hook().iter().map(Recorded::summary).collect::<Vec<_>>()
+    );
+    assert_eq!(w.vendor("acme")["global"]["state"], "operational");
+    assert_eq!(w.vendor("fastcdn")["global"]["state"], "operational");
+    relay.resume();
+    let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+    // Four checks every interval, less a run or two at the edges.
+    let expected = (cut.as_secs_f64() / INTERVAL_S) as usize * 4 - 8;
+    w.wait("the cut-off probe's spooled results", || {
+        w.coordinator
+            .results(&format!(
+                "probe=a1&since={}&until={}&limit=10000",
+                ms(from),
+                ms(to)
+            ))
+            .len()
+            >= expected
+    });
+    assert!(w.hook().is_empty(), "the spooled results paged");
 }

@@ -718,7 +718,7 @@ fn regional_outage_is_worse_than_global() {
 }
 
 #[test]
-fn a_region_failing_while_the_global_verdict_is_pending_is_not_a_regional_outage() {
+fn a_region_failing_while_the_global_verdict_is_pending_is_flagged() {
     use Verdict::{Failing as F, Passing as P};
     let mut st = settled(P, &[("a", F), ("b", P)]);
     st.global.pending = Some(Pending {
@@ -732,8 +732,11 @@ fn a_region_failing_while_the_global_verdict_is_pending_is_not_a_regional_outage
         state: &st,
         evidence: &ev,
     }]);
-    assert_eq!(status.regions["a"].state, VendorState::Operational);
-    assert!(status.regional_outages().is_empty());
+    assert!(status.global_pending);
+    assert_eq!(
+        status.regional_outages(),
+        vec![("a", VendorState::HardDown)]
+    );
     st.global.pending = None;
     let status = vendor::derive(&[CheckView {
         check: "cdn",

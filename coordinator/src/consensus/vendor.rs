@@ -145,6 +145,10 @@ pub struct VendorStatus {
     /// Per region.
     #[serde(default)]
     pub regions: BTreeMap<String, ScopeStatus>,
+    /// Some check's global verdict is about to turn failing or slow: a region that already
+    /// has is likely the start of a global problem, so a regional incident waits for it.
+    #[serde(default)]
+    pub global_pending: bool,
 }
 
 impl VendorStatus {
@@ -205,16 +209,6 @@ fn scope_status(checks: &[CheckView<'_>], scope: &Scope) -> Option<ScopeStatus> 
                 .max_by_key(|(_, n)| **n)
                 .map(|(l, _)| l.clone())
         });
-        // While the global verdict is about to turn failing (or slow, as this region already
-        // has), the region is the start of a global problem, not a regional one: wait for the
-        // global verdict rather than page "regional" and then "global".
-        let regional = c.state.scope(scope).verdict;
-        let global_pending = c.state.global.pending.is_some_and(|p| {
-            p.verdict == Verdict::Failing || (p.verdict == regional && regional != Verdict::Passing)
-        });
-        if matches!(scope, Scope::Region(_)) && global_pending {
-            continue;
-        }
         let kind = match (c.state.scope(scope).verdict, c.role) {
             (Verdict::Unknown, _) => {
                 unknown = true;
@@ -280,7 +274,14 @@ fn scope_status(checks: &[CheckView<'_>], scope: &Scope) -> Option<ScopeStatus> 
 /// Derives a vendor's state from its checks.
 pub fn derive(checks: &[CheckView<'_>]) -> VendorStatus {
     let regions: BTreeSet<&String> = checks.iter().flat_map(|c| c.state.regions.keys()).collect();
+    let global_pending = checks.iter().any(|c| {
+        c.state.global.pending.is_some_and(|p| {
+            matches!(p.verdict, Verdict::Failing | Verdict::Slow)
+                && p.verdict != c.state.global.verdict
+        })
+    });
     VendorStatus {
+        global_pending,
         global: scope_status(checks, &Scope::Global).unwrap_or_default(),
         regions: regions
             .into_iter()
