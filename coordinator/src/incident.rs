@@ -190,13 +190,7 @@ fn now_ms() -> Ms {
 impl Incidents {
     fn silenced(&self, subject: &Subject, at: Ms) -> Result<Option<SilenceRow>, StoreError> {
         let mut all = self.store.silences(Some(at))?;
-        all.extend(
-            self.alerting
-                .silences
-                .iter()
-                .filter(|s| s.starts_ms <= at && at < s.ends_ms)
-                .cloned(),
-        );
+        all.extend(self.alerting.silences_at(Some(at)).cloned());
         Ok(all.into_iter().find(|s| alert::silenced_by(s, subject)))
     }
 

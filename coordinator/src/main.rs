@@ -391,14 +391,7 @@ fn silence_command(command: SilenceCommand) -> anyhow::Result<()> {
             let store = server::open_store(&config)?;
             let at = active.then(now_ms);
             let mut rows = store.silences(at)?;
-            rows.extend(
-                config
-                    .alerting
-                    .silences
-                    .iter()
-                    .filter(|s| at.is_none_or(|t| s.starts_ms <= t && t < s.ends_ms))
-                    .cloned(),
-            );
+            rows.extend(config.alerting.silences_at(at).cloned());
             println!(
                 "{:<5} {:<16} {:<16} {:<10} {:<25} {:<25} {:<14} COMMENT",
                 "ID", "VENDOR", "CHECK", "REGION", "STARTS", "ENDS", "BY"

@@ -130,8 +130,9 @@ pub struct Settings {
     pub source_address: Option<IpAddr>,
 }
 
-/// A secret whose `Debug` is redacted.
-#[derive(Clone)]
+/// A secret whose `Debug` is redacted (probe tokens here; the coordinator's receiver URLs,
+/// routing keys and API token too).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {

@@ -9,27 +9,7 @@ use serde::Deserialize;
 
 use crate::store::state::SilenceRow;
 
-/// A secret value: its `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The secret, for sending.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use vantage_probe::settings::Secret;
 
 /// A receiver as written.
 #[derive(Debug, Deserialize)]
@@ -146,6 +126,13 @@ pub struct Alerting {
 }
 
 impl Alerting {
+    /// The silences from the file, all or only those in force at `at_ms`.
+    pub fn silences_at(&self, at_ms: Option<i64>) -> impl Iterator<Item = &SilenceRow> {
+        self.silences
+            .iter()
+            .filter(move |s| at_ms.is_none_or(|t| s.starts_ms <= t && t < s.ends_ms))
+    }
+
     /// The receiver with this name.
     pub fn receiver(&self, name: &str) -> Option<&Receiver> {
         self.receivers.iter().find(|r| r.name == name)

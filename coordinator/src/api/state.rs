@@ -219,13 +219,7 @@ pub(super) async fn silences(state: &AppState, req: &Request<Incoming>) -> Resp 
             );
         }
     };
-    let configured: Vec<SilenceRow> = state
-        .alerting
-        .silences
-        .iter()
-        .filter(|s| at.is_none_or(|t| s.starts_ms <= t && t < s.ends_ms))
-        .cloned()
-        .collect();
+    let configured: Vec<SilenceRow> = state.alerting.silences_at(at).cloned().collect();
     match blocking(&state.store, move |s| s.silences(at)).await {
         Ok(mut rows) => {
             rows.extend(configured);
