@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -173,6 +173,9 @@ fn config(sink: &Sink, extra: &str) -> String {
 [quarantine]
 readmit_after = "2s"
 
+[api]
+token_file = "api.token"
+
 [[receiver]]
 name = "hook"
 kind = "webhook"
@@ -217,6 +220,8 @@ impl World {
         let sink = Sink::start().await;
         let coordinator = Coordinator::new(&config(&sink, extra_config), Some(CHECKS));
         std::fs::write(coordinator.path("pd.key"), "R0UT1NGKEY\n").expect("write pd key");
+        std::fs::write(coordinator.path("api.token"), format!("{API_TOKEN}\n"))
+            .expect("write api token");
         let tokens = PROBES
             .iter()
             .map(|(p, r)| (*p, coordinator.add_probe(p, r)))
@@ -232,7 +237,9 @@ impl World {
     }
 
     /// One round: every probe pushes one result per check; `fails(probe, check)` decides.
-    async fn round(&mut self, fails: impl Fn(&str, &str) -> bool) {
+    /// Returns the checks the last answer lists as failing anywhere.
+    async fn round(&mut self, fails: impl Fn(&str, &str) -> bool) -> Vec<String> {
+        let mut failing = Vec::new();
         let now = OffsetDateTime::now_utc();
         for (probe, _) in PROBES {
             let mut batch = Vec::new();
@@ -252,7 +259,9 @@ impl World {
             }
             let reply = post_batch(self.coordinator.addr, &self.tokens[probe], &batch).await;
             assert_eq!(reply.status, StatusCode::OK, "push from {probe}");
+            failing = reply.ack().failing_checks;
         }
+        failing
     }
 
     /// Pushes rounds (every 250 ms) until `done` holds, or panics after `within`.
@@ -282,7 +291,7 @@ impl World {
     }
 
     async fn api(&self, path: &str) -> Value {
-        let r = get(self.coordinator.addr, path, None, &[])
+        let r = get(self.coordinator.addr, path, Some(API_TOKEN), &[])
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"));
         assert_eq!(r.status, StatusCode::OK, "GET {path}: {:?}", r.body);
@@ -310,6 +319,9 @@ impl World {
 }
 
 const SETTLE: Duration = Duration::from_secs(30);
+
+/// The reader/operator token of the coordinators here.
+const API_TOKEN: &str = "t0ken-for-readers-and-operators";
 
 fn never(_: &str, _: &str) -> bool {
     false
@@ -344,6 +356,8 @@ async fn hard_down_pages_once_and_resolves_once_across_a_kill_9() {
     .await;
     assert_eq!(w.vendor_state("acme").await, "hard_down");
     assert_eq!(w.vendor_state("fastcdn").await, "operational");
+    // The probes are told to run it at failing_interval.
+    assert_eq!(w.round(acme_everywhere).await, ["acme-www"]);
     let detail = w.api("/api/v1/vendors/acme").await;
     let incident_id = detail["open_incident"]["id"]
         .as_i64()
@@ -522,4 +536,83 @@ async fn a_failing_receiver_gets_the_trigger_then_the_resolve() {
         0,
         "the receiver refused some requests"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_silences_need_the_token_and_routes_can_remind() {
+    let mut w = World::start(
+        "[[route]]\nreceivers = [\"hook\"]\nvendors = [\"fastcdn\"]\nrepeat = \"2s\"\n",
+    )
+    .await;
+    let addr = w.coordinator.addr;
+    let body = Bytes::from_static(
+        b"{\"vendor\": \"acme\", \"duration\": \"1h\", \"comment\": \"maintenance\"}",
+    );
+    let path = "/api/v1/silences";
+    for token in [None, Some("wrong")] {
+        let r = send(addr, Method::POST, path, token, &[], body.clone())
+            .await
+            .expect("POST");
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "token {token:?}");
+    }
+    let r = get(addr, "/api/v1/vendors", None, &[]).await.expect("GET");
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "reads need the token once it is set"
+    );
+    let bad = Bytes::from_static(b"{\"duration\": \"1h\", \"comment\": \"everything\"}");
+    let r = send(addr, Method::POST, path, Some(API_TOKEN), &[], bad)
+        .await
+        .expect("POST");
+    assert_eq!(
+        r.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a silence of everything"
+    );
+    let r = send(addr, Method::POST, path, Some(API_TOKEN), &[], body)
+        .await
+        .expect("POST");
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let created: Value = serde_json::from_slice(&r.body).expect("JSON");
+    let id = created["id"].as_i64().expect("id");
+    let active = w.api("/api/v1/silences?active=true").await;
+    assert_eq!(active[0]["id"], id, "{active}");
+
+    // Both vendors fail: acme is silenced, fastcdn pages and then reminds every 2 s.
+    let both = |_: &str, _: &str| true;
+    w.until("fastcdn reminders", SETTLE, both, |w| {
+        w.sink
+            .events("/hook", "fastcdn")
+            .iter()
+            .filter(|e| *e == "reminder")
+            .count()
+            >= 2
+    })
+    .await;
+    assert_eq!(w.sink.events("/hook", "fastcdn")[0], "trigger");
+    assert!(
+        w.sink.events("/hook", "acme").is_empty(),
+        "a silenced vendor paged"
+    );
+
+    // Lifting the silence while acme is still down sends its page.
+    let r = send(
+        addr,
+        Method::DELETE,
+        &format!("{path}/{id}"),
+        Some(API_TOKEN),
+        &[],
+        Bytes::new(),
+    )
+    .await
+    .expect("DELETE");
+    assert_eq!(r.status, StatusCode::OK);
+    w.until("acme's page after the silence", SETTLE, both, |w| {
+        w.sink
+            .events("/hook", "acme")
+            .first()
+            .is_some_and(|e| e == "trigger")
+    })
+    .await;
 }

@@ -246,3 +246,126 @@ mod tests {
         assert!(!silenced_by(&by_check, &subject("global", &[])));
     }
 }
+
+#[cfg(test)]
+mod render_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn receiver(kind: ReceiverKind) -> Receiver {
+        Receiver {
+            name: "r".into(),
+            kind,
+            url: Secret::new("https://hooks.example/T0/B0/SECRET"),
+            routing_key: Some(Secret::new("KEY")),
+            timeout: Duration::from_secs(10),
+            resend: Duration::from_secs(60),
+        }
+    }
+
+    fn alert(event: &str) -> Alert {
+        Alert {
+            version: 1,
+            event: event.into(),
+            incident_id: 42,
+            subject: Subject {
+                kind: "vendor".into(),
+                id: "fastcdn".into(),
+                name: "FastCDN".into(),
+                state: "hard_down".into(),
+                scope: "regional".into(),
+                regions: vec!["eu".into()],
+                checks: vec!["static-css".into()],
+                labels: BTreeMap::new(),
+            },
+            summary: "FastCDN is hard_down in eu".into(),
+            opened_at: rfc3339(0),
+            at: rfc3339(60_000),
+            resolved_at: (event == "resolve").then(|| rfc3339(60_000)),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    fn json(bytes: Result<Vec<u8>, String>) -> serde_json::Value {
+        serde_json::from_slice(&bytes.expect("render")).expect("JSON")
+    }
+
+    #[test]
+    fn each_receiver_renders_its_own_format() {
+        let now = 60_000;
+        let hook = json(webhook::render(
+            &alert("trigger"),
+            &receiver(ReceiverKind::Webhook),
+            now,
+        ));
+        assert_eq!(hook["incident_id"], 42);
+        assert_eq!(hook["id"], "fastcdn");
+        assert_eq!(hook["regions"], serde_json::json!(["eu"]));
+
+        let slack = json(slack::render(
+            &alert("resolve"),
+            &receiver(ReceiverKind::Slack),
+            now,
+        ));
+        let text = slack["text"].as_str().expect("text");
+        assert!(
+            text.contains("RESOLVED") && text.contains("FastCDN is hard_down in eu"),
+            "{text}"
+        );
+        assert!(!text.contains("SECRET"), "the URL never reaches a payload");
+
+        let pd = json(pagerduty::render(
+            &alert("update"),
+            &receiver(ReceiverKind::Pagerduty),
+            now,
+        ));
+        assert_eq!(
+            pd["event_action"], "trigger",
+            "updates fold into the open PagerDuty incident"
+        );
+        assert_eq!(pd["dedup_key"], "42");
+        assert_eq!(pd["routing_key"], "KEY");
+        assert_eq!(pd["payload"]["severity"], "critical");
+        let pd = json(pagerduty::render(
+            &alert("resolve"),
+            &receiver(ReceiverKind::Pagerduty),
+            now,
+        ));
+        assert_eq!(pd["event_action"], "resolve");
+
+        let am = json(alertmanager::render(
+            &alert("trigger"),
+            &receiver(ReceiverKind::Alertmanager),
+            now,
+        ));
+        assert_eq!(am[0]["labels"]["alertname"], "VantageVendorState");
+        assert_eq!(am[0]["labels"]["incident"], "42");
+        assert_eq!(am[0]["labels"]["vendor"], "fastcdn");
+        assert_eq!(
+            am[0]["endsAt"],
+            rfc3339(now + 240_000),
+            "firing: ends 4 resends ahead"
+        );
+        let am = json(alertmanager::render(
+            &alert("resolve"),
+            &receiver(ReceiverKind::Alertmanager),
+            now,
+        ));
+        assert_eq!(
+            am[0]["endsAt"],
+            rfc3339(60_000),
+            "resolved: ends at the resolve"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let r = receiver(ReceiverKind::Pagerduty);
+        let shown = format!("{r:?}");
+        assert!(
+            !shown.contains("SECRET") && !shown.contains("KEY\""),
+            "{shown}"
+        );
+    }
+}
