@@ -34,8 +34,6 @@ const MAX_RUNS: usize = 512;
 /// batch after it (or [`Engine::flush`], every [`COALESCE_MS`]) evaluates them once. With 100
 /// probes pushing every second, a check is then judged ten times a second, not a hundred.
 pub const COALESCE_MS: Ms = 100;
-/// Recent transitions kept in memory for the API.
-const RECENT_TRANSITIONS: usize = 1000;
 
 /// A settled verdict change of one check, with the evidence at that moment.
 #[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
@@ -192,7 +190,6 @@ struct Inner {
     health: BTreeMap<String, ProbeHealth>,
     vendors: BTreeMap<String, VendorStatus>,
     probes: Vec<ProbeRecord>,
-    transitions: VecDeque<CheckTransition>,
     /// Checks with new runs since their last evaluation.
     dirty: BTreeSet<String>,
     /// When dirty checks were last evaluated (Unix ms).
@@ -392,12 +389,6 @@ impl Inner {
             }
             transitions.extend(t);
         }
-        for t in &transitions {
-            self.transitions.push_back(t.clone());
-            if self.transitions.len() > RECENT_TRANSITIONS {
-                self.transitions.pop_front();
-            }
-        }
         let mut out = Vec::new();
         if !states.is_empty() || !transitions.is_empty() {
             out.push(Change::Checks {
@@ -455,7 +446,8 @@ pub struct VendorDetail {
     pub vendor: VendorView,
     /// Per-check verdicts with evidence.
     pub checks: Vec<CheckDetail>,
-    /// Recent settled transitions of its checks, newest first.
+    /// Recent settled transitions of its checks, newest first (the API reads them from the
+    /// store; the engine leaves this empty).
     pub transitions: Vec<CheckTransition>,
 }
 
@@ -601,7 +593,12 @@ impl Engine {
         let mut votes: Vec<(String, String, Vec<crate::consensus::ProbeVote>)> = Vec::new();
         let ids: Vec<String> = inner.checks.keys().cloned().collect();
         for id in &ids {
-            let Some(check) = inner.check(id).cloned() else {
+            // Only what voting needs: cloning the whole check (its regexes, its spec) every
+            // tick for every check would be waste.
+            let Some((settings, vendor)) = inner
+                .check(id)
+                .map(|c| (c.settings.clone(), c.vendor.clone()))
+            else {
                 continue;
             };
             let Some(entry) = inner.checks.get_mut(id) else {
@@ -618,10 +615,10 @@ impl Engine {
                         message: None,
                         quarantined: false,
                     };
-                    crate::consensus::vote(&check.settings, &runs, now)
+                    crate::consensus::vote(&settings, &runs, now)
                 })
                 .collect();
-            votes.push((id.clone(), check.vendor.clone(), v));
+            votes.push((id.clone(), vendor, v));
         }
         let check_votes: Vec<CheckVotes<'_>> = votes
             .iter()
@@ -728,14 +725,6 @@ impl Engine {
                 }
             })
             .collect();
-        let transitions = inner
-            .transitions
-            .iter()
-            .rev()
-            .filter(|t| t.vendor == id)
-            .take(100)
-            .cloned()
-            .collect();
         Some(VendorDetail {
             vendor: VendorView {
                 id: v.id.clone(),
@@ -743,7 +732,7 @@ impl Engine {
                 status: inner.vendors.get(id).cloned().unwrap_or_default(),
             },
             checks,
-            transitions,
+            transitions: Vec::new(),
         })
     }
 

@@ -401,7 +401,7 @@ impl Incidents {
         Ok(())
     }
 
-    fn handle(&self, change: Change, probes: &[ProbeRecord]) -> Result<(), StoreError> {
+    fn handle(&self, change: Change) -> Result<(), StoreError> {
         match change {
             Change::Checks {
                 states,
@@ -449,6 +449,9 @@ impl Incidents {
                     &serde_json::to_string(&health).unwrap_or_default(),
                     change.at_ms,
                 )?;
+                // The registry is read only for probe changes (rare), for the probe's region
+                // and labels.
+                let probes = self.store.list_probes()?;
                 let record = probes.iter().find(|p| p.id == change.probe);
                 self.apply(&probe_now(&change, record), change.at_ms)
             }
@@ -465,10 +468,7 @@ pub async fn run(incidents: Arc<Incidents>, mut changes: mpsc::Receiver<Change>)
             change = changes.recv() => {
                 let Some(change) = change else { break };
                 let inc = Arc::clone(&incidents);
-                let outcome = tokio::task::spawn_blocking(move || {
-                    let probes = inc.store.list_probes().unwrap_or_default();
-                    inc.handle(change, &probes)
-                }).await;
+                let outcome = tokio::task::spawn_blocking(move || inc.handle(change)).await;
                 if let Ok(Err(e)) = outcome {
                     tracing::error!(error = %e, "cannot record a consensus change; it is recomputed at the next start");
                 }
