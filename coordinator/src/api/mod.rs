@@ -4,10 +4,12 @@
 //! Nothing a client sends can cause a 5xx other than the store failing.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use serde::Serialize;
@@ -50,8 +52,16 @@ pub struct AppState {
     pub api_token: Option<Secret>,
 }
 
+/// The body of every response: a whole buffer, or a stream (Server-Sent Events).
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
 /// The response type of every handler.
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Body>;
+
+/// A body that is one buffer.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed_unsync()
+}
 
 /// Routes one request.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
@@ -100,7 +110,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body)
         .unwrap_or_else(|e| format!("{{\"error\":\"cannot encode: {e}\"}}").into_bytes());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -110,7 +120,7 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Resp {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Resp {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -263,7 +273,7 @@ async fn metrics(state: &AppState) -> Resp {
             .count(),
     };
     let body = state.metrics.render(&scrape);
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let mut resp = Response::new(full(body));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
@@ -289,7 +299,7 @@ async fn probe_config<B>(state: &AppState, req: &Request<B>) -> Resp {
         .flat_map(|v| v.split(','))
         .any(|t| t.trim() == etag || t.trim() == "*");
     let mut resp = if matches {
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
