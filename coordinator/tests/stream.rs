@@ -166,7 +166,8 @@ impl Consumer {
     }
 
     fn results(&self) -> usize {
-        self.events().iter().filter(|e| e.event == "result").count()
+        let events = self.events.lock().expect("lock");
+        events.iter().filter(|e| e.event == "result").count()
     }
 }
 
