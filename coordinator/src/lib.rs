@@ -12,6 +12,7 @@
 //! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
+//! - [`stream`]: the live stream hub (`GET /api/v1/stream`) and its per-consumer queues.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
@@ -29,3 +30,4 @@ pub mod local_probe;
 pub mod metrics;
 pub mod server;
 pub mod store;
+pub mod stream;
