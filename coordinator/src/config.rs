@@ -111,6 +111,11 @@ struct RetentionFileConfig {
     raw: Option<String>,
     /// How long per-minute rollups are kept (default `"400d"`).
     rollups: Option<String>,
+    /// How long hourly rollups are kept (default `"400d"`; at least `rollups`).
+    rollups_hourly: Option<String>,
+    /// How long daily rollups and the vendor state history are kept (default `"1830d"`; at
+    /// least `rollups_hourly`).
+    rollups_daily: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,8 +196,12 @@ pub struct CoordinatorConfig {
     pub synchronous: Synchronous,
     /// Raw result retention.
     pub retention_raw: Duration,
-    /// Rollup retention.
+    /// Per-minute rollup retention.
     pub retention_rollups: Duration,
+    /// Hourly rollup retention.
+    pub retention_hourly: Duration,
+    /// Daily rollup and vendor state history retention.
+    pub retention_daily: Duration,
     /// Request limits.
     pub limits: Limits,
     /// Probe quarantine.
@@ -217,6 +226,8 @@ impl Default for CoordinatorConfig {
             synchronous: Synchronous::Full,
             retention_raw: Duration::from_secs(14 * 86_400),
             retention_rollups: Duration::from_secs(400 * 86_400),
+            retention_hourly: Duration::from_secs(400 * 86_400),
+            retention_daily: Duration::from_secs(1830 * 86_400),
             limits: Limits::default(),
             quarantine: Default::default(),
             alerting: Default::default(),
@@ -262,6 +273,8 @@ impl CoordinatorConfig {
         let retention = raw.retention.unwrap_or(RetentionFileConfig {
             raw: None,
             rollups: None,
+            rollups_hourly: None,
+            rollups_daily: None,
         });
         let l = raw.limits.unwrap_or(LimitsFileConfig {
             max_body_bytes: None,
@@ -304,6 +317,16 @@ impl CoordinatorConfig {
             synchronous: raw.store.and_then(|s| s.synchronous).unwrap_or_default(),
             retention_raw: dur(retention.raw, "retention.raw", d.retention_raw)?,
             retention_rollups: dur(retention.rollups, "retention.rollups", d.retention_rollups)?,
+            retention_hourly: dur(
+                retention.rollups_hourly,
+                "retention.rollups_hourly",
+                d.retention_hourly,
+            )?,
+            retention_daily: dur(
+                retention.rollups_daily,
+                "retention.rollups_daily",
+                d.retention_daily,
+            )?,
             limits: Limits {
                 max_body_bytes: l.max_body_bytes.unwrap_or(dl.max_body_bytes),
                 max_batch: l.max_batch.unwrap_or(dl.max_batch),
@@ -353,6 +376,19 @@ impl CoordinatorConfig {
                 "retention.rollups ({}) must be at least retention.raw ({}): reports read rollups",
                 vantage_checks::duration::format(self.retention_rollups),
                 vantage_checks::duration::format(self.retention_raw)
+            )));
+        }
+        // A report reads whole days and hours from the coarse tiers: they must outlive the
+        // finer ones, or a window would lose its middle while keeping its edges.
+        if self.retention_hourly < self.retention_rollups
+            || self.retention_daily < self.retention_hourly
+        {
+            return Err(ConfigError::Rule(format!(
+                "retention must not shrink with coarser rollups: rollups ({}) <= rollups_hourly ({}) <= rollups_daily ({}); \
+                 e.g. rollups = \"400d\", rollups_hourly = \"400d\", rollups_daily = \"1830d\"",
+                vantage_checks::duration::format(self.retention_rollups),
+                vantage_checks::duration::format(self.retention_hourly),
+                vantage_checks::duration::format(self.retention_daily)
             )));
         }
         Ok(())
