@@ -12,6 +12,7 @@
 //! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
+//! - [`report`]: SLA reports and latency series over the rollups and the state history.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
@@ -27,5 +28,6 @@ pub mod incident;
 pub mod ingest;
 pub mod local_probe;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod store;
