@@ -845,3 +845,54 @@ fn pruning_keeps_the_state_in_force() {
         .expect("totals");
     assert!(days.is_empty(), "{days:?}");
 }
+
+#[test]
+fn large_reports_read_on_several_threads_and_agree_with_check_by_check_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(&dir.path().join("v.db"), Synchronous::Normal).expect("open");
+    // 300 checks, enough for several reader threads; check i has i % 7 + 1 runs spread over
+    // two days, every fifth failing.
+    let d0 = at("2026-10-01T00:00:00Z");
+    let mut r = Runs::default();
+    let ids: Vec<String> = (0..300).map(|i| format!("c{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        for k in 0..(i % 7 + 1) {
+            let when = d0 + (i as i64 * 7 + k as i64 * 331) * MIN;
+            let status = if (i + k) % 5 == 0 { Fail } else { Pass };
+            r.add(
+                id,
+                ["p1", "p2", "p3"][k % 3],
+                when,
+                status,
+                40.0 + k as f64 * 100.0,
+            );
+        }
+    }
+    for chunk in r.rows.chunks(100) {
+        store.insert_results(chunk).expect("insert");
+    }
+    let (from, to) = (d0 + 17 * MIN + 5, d0 + 2 * 86_400_000 - 3 * MIN);
+    let together = store.rollup_totals(&ids, from, to).expect("together");
+    let apart: Vec<_> = ids
+        .iter()
+        .flat_map(|id| {
+            store
+                .rollup_totals(std::slice::from_ref(id), from, to)
+                .expect("one check")
+        })
+        .collect();
+    assert_eq!(together, apart, "same rows, in check order");
+    let runs: u64 = together.iter().map(|t| t.totals.runs).sum();
+    let want = r
+        .rows
+        .iter()
+        .filter(|row| {
+            let ms = crate::ingest::unix_ms(row.result.started_at);
+            // Minutes that start in the window.
+            let minute = ms - ms.rem_euclid(MIN);
+            minute >= from && minute < to
+        })
+        .count() as u64;
+    assert_eq!(runs, want);
+    assert!(want > 500, "the window holds most runs: {want}");
+}

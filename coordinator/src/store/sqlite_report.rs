@@ -35,6 +35,47 @@ const DAY_RANGE: &str = "
     SELECT day_ms, region, count, failures, probe_errors, slow, latency FROM rollups_daily
     WHERE check_id = ?1 AND day_ms >= ?2 AND day_ms < ?3";
 
+/// Reader threads of one large report. A cold report waits on random page reads (the minute
+/// edges of each check and probe lie on their own pages): several readers keep the disk's
+/// queue full, and a warm one uses every core.
+const REPORT_THREADS: usize = 4;
+
+/// Fewest checks per reader thread; smaller reports read on the calling thread.
+const CHECKS_PER_THREAD: usize = 64;
+
+/// Totals per (check, region) of `checks` over `spans`, in check order.
+fn totals_of(
+    conn: &Connection,
+    checks: &[String],
+    spans: &[Span],
+) -> Result<Vec<CheckRegionTotals>, StoreError> {
+    let mut out = Vec::new();
+    for check in checks {
+        // A check has rows in a handful of regions: a short list beats a map.
+        let mut regions: Vec<(String, Totals)> = Vec::new();
+        for span in spans {
+            each_row(conn, check, span, |_, region, t| {
+                match regions.iter_mut().find(|(r, _)| r == region) {
+                    Some((_, sum)) => sum.add(t),
+                    None => regions.push((region.to_owned(), *t)),
+                }
+                Ok(())
+            })?;
+        }
+        regions.sort_by(|a, b| a.0.cmp(&b.0));
+        out.extend(
+            regions
+                .into_iter()
+                .map(|(region, totals)| CheckRegionTotals {
+                    check_id: check.clone(),
+                    region,
+                    totals,
+                }),
+        );
+    }
+    Ok(out)
+}
+
 /// Calls `f(unit start, region, totals)` for every rollup row of `check` in `span`.
 fn each_row(
     conn: &Connection,
@@ -111,30 +152,26 @@ impl ReportStore for SqliteStore {
         to_ms: i64,
     ) -> Result<Vec<CheckRegionTotals>, StoreError> {
         let spans = plan(from_ms, to_ms, Tier::Day);
-        self.read(|conn| {
-            let mut out = Vec::new();
-            for check in checks {
-                // A check has rows in a handful of regions: a short list beats a map.
-                let mut regions: Vec<(String, Totals)> = Vec::new();
-                for span in &spans {
-                    each_row(conn, check, span, |_, region, t| {
-                        match regions.iter_mut().find(|(r, _)| r == region) {
-                            Some((_, sum)) => sum.add(t),
-                            None => regions.push((region.to_owned(), *t)),
-                        }
-                        Ok(())
-                    })?;
-                }
-                regions.sort_by(|a, b| a.0.cmp(&b.0));
-                out.extend(
-                    regions
-                        .into_iter()
-                        .map(|(region, totals)| CheckRegionTotals {
-                            check_id: check.clone(),
-                            region,
-                            totals,
-                        }),
-                );
+        if checks.len() < 2 * CHECKS_PER_THREAD {
+            return self.read(|conn| totals_of(conn, checks, &spans));
+        }
+        // Each reader has its own connection, so its own snapshot: checks read a moment
+        // apart may straddle a commit, which a report over days cannot notice.
+        let per = checks.len().div_ceil(REPORT_THREADS).max(CHECKS_PER_THREAD);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = checks
+                .chunks(per)
+                .map(|part| {
+                    let spans = &spans;
+                    scope.spawn(move || self.read(|conn| totals_of(conn, part, spans)))
+                })
+                .collect();
+            let mut out = Vec::with_capacity(checks.len() * 3);
+            for r in readers {
+                let part = r
+                    .join()
+                    .map_err(|_| StoreError::Corrupt("a report reader thread panicked".into()))??;
+                out.extend(part);
             }
             Ok(out)
         })
