@@ -452,6 +452,43 @@ mod tests {
     }
 
     #[test]
+    fn rollup_tiers_keep_at_least_as_long_as_the_finer_ones() {
+        let c = CoordinatorConfig::parse(
+            "[retention]\nrollups = \"35d\"\nrollups_hourly = \"90d\"\nrollups_daily = \"800d\"\n",
+            Path::new("c.toml"),
+        )
+        .expect("parse");
+        c.check().expect("growing retention is fine");
+        assert_eq!(
+            (c.retention_rollups, c.retention_hourly, c.retention_daily),
+            (
+                Duration::from_secs(35 * 86_400),
+                Duration::from_secs(90 * 86_400),
+                Duration::from_secs(800 * 86_400)
+            )
+        );
+        for text in [
+            "[retention]\nrollups_hourly = \"30d\"\n",
+            "[retention]\nrollups_daily = \"100d\"\n",
+        ] {
+            let c = CoordinatorConfig::parse(text, Path::new("c.toml")).expect("parse");
+            let e = c.check().expect_err(text).to_string();
+            assert!(
+                e.contains("retention must not shrink with coarser rollups"),
+                "{text}: {e}"
+            );
+        }
+        let e =
+            CoordinatorConfig::parse("[retention]\nrollups_daily = \"5\"\n", Path::new("c.toml"))
+                .expect_err("bad duration")
+                .to_string();
+        assert!(
+            e.contains("retention.rollups_daily must be a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn mistakes_are_located_and_plain_http_off_loopback_is_refused() {
         let err = CoordinatorConfig::parse(
             "listen = \"127.0.0.1:9000\"\nlisen = 1\n",
