@@ -583,9 +583,13 @@ pub fn latency_series(
     bucket: Duration,
 ) -> Result<Vec<SeriesPoint>, ReportError> {
     let bucket_ms = i64::try_from(bucket.as_millis()).unwrap_or(i64::MAX);
-    if bucket_ms < Tier::Minute.ms() || bucket_ms % Tier::Minute.ms() != 0 {
+    if bucket_ms < Tier::Minute.ms()
+        || bucket_ms % Tier::Minute.ms() != 0
+        || bucket > super::MAX_WINDOW
+    {
         return Err(ReportError::Invalid(format!(
-            "the bucket must be a whole number of minutes, e.g. \"5m\" or \"1h\"; got {}",
+            "the bucket must be a whole number of minutes up to {} days, e.g. \"5m\" or \"1h\"; got {}",
+            super::MAX_WINDOW.as_secs() / 86_400,
             vantage_checks::duration::format(bucket)
         )));
     }

@@ -795,11 +795,17 @@ fn latency_series_reads_the_tier_that_fits_a_bucket() {
         )]
     );
 
-    // Buckets must be whole minutes, and not too many.
-    let e = sla::latency_series(&store, "cdn", w, Duration::from_secs(30))
-        .expect_err("30 s")
-        .to_string();
-    assert!(e.contains("whole number of minutes"), "{e}");
+    // Buckets must be whole minutes, not absurdly long, and not too many.
+    for bad in [
+        Duration::from_secs(30),
+        Duration::from_secs(90),
+        Duration::MAX,
+    ] {
+        let e = sla::latency_series(&store, "cdn", w, bad)
+            .expect_err("bad bucket")
+            .to_string();
+        assert!(e.contains("whole number of minutes"), "{e}");
+    }
     let long = Window::new(at("2026-01-01T00:00:00Z"), at("2026-12-01T00:00:00Z")).expect("w");
     let e = sla::latency_series(&store, "cdn", long, Duration::from_secs(60))
         .expect_err("too many")
