@@ -12,6 +12,7 @@
 //! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
+//! - [`report`]: SLA reports and latency series over the rollups and the state history.
 //! - [`stream`]: the live stream hub (`GET /api/v1/stream`) and its per-consumer queues.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
@@ -28,6 +29,7 @@ pub mod incident;
 pub mod ingest;
 pub mod local_probe;
 pub mod metrics;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod stream;
