@@ -100,6 +100,9 @@ pub enum DemoError {
     /// A probe's settings are invalid.
     #[error("a demo probe's settings: {0}")]
     Probe(#[from] vantage_probe::settings::SettingsError),
+    /// The coordinator stopped before the demo did.
+    #[error("the coordinator stopped: {0}")]
+    Stopped(String),
     /// A probe stopped with an error.
     #[error("probe `{id}` failed: {why}")]
     ProbeFailed {
@@ -310,9 +313,9 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
         () = shutdown => {}
         () = play => {}
         r = &mut serve => failure = Some(match r {
-            Ok(Ok(())) => DemoError::Checks("the coordinator stopped by itself".into()),
+            Ok(Ok(())) => DemoError::Stopped("by itself".into()),
             Ok(Err(e)) => e.into(),
-            Err(e) => DemoError::Checks(format!("the coordinator task failed: {e}")),
+            Err(e) => DemoError::Stopped(format!("its task failed: {e}")),
         }),
         Some(r) = agents.join_next() => failure = Some(match r {
             Ok((id, Ok(()))) => DemoError::ProbeFailed { id, why: "it stopped by itself".into() },
