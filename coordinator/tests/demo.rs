@@ -3,6 +3,7 @@
 //! Ctrl-C (SIGINT) exits 0 and removes the demo's directory.
 //!
 //! The demo's world listens on fixed addresses (127.77.x.y), so these tests run one at a time.
+#![cfg(feature = "demo")]
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};

@@ -3,7 +3,7 @@
 //! It starts a simulated vendor world ([`world`]), the coordinator with SQLite in a temporary
 //! directory, and six probes in three regions, each leaving from its own loopback source
 //! address so that the world can tell regions apart. The probes run the checks of
-//! `deploy/checks/demo.toml`. A webhook receiver in this process takes every alert. Then a
+//! `deploy/demo/checks.toml`. A webhook receiver in this process takes every alert. Then a
 //! script ([`script`]) breaks the world one fault at a time and mends it, while every state
 //! change and alert is printed ([`print`]) as it happens; the status page is served as usual.
 //!
@@ -37,8 +37,8 @@ use crate::auth::Token;
 use crate::config::CoordinatorConfig;
 use crate::store::{ProbeRecord, Store, Synchronous};
 
-/// The demo's checks, as shipped in `deploy/checks/demo.toml`.
-pub const CHECKS: &str = include_str!("../../../deploy/checks/demo.toml");
+/// The demo's checks, as shipped in `deploy/demo/checks.toml`.
+pub const CHECKS: &str = include_str!("../../../deploy/demo/checks.toml");
 /// The file name the checks give as `ca`; the demo writes the world's CA there.
 pub const CA_FILE: &str = "demo-ca.pem";
 /// The regions of the demo's probes, two probes each.
@@ -166,7 +166,7 @@ pub fn checks_for(addrs: &Layout, dir: &Path) -> Result<String, DemoError> {
         let from = from.to_string();
         if !text.contains(&from) {
             return Err(DemoError::Checks(format!(
-                "deploy/checks/demo.toml no longer names {from}, where the demo world listens"
+                "deploy/demo/checks.toml no longer names {from}, where the demo world listens"
             )));
         }
         text = text.replace(&from, &to.to_string());
@@ -415,7 +415,7 @@ fn banner(printer: &Printer, addr: SocketAddr, world: &World, probes: &[DemoProb
          \x20 Demo CDN     edge-1 {e1}, edge-2 {e2} in front of origin {origin};\n\
          \x20              control API https://{api}, log freshness http://{logs}\n\
          \x20 probes       {probes}\n\
-         \x20 checks       {checks} checks from deploy/checks/demo.toml\n\
+         \x20 checks       {checks} checks from deploy/demo/checks.toml\n\
          \x20 data         {dir} (removed when the demo stops)\n\
          \n\
          Times are UTC. Ctrl-C stops the demo.\n",

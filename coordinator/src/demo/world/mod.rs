@@ -66,7 +66,7 @@ const fn v4(a: u8, b: u8, c: u8, d: u8, port: u16) -> SocketAddr {
 }
 
 impl Layout {
-    /// The addresses `deploy/checks/demo.toml` names: `127.77.x.y` (all of 127.0.0.0/8 is
+    /// The addresses `deploy/demo/checks.toml` names: `127.77.x.y` (all of 127.0.0.0/8 is
     /// local on Linux) on ports that need no privileges.
     pub const DEMO: Layout = Layout {
         ns: [v4(127, 77, 0, 1, 17753), v4(127, 77, 0, 2, 17753)],

@@ -41,7 +41,7 @@ impl Fixture {
             .checks
             .iter()
             .find(|c| c.id == id)
-            .unwrap_or_else(|| panic!("no check `{id}` in deploy/checks/demo.toml"))
+            .unwrap_or_else(|| panic!("no check `{id}` in deploy/demo/checks.toml"))
     }
 
     async fn run(&self, id: &str, from: IpAddr) -> CheckResult {
