@@ -367,7 +367,7 @@ impl Inner {
                 }
             })
             .collect();
-        let status = vendor::derive(&views);
+        let status = vendor::derive_after(self.vendors.get(vendor_id), &views);
         if self.vendors.get(vendor_id) == Some(&status) {
             return None;
         }

@@ -17,6 +17,8 @@
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
+//! - [`demo`]: `demo`, a simulated vendor world with faults, the coordinator and six probes
+//!   (cargo feature `demo`, on by default).
 
 pub mod alert;
 pub mod api;
@@ -24,6 +26,8 @@ pub mod auth;
 pub mod catalog;
 pub mod config;
 pub mod consensus;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod engine;
 pub mod incident;
 pub mod ingest;

@@ -74,6 +74,23 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// See it work: a simulated vendor world on loopback, the coordinator, six probes in three
+    /// regions, and a script of faults; prints each state change and alert until Ctrl-C.
+    #[cfg(feature = "demo")]
+    Demo {
+        /// The coordinator's listen address (loopback; the status page is served there).
+        #[arg(long, default_value = "127.0.0.1:7470")]
+        listen: SocketAddr,
+        /// Run the world healthy: no scripted faults.
+        #[arg(long)]
+        no_faults: bool,
+        /// Play the fault script again and again until Ctrl-C.
+        #[arg(long = "loop", conflicts_with = "no_faults")]
+        repeat: bool,
+        /// How long each fault stays on once it is paged, to look at the status page.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        hold: std::time::Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +126,12 @@ enum ReportFormat {
     Table,
     Csv,
     Json,
+}
+
+#[cfg(feature = "demo")]
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    vantage_checks::duration::parse(s)
+        .map_err(|why| format!("a duration like `10s` or `500ms`; `{s}` {why}"))
 }
 
 #[derive(Subcommand)]
@@ -189,14 +212,25 @@ enum ProbeCommand {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo prints its own readable lines (alerts included); only warnings from the
+    // internals join them.
+    #[cfg(feature = "demo")]
+    let default_filter = if matches!(cli.command, Command::Demo { .. }) {
+        "warn,vantage_coordinator::incident=error"
+    } else {
+        "info"
+    };
+    #[cfg(not(feature = "demo"))]
+    let default_filter = "info";
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -297,6 +331,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Probe { command } => probe_command(command),
         Command::Silence { command } => silence_command(command),
         Command::Report { command } => report_command(command),
+        #[cfg(feature = "demo")]
+        Command::Demo {
+            listen,
+            no_faults,
+            repeat,
+            hold,
+        } => {
+            let options = vantage_coordinator::demo::Options {
+                listen,
+                faults: !no_faults,
+                repeat,
+                hold,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(vantage_coordinator::demo::run(
+                    options,
+                    agent::shutdown_signal(),
+                ))?;
+            Ok(())
+        }
     }
 }
 

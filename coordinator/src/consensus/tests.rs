@@ -749,3 +749,32 @@ fn a_region_failing_while_the_global_verdict_is_pending_is_flagged() {
         vec![("a", VendorState::HardDown)]
     );
 }
+
+/// Regression (seen in `vantage-coordinator demo`): when an SOA drift cleared, the check stayed
+/// failing for `recover_for` with no failing vote left to name the mismatch, and the vendor
+/// turned `hard_down` (and paged an update) instead of staying `degraded` until it cleared.
+#[test]
+fn a_consistency_problem_that_is_clearing_stays_a_consistency_problem() {
+    use Verdict::Failing as F;
+    let mut soa = Evidence::default();
+    soa.global.failures.insert("soa_serial_mismatch".into(), 3);
+    let st = settled(F, &[]);
+    let view = |ev| CheckView {
+        check: "www-a",
+        role: Role::Data,
+        state: &st,
+        evidence: ev,
+    };
+    let drifting = vendor::derive_after(None, &[view(&soa)]);
+    assert_eq!(drifting.global.state, VendorState::Degraded);
+    let clearing_votes = Evidence::default();
+    let clearing = vendor::derive_after(Some(&drifting), &[view(&clearing_votes)]);
+    assert_eq!(clearing.global.state, VendorState::Degraded, "{clearing:?}");
+    assert_eq!(
+        clearing.global.conditions[0].kind,
+        ConditionKind::DataConsistency
+    );
+    // Without that memory (a failing check whose votes say nothing), it is an outage.
+    let unexplained = vendor::derive_after(None, &[view(&clearing_votes)]);
+    assert_eq!(unexplained.global.state, VendorState::HardDown);
+}

@@ -188,7 +188,20 @@ pub struct CheckView<'a> {
 /// Failure labels that mean the servers disagree, not that they are down.
 const CONSISTENCY_FAILURES: [&str; 2] = ["soa_serial_mismatch", "delegation_mismatch"];
 
-fn scope_status(checks: &[CheckView<'_>], scope: &Scope) -> Option<ScopeStatus> {
+/// True when `previous` shows `check` behind a data consistency condition.
+fn was_consistency(previous: Option<&ScopeStatus>, check: &str) -> bool {
+    previous.is_some_and(|p| {
+        p.conditions.iter().any(|c| {
+            c.kind == ConditionKind::DataConsistency && c.checks.iter().any(|x| x == check)
+        })
+    })
+}
+
+fn scope_status(
+    checks: &[CheckView<'_>],
+    scope: &Scope,
+    previous: Option<&ScopeStatus>,
+) -> Option<ScopeStatus> {
     let mut by_kind: BTreeMap<ConditionKind, Condition> = BTreeMap::new();
     let mut any = false;
     let mut unknown = false;
@@ -221,6 +234,13 @@ fn scope_status(checks: &[CheckView<'_>], scope: &Scope) -> Option<ScopeStatus> 
                 if main_failure
                     .as_deref()
                     .is_some_and(|f| CONSISTENCY_FAILURES.contains(&f)) =>
+            {
+                ConditionKind::DataConsistency
+            }
+            // Recovering (still failing until `recover_for` has passed, but no failing vote
+            // left to say why): it stays what it was, rather than turn into an outage.
+            (Verdict::Failing, Role::Data)
+                if main_failure.is_none() && was_consistency(previous, c.check) =>
             {
                 ConditionKind::DataConsistency
             }
@@ -273,6 +293,13 @@ fn scope_status(checks: &[CheckView<'_>], scope: &Scope) -> Option<ScopeStatus> 
 
 /// Derives a vendor's state from its checks.
 pub fn derive(checks: &[CheckView<'_>]) -> VendorStatus {
+    derive_after(None, checks)
+}
+
+/// Derives a vendor's state from its checks, given its previous state: a check that is
+/// recovering keeps the condition it had (a data consistency problem clearing is not an
+/// outage), since its votes no longer say why it failed.
+pub fn derive_after(previous: Option<&VendorStatus>, checks: &[CheckView<'_>]) -> VendorStatus {
     let regions: BTreeSet<&String> = checks.iter().flat_map(|c| c.state.regions.keys()).collect();
     let global_pending = checks.iter().any(|c| {
         c.state.global.pending.is_some_and(|p| {
@@ -282,10 +309,14 @@ pub fn derive(checks: &[CheckView<'_>]) -> VendorStatus {
     });
     VendorStatus {
         global_pending,
-        global: scope_status(checks, &Scope::Global).unwrap_or_default(),
+        global: scope_status(checks, &Scope::Global, previous.map(|p| &p.global))
+            .unwrap_or_default(),
         regions: regions
             .into_iter()
-            .filter_map(|r| scope_status(checks, &Scope::Region(r.clone())).map(|s| (r.clone(), s)))
+            .filter_map(|r| {
+                let before = previous.and_then(|p| p.regions.get(r));
+                scope_status(checks, &Scope::Region(r.clone()), before).map(|s| (r.clone(), s))
+            })
             .collect(),
     }
 }
