@@ -429,7 +429,9 @@ mod tests {
                 ..CoordinatorConfig::default()
             }
         );
-        assert!(c.checks[0].ends_with("deploy/checks"));
+        assert!(c.checks[0].ends_with("deploy/checks/example.toml"));
+        // The example points at checks that load: one set, one `[defaults]`.
+        crate::catalog::Catalogs::load(c.checks.clone()).expect("the example's checks load");
     }
 
     #[test]
