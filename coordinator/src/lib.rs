@@ -12,6 +12,7 @@
 //! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
+//! - `page`: the status page (`GET /`), server-rendered, with its sign-in.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
@@ -27,5 +28,6 @@ pub mod incident;
 pub mod ingest;
 pub mod local_probe;
 pub mod metrics;
+mod page;
 pub mod server;
 pub mod store;

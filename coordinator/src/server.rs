@@ -141,6 +141,7 @@ pub async fn run(
         engine,
         alerting,
         api_token: config.api_token.clone(),
+        secure_cookies: tls.is_some(),
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));
