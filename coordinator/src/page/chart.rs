@@ -165,7 +165,9 @@ fn nice_max(v: f64) -> f64 {
 
 /// A latency for people: `850 µs`, `12 ms`, `1.4 s`.
 pub(crate) fn ms_label(ms: f64) -> String {
-    if ms < 1.0 {
+    if ms <= 0.0 {
+        "0".to_owned()
+    } else if ms < 1.0 {
         format!("{:.0} µs", ms * 1000.0)
     } else if ms < 10.0 {
         format!("{ms:.1} ms")
@@ -452,6 +454,7 @@ mod tests {
         assert_eq!(nice_max(13.0), 20.0);
         assert_eq!(nice_max(420.0), 500.0);
         assert_eq!(nice_max(1000.0), 1000.0);
+        assert_eq!(ms_label(0.0), "0");
         assert_eq!(ms_label(0.25), "250 µs");
         assert_eq!(ms_label(4.25), "4.2 ms");
         assert_eq!(ms_label(120.0), "120 ms");

@@ -129,7 +129,7 @@ fn secure_headers(resp: &mut Resp) {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
@@ -639,8 +639,17 @@ fn login_form(state: &AppState, req: &Request<Incoming>) -> Resp {
     html(StatusCode::OK, render::login(&next, None))
 }
 
-/// Refuses a POST sent from another site's page (a browser always sends `Origin` on POST).
+/// Refuses a POST sent from another site's page: browsers say where a request comes from in
+/// `Sec-Fetch-Site`, and send `Origin` on every POST (the page's `same-origin` referrer policy
+/// keeps it for its own forms).
 fn cross_site<B>(req: &Request<B>) -> bool {
+    if let Some(site) = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+    {
+        return !matches!(site, "same-origin" | "none");
+    }
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -839,5 +848,16 @@ mod tests {
         assert!(!cross_site(&req(Some("http://127.0.0.1:7470"))));
         assert!(cross_site(&req(Some("https://evil.example"))));
         assert!(cross_site(&req(Some("null"))));
+        let fetched = |site: &str| {
+            Request::builder()
+                .method(Method::POST)
+                .uri("/logout")
+                .header("sec-fetch-site", site)
+                .body(())
+                .expect("request")
+        };
+        assert!(!cross_site(&fetched("same-origin")));
+        assert!(cross_site(&fetched("cross-site")));
+        assert!(cross_site(&fetched("same-site")));
     }
 }

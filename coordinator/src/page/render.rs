@@ -176,7 +176,7 @@ pub(super) fn layout(title: &str, chrome: &Chrome, live: bool, main: Markup) -> 
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
+                meta name="referrer" content="same-origin";
                 title { (title) }
                 link rel="stylesheet" href=(css);
                 @if live {
@@ -458,12 +458,20 @@ fn timeline(incident: Option<&IncidentCard>, transitions: &[CheckTransition]) ->
     let mut items: Vec<(Ms, Item<'_>)> = incident
         .map(|i| i.events.iter().map(|e| (e.at_ms, Item::Event(e))).collect())
         .unwrap_or_default();
+    // Transitions that say something is or was wrong; a check's first verdict after a start
+    // (unknown → passing) is noise here.
     items.extend(
         transitions
             .iter()
+            .filter(|t| {
+                [t.transition.from, t.transition.to]
+                    .iter()
+                    .any(|v| matches!(v, Verdict::Failing | Verdict::Slow))
+            })
             .map(|t| (t.transition.at_ms, Item::Transition(t))),
     );
-    items.sort_by_key(|(at, _)| *at);
+    // At the same moment, the checks' transitions come before the incident they caused.
+    items.sort_by_key(|(at, item)| (*at, matches!(item, Item::Event(_))));
     html! {
         @if items.is_empty() {
             p.muted { "No events yet." }
