@@ -1,6 +1,7 @@
-//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`.
+//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`; the status page's paths are
+//! routed to `crate::page`, which answers HTML.
 //!
-//! Every answer is JSON; every refusal is a 4xx with `{"error": "…"}` saying what was wrong.
+//! Every API answer is JSON; every refusal is a 4xx with `{"error": "…"}` saying what was wrong.
 //! Nothing a client sends can cause a 5xx other than the store failing.
 
 use std::collections::HashMap;

@@ -105,11 +105,10 @@ pub(crate) async fn handle(state: &AppState, req: Request<Incoming>) -> Resp {
                 Ok(id) if !id.is_empty() && !id.contains('/') => {
                     vendor_page(state, &req, &id).await
                 }
-                _ => page_error(state, StatusCode::NOT_FOUND, "No such vendor page."),
+                _ => page_error(StatusCode::NOT_FOUND, "No such vendor page."),
             }
         }
         (m, p) => page_error(
-            state,
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("{m} is not allowed on {p}."),
         ),
@@ -147,6 +146,47 @@ fn html(status: StatusCode, markup: Markup) -> Resp {
     resp
 }
 
+/// True when the client takes gzip (`Accept-Encoding: gzip`, not refused with `q=0`).
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let gzip = parts.next().is_some_and(|c| c.eq_ignore_ascii_case("gzip"));
+            let q = parts
+                .find_map(|p| p.strip_prefix("q="))
+                .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+            gzip && q > 0.0
+        })
+}
+
+/// A page, gzipped when the client takes it: the overview is mostly SVG coordinates and
+/// tables, and shrinks several times.
+fn html_for<B>(req: &Request<B>, status: StatusCode, markup: Markup) -> Resp {
+    if !accepts_gzip(req.headers()) {
+        return html(status, markup);
+    }
+    let text = markup.into_string();
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(text.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let body = std::io::Write::write_all(&mut gz, text.as_bytes())
+        .and_then(|()| gz.finish())
+        .unwrap_or_default();
+    let mut resp = html(status, maud::PreEscaped(String::new()));
+    *resp.body_mut() = full(body);
+    resp.headers_mut()
+        .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp
+}
+
 fn redirect(to: &str, cookie: Option<String>) -> Resp {
     let mut resp = Response::new(full(Bytes::new()));
     *resp.status_mut() = StatusCode::SEE_OTHER;
@@ -162,17 +202,13 @@ fn redirect(to: &str, cookie: Option<String>) -> Resp {
     resp
 }
 
-fn page_error(state: &AppState, status: StatusCode, message: &str) -> Resp {
-    html(
-        status,
-        render::error_page(status, message, state.api_token.is_some()),
-    )
+fn page_error(status: StatusCode, message: &str) -> Resp {
+    html(status, render::error_page(status, message))
 }
 
-fn store_failed(state: &AppState, e: &StoreError) -> Resp {
+fn store_failed(e: &StoreError) -> Resp {
     tracing::error!(error = %e, "store error while rendering the status page");
     let mut r = page_error(
-        state,
         StatusCode::SERVICE_UNAVAILABLE,
         "The store is unavailable; this page refreshes by itself.",
     );
@@ -561,7 +597,7 @@ async fn read_vendor(state: &AppState, id: &str) -> Result<Option<VendorPage>, S
 async fn overview(state: &AppState, req: &Request<Incoming>) -> Resp {
     let partial = match partial_param(req) {
         Ok(p) => p,
-        Err(m) => return page_error(state, StatusCode::BAD_REQUEST, &m),
+        Err(m) => return page_error(StatusCode::BAD_REQUEST, &m),
     };
     let Ok(signed_in) = reader(state, req) else {
         return needs_login("/", partial);
@@ -569,7 +605,7 @@ async fn overview(state: &AppState, req: &Request<Incoming>) -> Resp {
     let started = std::time::Instant::now();
     let data = match read_overview(state).await {
         Ok(d) => d,
-        Err(e) => return store_failed(state, &e),
+        Err(e) => return store_failed(&e),
     };
     let main = render::overview(&data);
     tracing::debug!(
@@ -578,9 +614,10 @@ async fn overview(state: &AppState, req: &Request<Incoming>) -> Resp {
         "status page rendered"
     );
     if partial {
-        return html(StatusCode::OK, main);
+        return html_for(req, StatusCode::OK, main);
     }
-    html(
+    html_for(
+        req,
         StatusCode::OK,
         render::layout("Vantage status", &Chrome { signed_in }, true, main),
     )
@@ -589,7 +626,7 @@ async fn overview(state: &AppState, req: &Request<Incoming>) -> Resp {
 async fn vendor_page(state: &AppState, req: &Request<Incoming>, id: &str) -> Resp {
     let partial = match partial_param(req) {
         Ok(p) => p,
-        Err(m) => return page_error(state, StatusCode::BAD_REQUEST, &m),
+        Err(m) => return page_error(StatusCode::BAD_REQUEST, &m),
     };
     let Ok(signed_in) = reader(state, req) else {
         return needs_login(req.uri().path(), partial);
@@ -598,19 +635,19 @@ async fn vendor_page(state: &AppState, req: &Request<Incoming>, id: &str) -> Res
         Ok(Some(d)) => d,
         Ok(None) => {
             return page_error(
-                state,
                 StatusCode::NOT_FOUND,
                 &format!("There is no vendor `{id}` in the check files."),
             );
         }
-        Err(e) => return store_failed(state, &e),
+        Err(e) => return store_failed(&e),
     };
     let main = render::vendor(&data);
     if partial {
-        return html(StatusCode::OK, main);
+        return html_for(req, StatusCode::OK, main);
     }
     let title = format!("{} · Vantage status", data.detail.vendor.name);
-    html(
+    html_for(
+        req,
         StatusCode::OK,
         render::layout(&title, &Chrome { signed_in }, true, main),
     )
@@ -672,7 +709,6 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Resp {
     };
     if cross_site(&req) {
         return page_error(
-            state,
             StatusCode::FORBIDDEN,
             "Sign in from this coordinator's own login page.",
         );
@@ -726,7 +762,6 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Resp {
 fn logout(state: &AppState, req: &Request<Incoming>) -> Resp {
     if cross_site(req) {
         return page_error(
-            state,
             StatusCode::FORBIDDEN,
             "Sign out from this coordinator's own page.",
         );
@@ -778,6 +813,31 @@ mod tests {
         assert_eq!(stale.headers()[header::CACHE_CONTROL], "no-cache");
         assert_eq!(asset("/static/other.txt").status(), StatusCode::NOT_FOUND);
         assert_eq!(asset("/static/").status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn gzip_is_used_when_accepted() {
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(v).expect("header"),
+            );
+            m
+        };
+        assert!(accepts_gzip(&h("gzip, deflate, br, zstd")));
+        assert!(accepts_gzip(&h("br;q=1.0, GZIP;q=0.5")));
+        assert!(!accepts_gzip(&h("gzip;q=0")));
+        assert!(!accepts_gzip(&h("br, identity")));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
+        let req = Request::builder()
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(())
+            .expect("request");
+        let r = html_for(&req, StatusCode::OK, maud::html! { p { "hello" } });
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "gzip");
+        assert_eq!(r.headers()[header::VARY], "Accept-Encoding");
+        assert!(r.headers().contains_key(header::CONTENT_SECURITY_POLICY));
     }
 
     #[test]

@@ -216,7 +216,7 @@ pub(super) fn layout(title: &str, chrome: &Chrome, live: bool, main: Markup) -> 
 }
 
 /// A small page for a refusal or a missing page.
-pub(super) fn error_page(status: http::StatusCode, message: &str, _auth: bool) -> Markup {
+pub(super) fn error_page(status: http::StatusCode, message: &str) -> Markup {
     let main = html! {
         main.narrow id="main" {
             section.card {

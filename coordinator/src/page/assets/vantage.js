@@ -13,7 +13,7 @@
   var POLL_MS = 30000; // without the stream
   var LIVE_POLL_MS = 60000; // with it: relative times and charts still move
   var RETRY_STREAM_MS = 60000; // after the server refused the stream
-  var DEBOUNCE_MS = 300;
+  var DEBOUNCE_MS = 500;
 
   var timer = null;
   var poller = null;
