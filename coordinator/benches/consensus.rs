@@ -125,6 +125,7 @@ fn main() {
             Default::default(),
             probes.clone(),
             Resume::default(),
+            Arc::new(vantage_coordinator::metrics::Metrics::new()),
         );
         let drain = tokio::spawn(async move {
             let mut n = 0usize;

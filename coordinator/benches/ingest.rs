@@ -11,7 +11,9 @@
 //! `VANTAGE_BENCH_PROBES` (default 20), `VANTAGE_BENCH_BATCH` (200) and `VANTAGE_BENCH_RESULTS`
 //! (200000) change the shape. For each `synchronous` setting (`full`, then `normal`) it:
 //! 1. starts the release `vantage-coordinator` as a child process on loopback with a fresh data
-//!    directory, registers the probes with `probe add`, and has every probe POST its batches
+//!    directory and a catalog of the 25 checks the results report on (so the consensus engine
+//!    records and evaluates every result, as in production), registers the probes with
+//!    `probe add`, and has every probe POST its batches
 //!    back to back on its own keep-alive connection, all probes at once: results/s over the
 //!    whole run, and p50/p99 of the time from sending a batch to its acknowledgement;
 //! 2. inserts the same rows, in batches of the same size, single-threaded, with
@@ -72,6 +74,15 @@ fn main() {
             "  HTTP ingest, coordinator child    {:>9.0} results/s  ack p50 {:>6.1} ms  p99 {:>6.1} ms  ({:.2}s, {} answered 429 and were resent)",
             ingest.rate, ingest.p50_ms, ingest.p99_ms, ingest.secs, ingest.shed
         );
+        println!(
+            "  consensus running: {} of {} acks named failing checks",
+            ingest.acks_failing,
+            work.bodies.iter().map(Vec::len).sum::<usize>()
+        );
+        assert!(
+            ingest.acks_failing > 0,
+            "the consensus engine judged no run: is the checks catalog loaded?"
+        );
         let store = store_inserts(&work, sync);
         println!("  SqliteStore::insert_batches        {store:>9.0} results/s  (1 thread)");
         let bare = bare_inserts(&work, sync);
@@ -95,7 +106,9 @@ struct Workload {
 
 impl Workload {
     fn new(probes: usize, per_probe: usize, batch: usize) -> Self {
-        let start = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        // Fresh runs (each probe's span 1 ms apart from a few seconds ago), so they fall inside the
+        // consensus window and vote, as live results do.
+        let start = OffsetDateTime::now_utc() - time::Duration::seconds(5);
         let ids: Vec<String> = (0..probes).map(|p| format!("probe-{p:02}")).collect();
         let regions: Vec<String> = (0..probes).map(|p| format!("region-{}", p % 4)).collect();
         let results: Vec<Vec<Vec<CheckResult>>> = ids
@@ -160,6 +173,24 @@ impl Workload {
     }
 }
 
+/// The catalog the coordinator serves: the 25 checks of 5 vendors that [`result`] reports on, so
+/// every ingested result is also recorded and evaluated by the consensus engine, as in production.
+fn checks_toml() -> String {
+    let mut t = String::from(
+        "[defaults]\ninterval = \"10s\"\ntimeout = \"5s\"\nwindow = \"60s\"\nquorum = 3\nregions = 2\n",
+    );
+    for v in 0..5 {
+        t.push_str(&format!("\n[[vendor]]\nid = \"vendor-{v}\"\n"));
+    }
+    for c in 0..25 {
+        t.push_str(&format!(
+            "\n[[check]]\nid = \"check-{c:02}\"\nvendor = \"vendor-{}\"\nkind = \"http\"\nurl = \"https://www.example.com/assets/{c}.css\"\n",
+            c % 5
+        ));
+    }
+    t
+}
+
 /// A plausible HTTP check result: 25 checks of 5 vendors, one run in ten failing.
 fn result(probe: &str, seq: u64, at: OffsetDateTime) -> CheckResult {
     let check = seq % 25;
@@ -206,6 +237,8 @@ struct IngestFigures {
     p99_ms: f64,
     secs: f64,
     shed: usize,
+    /// Acknowledgements that named failing checks: proof the consensus engine judged the runs.
+    acks_failing: usize,
 }
 
 /// A coordinator child process; killed when dropped.
@@ -299,10 +332,12 @@ async fn healthy(addr: SocketAddr) -> bool {
 fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("coordinator.toml");
+    let checks = dir.path().join("checks.toml");
+    std::fs::write(&checks, checks_toml()).expect("write checks");
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"data\"\n[store]\nsynchronous = \"{sync}\"\n[limits]\nmax_result_age = \"1d\"\n"
+            "data_dir = \"data\"\nchecks = [{checks:?}]\n[store]\nsynchronous = \"{sync}\"\n[limits]\nmax_result_age = \"1d\"\n"
         ),
     )
     .expect("write config");
@@ -326,12 +361,13 @@ fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
             tasks.spawn(async move { one_probe(addr, token, bodies).await });
         }
         let mut latencies = Vec::with_capacity(work.bodies.iter().map(Vec::len).sum());
-        let (mut accepted, mut shed) = (0, 0);
+        let (mut accepted, mut shed, mut acks_failing) = (0, 0, 0);
         while let Some(done) = tasks.join_next().await {
-            let (lat, acc, s) = done.expect("probe task");
+            let (lat, acc, s, f) = done.expect("probe task");
             latencies.extend(lat);
             accepted += acc;
             shed += s;
+            acks_failing += f;
         }
         let secs = started.elapsed().as_secs_f64();
         drop(server);
@@ -347,20 +383,25 @@ fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
             p99_ms: pct(0.99),
             secs,
             shed,
+            acks_failing,
         }
     })
 }
 
 /// One probe sending its batches back to back on one keep-alive connection: the latency of
-/// each acknowledgement (ms), results accepted, and 429s resent.
-async fn one_probe(addr: SocketAddr, token: String, bodies: Vec<Bytes>) -> (Vec<f64>, u64, usize) {
+/// each acknowledgement (ms), results accepted, 429s resent, and acks naming failing checks.
+async fn one_probe(
+    addr: SocketAddr,
+    token: String,
+    bodies: Vec<Bytes>,
+) -> (Vec<f64>, u64, usize, usize) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let (mut latencies, mut accepted, mut shed) = (Vec::new(), 0, 0);
+    let (mut latencies, mut accepted, mut shed, mut failing) = (Vec::new(), 0, 0, 0);
     for body in bodies {
         loop {
             sender.ready().await.expect("connection ready");
@@ -390,10 +431,11 @@ async fn one_probe(addr: SocketAddr, token: String, bodies: Vec<Bytes>) -> (Vec<
             );
             let ack: BatchAck = serde_json::from_slice(&bytes).expect("ack");
             accepted += ack.accepted;
+            failing += usize::from(!ack.failing_checks.is_empty());
             break;
         }
     }
-    (latencies, accepted, shed)
+    (latencies, accepted, shed, failing)
 }
 
 fn store_inserts(work: &Workload, sync: Synchronous) -> f64 {

@@ -128,7 +128,8 @@ struct LimitsFileConfig {
     max_result_age: Option<String>,
     /// Batches waiting for the writer before ingest answers 429 (default 64).
     queue_batches: Option<usize>,
-    /// A request must arrive whole within this (default `"10s"`): slow clients are cut off.
+    /// A request must arrive whole within this (default `"10s"`), and a client must take some of
+    /// its answer within this whenever there is some to send: slow clients are cut off.
     request_timeout: Option<String>,
 }
 
@@ -156,7 +157,8 @@ pub struct Limits {
     pub max_result_age: Duration,
     /// Batches queued for the writer before 429.
     pub queue_batches: usize,
-    /// Deadline for a whole request to arrive.
+    /// Deadline for a whole request to arrive, and for a client to take any of the bytes
+    /// waiting for it.
     pub request_timeout: Duration,
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::{Mutex, mpsc};
@@ -26,6 +27,7 @@ use crate::consensus::vendor::{self, CheckView, VendorStatus};
 use crate::consensus::{
     CheckState, Evaluation, Evidence, Ms, Outcome, ProbeRuns, Run, Scope, Transition, Verdict,
 };
+use crate::metrics::{EvalTrigger, Metrics};
 use crate::store::{IngestRow, ProbeRecord};
 
 /// Runs kept per (check, probe) at most, whatever the window.
@@ -65,6 +67,8 @@ pub enum Change {
         vendor: String,
         /// Its new state.
         status: VendorStatus,
+        /// Its state before (the default, unknown, for a vendor never judged).
+        previous: VendorStatus,
         /// When.
         at_ms: Ms,
     },
@@ -344,8 +348,8 @@ impl Inner {
         Some((changed, transitions))
     }
 
-    /// Re-derives one vendor's state; returns it when it changed.
-    fn derive_vendor(&mut self, vendor_id: &str) -> Option<VendorStatus> {
+    /// Re-derives one vendor's state; returns it and the one before when it changed.
+    fn derive_vendor(&mut self, vendor_id: &str) -> Option<(VendorStatus, VendorStatus)> {
         let catalog = Arc::clone(self.catalog.as_ref()?);
         let empty = CheckEntry::default();
         let views: Vec<CheckView<'_>> = catalog
@@ -367,8 +371,11 @@ impl Inner {
         if self.vendors.get(vendor_id) == Some(&status) {
             return None;
         }
-        self.vendors.insert(vendor_id.to_owned(), status.clone());
-        Some(status)
+        let previous = self
+            .vendors
+            .insert(vendor_id.to_owned(), status.clone())
+            .unwrap_or_default();
+        Some((status, previous))
     }
 
     /// Evaluates `ids` and collects the changes, vendor states included.
@@ -397,10 +404,11 @@ impl Inner {
             });
         }
         for v in vendors {
-            if let Some(status) = self.derive_vendor(&v) {
+            if let Some((status, previous)) = self.derive_vendor(&v) {
                 out.push(Change::Vendor {
                     vendor: v,
                     status,
+                    previous,
                     at_ms: now,
                 });
             }
@@ -458,15 +466,18 @@ pub struct Engine {
     quarantine: QuarantineSettings,
     out: mpsc::Sender<Change>,
     failing: std::sync::RwLock<Vec<String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
-    /// An engine resuming `resume`; returns it and the receiving end of its changes.
+    /// An engine resuming `resume`; returns it and the receiving end of its changes. It records
+    /// how long its evaluations take in `metrics`.
     pub fn new(
         catalogs: Arc<Catalogs>,
         quarantine: QuarantineSettings,
         probes: Vec<ProbeRecord>,
         resume: Resume,
+        metrics: Arc<Metrics>,
     ) -> (Arc<Self>, mpsc::Receiver<Change>) {
         let mut inner = Inner {
             probes,
@@ -490,6 +501,7 @@ impl Engine {
             quarantine,
             out: tx,
             failing: std::sync::RwLock::new(Vec::new()),
+            metrics,
         });
         (engine, rx)
     }
@@ -563,8 +575,11 @@ impl Engine {
         if dirty.is_empty() {
             return;
         }
+        let started = Instant::now();
         let changes = inner.evaluate_many(dirty.iter().map(String::as_str), now);
         self.publish_failing(inner);
+        self.metrics
+            .evaluated(EvalTrigger::batch, started.elapsed());
         self.emit(changes).await;
     }
 
@@ -578,6 +593,7 @@ impl Engine {
     pub async fn tick(&self, now: Ms, probes: Option<Vec<ProbeRecord>>) {
         let catalog = self.catalogs.current();
         let mut inner = self.inner.lock().await;
+        let started = Instant::now();
         inner.sync_catalog(&catalog);
         if let Some(p) = probes
             && p != inner.probes
@@ -653,17 +669,37 @@ impl Engine {
             .collect();
         for v in vendor_ids {
             if !inner.vendors.contains_key(&v)
-                && let Some(status) = inner.derive_vendor(&v)
+                && let Some((status, previous)) = inner.derive_vendor(&v)
             {
                 changes.push(Change::Vendor {
                     vendor: v,
                     status,
+                    previous,
                     at_ms: now,
                 });
             }
         }
         self.publish_failing(&inner);
+        self.metrics.evaluated(EvalTrigger::tick, started.elapsed());
         self.emit(changes).await;
+    }
+
+    /// Every check's settled global verdict: (check, vendor, verdict), in catalog order.
+    pub async fn verdicts(&self) -> Vec<(String, String, Verdict)> {
+        let catalog = self.catalogs.current();
+        let inner = self.inner.lock().await;
+        catalog
+            .checks
+            .checks
+            .iter()
+            .map(|c| {
+                let verdict = inner
+                    .checks
+                    .get(&c.id)
+                    .map_or(Verdict::Unknown, |e| e.state.global.verdict);
+                (c.id.clone(), c.vendor.clone(), verdict)
+            })
+            .collect()
     }
 
     /// Checks failing anywhere (or with failing votes): the batch ack lists them.

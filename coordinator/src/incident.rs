@@ -181,6 +181,8 @@ pub struct Incidents {
     pub wake: Arc<Notify>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// The live stream: transitions, vendor and probe changes, incident events.
+    pub stream: Arc<crate::stream::Hub>,
 }
 
 fn now_ms() -> Ms {
@@ -293,6 +295,7 @@ impl Incidents {
             _ => (now.subject.state.clone(), now.summary.clone()),
         };
         let queued = !deliveries.is_empty();
+        let recorded_state = state.clone();
         let id = self.store.write_incident(&IncidentWrite {
             id: open.as_ref().map(|i| i.id),
             subject_kind: now.subject.kind.clone(),
@@ -305,6 +308,19 @@ impl Incidents {
             events,
             deliveries,
         })?;
+        let kind = match plan {
+            Plan::Open => "opened",
+            Plan::Change => "changed",
+            Plan::Resolve => "resolved",
+        };
+        self.stream.incident(
+            id,
+            &now.subject.kind,
+            &now.subject.id,
+            kind,
+            &recorded_state,
+            at,
+        );
         match plan {
             Plan::Open => {
                 tracing::warn!(incident = id, subject = %now.subject.id, state = %now.subject.state, summary = %now.summary, "incident opened");
@@ -402,6 +418,8 @@ impl Incidents {
     }
 
     fn handle(&self, change: Change) -> Result<(), StoreError> {
+        // The live stream hears of it first: the store writes below may take a while.
+        self.stream.change(&change);
         match change {
             Change::Checks {
                 states,
@@ -430,6 +448,7 @@ impl Incidents {
                 vendor,
                 status,
                 at_ms,
+                ..
             } => {
                 self.store.save_vendor_state(
                     &vendor,
@@ -444,15 +463,17 @@ impl Incidents {
                 self.apply(&vendor_now(&vendor, &name, &status), at_ms)
             }
             Change::Probe { change, health } => {
+                // The registry is read only for probe changes (rare), for the probe's region
+                // and labels.
+                let probes = self.store.list_probes()?;
+                let record = probes.iter().find(|p| p.id == change.probe);
+                self.stream
+                    .probe(&change, record.map(|p| p.region.as_str()));
                 self.store.save_probe_health(
                     &change.probe,
                     &serde_json::to_string(&health).unwrap_or_default(),
                     change.at_ms,
                 )?;
-                // The registry is read only for probe changes (rare), for the probe's region
-                // and labels.
-                let probes = self.store.list_probes()?;
-                let record = probes.iter().find(|p| p.id == change.probe);
                 self.apply(&probe_now(&change, record), change.at_ms)
             }
         }

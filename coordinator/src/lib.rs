@@ -13,6 +13,7 @@
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
 //! - `page`: the status page (`GET /`), server-rendered, with its sign-in.
+//! - [`stream`]: the live stream hub (`GET /api/v1/stream`) and its per-consumer queues.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
@@ -31,3 +32,4 @@ pub mod metrics;
 mod page;
 pub mod server;
 pub mod store;
+pub mod stream;

@@ -1,16 +1,25 @@
 //! `/metrics`: Prometheus exposition through the `prometheus-client` crate.
 //!
-//! Labels are low-cardinality static strings: a rejection reason, a probe id. Never a URL or
-//! error text.
+//! Labels are low-cardinality: a rejection reason, a probe, vendor, region or check id, a
+//! state, a configured receiver's name. Never a URL or error text.
+//!
+//! Most values are counted where they happen; the states (vendors, checks, probes) are read
+//! from the engine and the store at scrape time ([`Scrape`]), so a restarted coordinator
+//! exports them at once and a vendor or probe that is gone stops being exported.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use vantage_checks::wire::ProbeCounters;
+
+use crate::consensus::Verdict;
+use crate::consensus::vendor::{VendorState, VendorStatus};
 
 /// Why a request to ingest was refused.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -32,9 +41,65 @@ pub enum RejectReason {
     store,
 }
 
+impl RejectReason {
+    const ALL: [RejectReason; 7] = [
+        Self::unauthorized,
+        Self::bad_request,
+        Self::too_large,
+        Self::timeout,
+        Self::invalid,
+        Self::busy,
+        Self::store,
+    ];
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: RejectReason,
+}
+
+/// Why a live stream consumer was dropped.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum StreamDropReason {
+    /// It left its queue full.
+    queue_full,
+    /// Its pump fell a whole hub ring behind.
+    lagged,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamDropLabels {
+    reason: StreamDropReason,
+}
+
+/// What started a consensus evaluation.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum EvalTrigger {
+    /// Committed batches: the checks they touched.
+    batch,
+    /// The 1 s tick: quarantine and every check.
+    tick,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    trigger: EvalTrigger,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VendorStateLabels {
+    vendor: String,
+    region: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    check: String,
+    vendor: String,
+    verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +138,34 @@ pub struct Metrics {
     alerts_pending: Gauge,
     incidents_opened: Family<StateLabels, Counter>,
     probes_quarantined: Gauge,
+    vendor_state: Family<VendorStateLabels, Gauge>,
+    check_verdict: Family<VerdictLabels, Gauge>,
+    probe_last_seen: Family<ProbeLabels, Gauge>,
+    probe_quarantined: Family<ProbeLabels, Gauge>,
+    evaluation_seconds: Family<TriggerLabels, Histogram, fn() -> Histogram>,
+    stream_consumers: Gauge,
+    stream_dropped: Family<StreamDropLabels, Counter>,
+    /// Scrapes refresh and encode one at a time, so none sees another's half-filled families.
+    scraping: Mutex<()>,
+}
+
+/// Buckets of consensus evaluation time: 10 µs to 2.5 s, in 1-2.5-5 steps.
+fn evaluation_histogram() -> Histogram {
+    Histogram::new([
+        0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
+        0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+}
+
+/// A registered probe as `/metrics` shows it.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeGauge {
+    /// Probe id.
+    pub id: String,
+    /// Its last accepted request (Unix ms), if any.
+    pub last_seen_ms: Option<i64>,
+    /// Whether its votes are set aside.
+    pub quarantined: bool,
 }
 
 impl Default for Metrics {
@@ -102,8 +195,35 @@ impl Metrics {
             alerts_pending: Gauge::default(),
             incidents_opened: Family::default(),
             probes_quarantined: Gauge::default(),
+            vendor_state: Family::default(),
+            check_verdict: Family::default(),
+            probe_last_seen: Family::default(),
+            probe_quarantined: Family::default(),
+            evaluation_seconds: Family::new_with_constructor(evaluation_histogram),
+            stream_consumers: Gauge::default(),
+            stream_dropped: Family::default(),
+            scraping: Mutex::new(()),
             registry: Registry::default(),
         };
+        // Known label sets start at zero, so rates and dashboards work before the first event.
+        for reason in RejectReason::ALL {
+            let _ = m.batches_rejected.get_or_create(&ReasonLabels { reason });
+        }
+        for trigger in [EvalTrigger::batch, EvalTrigger::tick] {
+            let _ = m
+                .evaluation_seconds
+                .get_or_create(&TriggerLabels { trigger });
+        }
+        let bad = VendorState::ALL.into_iter().filter(|s| s.is_bad());
+        for state in bad
+            .map(VendorState::as_label)
+            .chain([crate::alert::PROBE_STATE])
+        {
+            let _ = m.incidents_opened.get_or_create(&StateLabels { state });
+        }
+        for reason in [StreamDropReason::queue_full, StreamDropReason::lagged] {
+            let _ = m.stream_dropped.get_or_create(&StreamDropLabels { reason });
+        }
         registry.register(
             "results_ingested",
             "Results stored for the first time",
@@ -184,6 +304,41 @@ impl Metrics {
             "Probes whose votes are set aside because they disagree with their peers",
             m.probes_quarantined.clone(),
         );
+        registry.register(
+            "vendor_state",
+            "1 for a vendor's current state, 0 for the others; region=\"global\" is the state across regions",
+            m.vendor_state.clone(),
+        );
+        registry.register(
+            "check_verdict",
+            "1 for a check's settled global verdict (unknown, passing, slow, failing), 0 for the others",
+            m.check_verdict.clone(),
+        );
+        registry.register(
+            "probe_last_seen_timestamp_seconds",
+            "When a registered probe last made an accepted request (Unix seconds)",
+            m.probe_last_seen.clone(),
+        );
+        registry.register(
+            "probe_quarantined",
+            "1 while a registered probe is quarantined, else 0",
+            m.probe_quarantined.clone(),
+        );
+        registry.register(
+            "consensus_evaluation_seconds",
+            "Time one consensus evaluation took: the checks of committed batches, or the whole tick",
+            m.evaluation_seconds.clone(),
+        );
+        registry.register(
+            "stream_consumers",
+            "Consumers of the live stream (GET /api/v1/stream) connected now",
+            m.stream_consumers.clone(),
+        );
+        registry.register(
+            "stream_dropped_consumers",
+            "Live stream consumers dropped for not keeping up, by reason",
+            m.stream_dropped.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -232,8 +387,23 @@ impl Metrics {
             .inc();
     }
 
+    /// Records how long a consensus evaluation took.
+    pub fn evaluated(&self, trigger: EvalTrigger, took: Duration) {
+        self.evaluation_seconds
+            .get_or_create(&TriggerLabels { trigger })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Counts a live stream consumer dropped for not keeping up.
+    pub fn stream_dropped(&self, reason: StreamDropReason) {
+        self.stream_dropped
+            .get_or_create(&StreamDropLabels { reason })
+            .inc();
+    }
+
     /// Renders the exposition after refreshing the values read at scrape time.
     pub fn render(&self, scrape: &Scrape) -> String {
+        let _one_at_a_time = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
         self.checks_loaded.set(scrape.checks_loaded as i64);
         self.checks_config_error.set(i64::from(scrape.config_error));
         let failures = scrape.reload_failures;
@@ -248,6 +418,61 @@ impl Metrics {
             .set(scrape.probes_quarantined as i64);
         self.store_bytes
             .set(i64::try_from(scrape.store_bytes).unwrap_or(i64::MAX));
+        self.stream_consumers.set(scrape.stream_consumers as i64);
+        self.vendor_state.clear();
+        for (vendor, status) in &scrape.vendors {
+            let scopes = std::iter::once(("global", status.global.state))
+                .chain(status.regions.iter().map(|(r, s)| (r.as_str(), s.state)));
+            for (region, now) in scopes {
+                for state in VendorState::ALL {
+                    self.vendor_state
+                        .get_or_create(&VendorStateLabels {
+                            vendor: vendor.clone(),
+                            region: region.to_owned(),
+                            state: state.as_label(),
+                        })
+                        .set(i64::from(state == now));
+                }
+            }
+        }
+        self.check_verdict.clear();
+        for (check, vendor, now) in &scrape.verdicts {
+            for verdict in [
+                Verdict::Unknown,
+                Verdict::Passing,
+                Verdict::Slow,
+                Verdict::Failing,
+            ] {
+                self.check_verdict
+                    .get_or_create(&VerdictLabels {
+                        check: check.clone(),
+                        vendor: vendor.clone(),
+                        verdict: verdict.as_label(),
+                    })
+                    .set(i64::from(verdict == *now));
+            }
+        }
+        self.probe_last_seen.clear();
+        self.probe_quarantined.clear();
+        for p in &scrape.probes {
+            let l = ProbeLabels {
+                probe: p.id.clone(),
+            };
+            if let Some(ms) = p.last_seen_ms {
+                self.probe_last_seen.get_or_create(&l).set(ms / 1000);
+            }
+            self.probe_quarantined
+                .get_or_create(&l)
+                .set(i64::from(p.quarantined));
+        }
+        for receiver in &scrape.receivers {
+            for outcome in ["delivered", "failed"] {
+                let _ = self.alerts_sent.get_or_create(&ReceiverLabels {
+                    receiver: receiver.clone(),
+                    outcome,
+                });
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -272,6 +497,16 @@ pub struct Scrape {
     pub alerts_pending: u64,
     /// Probes in quarantine.
     pub probes_quarantined: usize,
+    /// Every vendor's state.
+    pub vendors: Vec<(String, VendorStatus)>,
+    /// Every check's settled global verdict: (check, vendor, verdict).
+    pub verdicts: Vec<(String, String, Verdict)>,
+    /// Registered probes that are not revoked.
+    pub probes: Vec<ProbeGauge>,
+    /// Configured alert receivers (their delivery counters start at zero).
+    pub receivers: Vec<String>,
+    /// Live stream consumers connected.
+    pub stream_consumers: usize,
 }
 
 /// Shared handle.
@@ -301,6 +536,7 @@ mod tests {
             store_bytes: 4096,
             alerts_pending: 3,
             probes_quarantined: 1,
+            ..Scrape::default()
         });
         for line in [
             "vantage_results_ingested_total 3",
@@ -327,5 +563,88 @@ mod tests {
             text.contains("vantage_checks_reload_failures_total 2\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn states_verdicts_probes_receivers_and_evaluation_time() {
+        let m = Metrics::new();
+        let mut acme = VendorStatus::default();
+        acme.global.state = VendorState::HardDown;
+        acme.regions.insert("eu".into(), acme.global.clone());
+        acme.regions.insert(
+            "us".into(),
+            crate::consensus::vendor::ScopeStatus {
+                state: VendorState::Operational,
+                conditions: vec![],
+            },
+        );
+        let scrape = Scrape {
+            vendors: vec![("acme".into(), acme)],
+            verdicts: vec![("www".into(), "acme".into(), Verdict::Failing)],
+            probes: vec![
+                ProbeGauge {
+                    id: "fra-1".into(),
+                    last_seen_ms: Some(1_700_000_000_999),
+                    quarantined: true,
+                },
+                ProbeGauge {
+                    id: "new".into(),
+                    last_seen_ms: None,
+                    quarantined: false,
+                },
+            ],
+            receivers: vec!["pager".into()],
+            stream_consumers: 2,
+            ..Scrape::default()
+        };
+        m.evaluated(EvalTrigger::batch, Duration::from_micros(30));
+        m.stream_dropped(StreamDropReason::queue_full);
+        m.alert_sent("pager", false);
+        let text = m.render(&scrape);
+        for line in [
+            "vantage_vendor_state{vendor=\"acme\",region=\"global\",state=\"hard_down\"} 1",
+            "vantage_vendor_state{vendor=\"acme\",region=\"global\",state=\"operational\"} 0",
+            "vantage_vendor_state{vendor=\"acme\",region=\"eu\",state=\"hard_down\"} 1",
+            "vantage_vendor_state{vendor=\"acme\",region=\"us\",state=\"operational\"} 1",
+            "vantage_vendor_state{vendor=\"acme\",region=\"us\",state=\"hard_down\"} 0",
+            "vantage_check_verdict{check=\"www\",vendor=\"acme\",verdict=\"failing\"} 1",
+            "vantage_check_verdict{check=\"www\",vendor=\"acme\",verdict=\"passing\"} 0",
+            "vantage_probe_last_seen_timestamp_seconds{probe=\"fra-1\"} 1700000000",
+            "vantage_probe_quarantined{probe=\"fra-1\"} 1",
+            "vantage_probe_quarantined{probe=\"new\"} 0",
+            "vantage_alert_deliveries_total{receiver=\"pager\",outcome=\"failed\"} 1",
+            "vantage_alert_deliveries_total{receiver=\"pager\",outcome=\"delivered\"} 0",
+            "vantage_batches_rejected_total{reason=\"store\"} 0",
+            "vantage_incidents_opened_total{state=\"hard_down\"} 0",
+            "vantage_incidents_opened_total{state=\"probe_quarantined\"} 0",
+            "vantage_consensus_evaluation_seconds_count{trigger=\"batch\"} 1",
+            "vantage_consensus_evaluation_seconds_count{trigger=\"tick\"} 0",
+            "vantage_consensus_evaluation_seconds_bucket{le=\"0.000025\",trigger=\"batch\"} 0",
+            "vantage_consensus_evaluation_seconds_bucket{le=\"0.00005\",trigger=\"batch\"} 1",
+            "vantage_consensus_evaluation_seconds_bucket{le=\"2.5\",trigger=\"batch\"} 1",
+            "vantage_stream_consumers 2",
+            "vantage_stream_dropped_consumers_total{reason=\"queue_full\"} 1",
+            "vantage_stream_dropped_consumers_total{reason=\"lagged\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
+        // 6 states in each of 3 scopes, 4 verdicts; a probe never seen has no last-seen time.
+        let count = |prefix: &str| text.lines().filter(|l| l.starts_with(prefix)).count();
+        assert_eq!(count("vantage_vendor_state{"), 18);
+        assert_eq!(count("vantage_check_verdict{"), 4);
+        assert_eq!(count("vantage_probe_last_seen_timestamp_seconds{"), 1);
+
+        // A vendor, check or probe that is gone is no longer exported.
+        let text = m.render(&Scrape::default());
+        assert_eq!(count_in(&text, "vantage_vendor_state{"), 0);
+        assert_eq!(count_in(&text, "vantage_check_verdict{"), 0);
+        assert_eq!(count_in(&text, "vantage_probe_quarantined{"), 0);
+    }
+
+    fn count_in(text: &str, prefix: &str) -> usize {
+        text.lines().filter(|l| l.starts_with(prefix)).count()
     }
 }

@@ -114,7 +114,8 @@ pub async fn run(
     let catalogs = Arc::new(Catalogs::load(config.checks.clone())?);
     let (writer, writer_thread) = Writer::start(Arc::clone(&store), config.limits.queue_batches);
     let metrics = Arc::new(crate::metrics::Metrics::new());
-    let (engine, changes) = start_engine(&store, &catalogs, &config).await?;
+    let (engine, changes) = start_engine(&store, &catalogs, &config, &metrics).await?;
+    let live = Arc::new(crate::stream::Hub::new());
     let alerting = Arc::new(config.alerting.clone());
     let wake = Arc::new(tokio::sync::Notify::new());
     let incidents = Arc::new(crate::incident::Incidents {
@@ -123,6 +124,7 @@ pub async fn run(
         catalogs: Arc::clone(&catalogs),
         wake: Arc::clone(&wake),
         metrics: Arc::clone(&metrics),
+        stream: Arc::clone(&live),
     });
     let incident_task = tokio::spawn(crate::incident::run(incidents, changes));
     let dispatcher = tokio::spawn(crate::alert::outbox::run(
@@ -142,6 +144,7 @@ pub async fn run(
         alerting,
         api_token: config.api_token.clone(),
         secure_cookies: tls.is_some(),
+        stream: Arc::clone(&live),
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));
@@ -207,7 +210,8 @@ pub async fn run(
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            let io = FirstRequestDeadline::new(tls_stream, request_timeout, served);
+                            let io = WriteStall::new(tls_stream, request_timeout);
+                            let io = FirstRequestDeadline::new(io, request_timeout, served);
                             let conn = builder
                                 .serve_connection(TokioIo::new(io), service)
                                 .into_owned();
@@ -220,7 +224,8 @@ pub async fn run(
                     }
                 }
                 None => {
-                    let io = FirstRequestDeadline::new(stream, request_timeout, served);
+                    let io = WriteStall::new(stream, request_timeout);
+                    let io = FirstRequestDeadline::new(io, request_timeout, served);
                     let conn = builder
                         .serve_connection(TokioIo::new(io), service)
                         .into_owned();
@@ -234,6 +239,8 @@ pub async fn run(
 
     tracing::info!("shutting down: draining requests");
     drop(listener);
+    // Live streams never finish by themselves: end them, so their connections drain.
+    live.close();
     if tokio::time::timeout(DRAIN, graceful.shutdown())
         .await
         .is_err()
@@ -324,6 +331,103 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRequestDeadline<I> {
     }
 }
 
+/// Cuts a connection off when the peer accepts no bytes for `timeout` while the server has
+/// bytes for it. hyper has no write timeout, so without this a client that stops reading (a
+/// live stream consumer that stalled, a reader of a large answer that went away without a
+/// FIN) holds its connection, its permit and its buffers forever. A stream consumer is dropped
+/// for not keeping up before this, with a last event that says why; this closes the connection
+/// when even that event cannot be written.
+struct WriteStall<I> {
+    io: I,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// A write is pending and the deadline runs.
+    stalled: bool,
+}
+
+impl<I> WriteStall<I> {
+    fn new(io: I, timeout: Duration) -> Self {
+        Self {
+            io,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            stalled: false,
+        }
+    }
+
+    /// Passes on what the peer did; a pending write starts the deadline, progress clears it.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = false;
+            return poll;
+        }
+        if !self.stalled {
+            self.stalled = true;
+            let at = tokio::time::Instant::now() + self.timeout;
+            self.deadline.as_mut().reset(at);
+        }
+        // Registers the waker, so the connection is polled again at the deadline.
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the peer accepted no bytes for {}s",
+                    self.timeout.as_secs_f32()
+                ),
+            )));
+        }
+        Poll::Pending
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for WriteStall<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for WriteStall<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
+}
+
 /// How often the engine evaluates the checks that got new runs (batches coalesced).
 const FLUSH: Duration = Duration::from_millis(crate::engine::COALESCE_MS as u64);
 /// Every this many flushes (1 s), it re-evaluates every check (silence, hysteresis timers,
@@ -337,6 +441,7 @@ async fn start_engine(
     store: &Arc<dyn Store>,
     catalogs: &Arc<Catalogs>,
     config: &CoordinatorConfig,
+    metrics: &Arc<crate::metrics::Metrics>,
 ) -> Result<
     (
         Arc<crate::engine::Engine>,
@@ -370,6 +475,7 @@ async fn start_engine(
         config.quarantine.clone(),
         probes,
         resume,
+        Arc::clone(metrics),
     ))
 }
 

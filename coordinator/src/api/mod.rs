@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use vantage_checks::wire::{ApiError, BatchAck, ResultBatch};
 
 mod state;
+mod stream;
 
 pub use self::state::{SilenceRequest, silence_row};
 use crate::alert::{Alerting, Secret};
@@ -26,7 +27,7 @@ use crate::catalog::Catalogs;
 use crate::config::Limits;
 use crate::engine::Engine;
 use crate::ingest::{self, SubmitError, Writer};
-use crate::metrics::{Metrics, RejectReason, Scrape};
+use crate::metrics::{Metrics, ProbeGauge, RejectReason, Scrape};
 use crate::store::{ProbeRecord, ResultQuery, Store, StoreError};
 
 /// Default and largest `limit` of `GET /api/v1/results`.
@@ -53,6 +54,8 @@ pub struct AppState {
     pub api_token: Option<Secret>,
     /// The coordinator serves TLS: the status page's session cookie is `Secure`.
     pub secure_cookies: bool,
+    /// The live stream (`GET /api/v1/stream`).
+    pub stream: Arc<crate::stream::Hub>,
 }
 
 /// The body of every response: a whole buffer, or a stream (Server-Sent Events).
@@ -95,10 +98,15 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (Method::GET, _, "incidents", Some(id)) => state::incident(&state, id).await,
         (Method::GET, _, "probes", None) => state::probes(&state).await,
         (Method::GET, _, "silences", None) => state::silences(&state, &req).await,
+        (Method::GET, "/api/v1/stream", ..) => stream::stream(&state, &req),
         (Method::POST, _, "silences", None) => state::add_silence(&state, req).await,
         (Method::DELETE, _, "silences", Some(id)) => state::remove_silence(&state, id).await,
         (_, p, ..) if crate::page::serves(p) => crate::page::handle(&state, req).await,
-        (_, "/healthz" | "/readyz" | "/api/v1/probe/config" | "/api/v1/results", ..)
+        (
+            _,
+            "/healthz" | "/readyz" | "/api/v1/probe/config" | "/api/v1/results" | "/api/v1/stream",
+            ..,
+        )
         | (_, _, "vendors" | "incidents" | "probes" | "silences", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
@@ -261,6 +269,26 @@ async fn metrics(state: &AppState) -> Resp {
     let store_bytes = blocking(&state.store, |s| s.size_bytes())
         .await
         .unwrap_or(0);
+    let probes = blocking(&state.store, |s| s.list_probes())
+        .await
+        .unwrap_or_default();
+    let health = state.engine.probe_health().await;
+    let probes = probes
+        .into_iter()
+        .filter(|p| p.revoked_ms.is_none())
+        .map(|p| ProbeGauge {
+            quarantined: health.get(&p.id).is_some_and(|h| h.quarantined),
+            last_seen_ms: p.last_seen_ms,
+            id: p.id,
+        })
+        .collect();
+    let vendors = state
+        .engine
+        .vendors()
+        .await
+        .into_iter()
+        .map(|v| (v.id, v.status))
+        .collect();
     let scrape = Scrape {
         checks_loaded: state.catalogs.current().checks.checks.len(),
         config_error: state.catalogs.last_error().is_some(),
@@ -270,13 +298,17 @@ async fn metrics(state: &AppState) -> Resp {
         alerts_pending: blocking(&state.store, |s| s.outbox_pending())
             .await
             .unwrap_or(0),
-        probes_quarantined: state
-            .engine
-            .probe_health()
-            .await
-            .values()
-            .filter(|h| h.quarantined)
-            .count(),
+        probes_quarantined: health.values().filter(|h| h.quarantined).count(),
+        vendors,
+        verdicts: state.engine.verdicts().await,
+        probes,
+        receivers: state
+            .alerting
+            .receivers
+            .iter()
+            .map(|r| r.name.clone())
+            .collect(),
+        stream_consumers: state.stream.consumers(),
     };
     let body = state.metrics.render(&scrape);
     let mut resp = Response::new(full(body));
@@ -423,6 +455,11 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
     match state.writer.submit(rows).await {
         Ok(outcome) => {
             state.metrics.ingested(outcome.inserted, outcome.duplicates);
+            // A batch the store had whole already is not news. (One re-sent in part is
+            // streamed whole: the store does not say which of its results were new.)
+            if outcome.inserted > 0 {
+                state.stream.results(&observed);
+            }
             state
                 .engine
                 .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
