@@ -111,6 +111,11 @@ struct RetentionFileConfig {
     raw: Option<String>,
     /// How long per-minute rollups are kept (default `"400d"`).
     rollups: Option<String>,
+    /// How long hourly rollups are kept (default `"400d"`; at least `rollups`).
+    rollups_hourly: Option<String>,
+    /// How long daily rollups and the vendor state history are kept (default `"1830d"`; at
+    /// least `rollups_hourly`).
+    rollups_daily: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,8 +198,12 @@ pub struct CoordinatorConfig {
     pub synchronous: Synchronous,
     /// Raw result retention.
     pub retention_raw: Duration,
-    /// Rollup retention.
+    /// Per-minute rollup retention.
     pub retention_rollups: Duration,
+    /// Hourly rollup retention.
+    pub retention_hourly: Duration,
+    /// Daily rollup and vendor state history retention.
+    pub retention_daily: Duration,
     /// Request limits.
     pub limits: Limits,
     /// Probe quarantine.
@@ -219,6 +228,8 @@ impl Default for CoordinatorConfig {
             synchronous: Synchronous::Full,
             retention_raw: Duration::from_secs(14 * 86_400),
             retention_rollups: Duration::from_secs(400 * 86_400),
+            retention_hourly: Duration::from_secs(400 * 86_400),
+            retention_daily: Duration::from_secs(1830 * 86_400),
             limits: Limits::default(),
             quarantine: Default::default(),
             alerting: Default::default(),
@@ -264,6 +275,8 @@ impl CoordinatorConfig {
         let retention = raw.retention.unwrap_or(RetentionFileConfig {
             raw: None,
             rollups: None,
+            rollups_hourly: None,
+            rollups_daily: None,
         });
         let l = raw.limits.unwrap_or(LimitsFileConfig {
             max_body_bytes: None,
@@ -306,6 +319,16 @@ impl CoordinatorConfig {
             synchronous: raw.store.and_then(|s| s.synchronous).unwrap_or_default(),
             retention_raw: dur(retention.raw, "retention.raw", d.retention_raw)?,
             retention_rollups: dur(retention.rollups, "retention.rollups", d.retention_rollups)?,
+            retention_hourly: dur(
+                retention.rollups_hourly,
+                "retention.rollups_hourly",
+                d.retention_hourly,
+            )?,
+            retention_daily: dur(
+                retention.rollups_daily,
+                "retention.rollups_daily",
+                d.retention_daily,
+            )?,
             limits: Limits {
                 max_body_bytes: l.max_body_bytes.unwrap_or(dl.max_body_bytes),
                 max_batch: l.max_batch.unwrap_or(dl.max_batch),
@@ -355,6 +378,19 @@ impl CoordinatorConfig {
                 "retention.rollups ({}) must be at least retention.raw ({}): reports read rollups",
                 vantage_checks::duration::format(self.retention_rollups),
                 vantage_checks::duration::format(self.retention_raw)
+            )));
+        }
+        // A report reads whole days and hours from the coarse tiers: they must outlive the
+        // finer ones, or a window would lose its middle while keeping its edges.
+        if self.retention_hourly < self.retention_rollups
+            || self.retention_daily < self.retention_hourly
+        {
+            return Err(ConfigError::Rule(format!(
+                "retention must not shrink with coarser rollups: rollups ({}) <= rollups_hourly ({}) <= rollups_daily ({}); \
+                 e.g. rollups = \"400d\", rollups_hourly = \"400d\", rollups_daily = \"1830d\"",
+                vantage_checks::duration::format(self.retention_rollups),
+                vantage_checks::duration::format(self.retention_hourly),
+                vantage_checks::duration::format(self.retention_daily)
             )));
         }
         Ok(())
@@ -415,6 +451,43 @@ mod tests {
         assert_eq!(c.limits.clock_skew, Duration::from_secs(30));
         assert_eq!(c.limits.max_batch, 10);
         assert_eq!(c.retention_raw, Duration::from_secs(2 * 86_400));
+    }
+
+    #[test]
+    fn rollup_tiers_keep_at_least_as_long_as_the_finer_ones() {
+        let c = CoordinatorConfig::parse(
+            "[retention]\nrollups = \"35d\"\nrollups_hourly = \"90d\"\nrollups_daily = \"800d\"\n",
+            Path::new("c.toml"),
+        )
+        .expect("parse");
+        c.check().expect("growing retention is fine");
+        assert_eq!(
+            (c.retention_rollups, c.retention_hourly, c.retention_daily),
+            (
+                Duration::from_secs(35 * 86_400),
+                Duration::from_secs(90 * 86_400),
+                Duration::from_secs(800 * 86_400)
+            )
+        );
+        for text in [
+            "[retention]\nrollups_hourly = \"30d\"\n",
+            "[retention]\nrollups_daily = \"100d\"\n",
+        ] {
+            let c = CoordinatorConfig::parse(text, Path::new("c.toml")).expect("parse");
+            let e = c.check().expect_err(text).to_string();
+            assert!(
+                e.contains("retention must not shrink with coarser rollups"),
+                "{text}: {e}"
+            );
+        }
+        let e =
+            CoordinatorConfig::parse("[retention]\nrollups_daily = \"5\"\n", Path::new("c.toml"))
+                .expect_err("bad duration")
+                .to_string();
+        assert!(
+            e.contains("retention.rollups_daily must be a duration"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -450,9 +450,21 @@ impl Incidents {
                 at_ms,
                 ..
             } => {
-                self.store.save_vendor_state(
+                // The status and, when a scope's state changed, the SLA reports' state history.
+                let states: Vec<(Option<String>, String)> =
+                    std::iter::once((None, status.global.state))
+                        .chain(
+                            status
+                                .regions
+                                .iter()
+                                .map(|(r, s)| (Some(r.clone()), s.state)),
+                        )
+                        .map(|(r, s)| (r, s.as_label().to_owned()))
+                        .collect();
+                self.store.record_vendor_status(
                     &vendor,
                     &serde_json::to_string(&status).unwrap_or_default(),
+                    &states,
                     at_ms,
                 )?;
                 let catalog = self.catalogs.current();

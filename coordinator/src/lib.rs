@@ -13,6 +13,7 @@
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
 //! - `page`: the status page (`GET /`), server-rendered, with its sign-in.
+//! - [`report`]: SLA reports and latency series over the rollups and the state history.
 //! - [`stream`]: the live stream hub (`GET /api/v1/stream`) and its per-consumer queues.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
@@ -30,6 +31,7 @@ pub mod ingest;
 pub mod local_probe;
 pub mod metrics;
 mod page;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod stream;

@@ -69,6 +69,46 @@ enum Command {
         #[command(subcommand)]
         command: SilenceCommand,
     },
+    /// Reports over the stored history.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// A vendor's SLA report: availability, latency percentiles, minutes in each state and
+    /// incidents, globally and per region, against the contract in its `sla` block.
+    Sla {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Check files or directories (repeatable; overrides the file's `checks`).
+        #[arg(long = "checks", env = "VANTAGE_CHECKS", value_delimiter = ',')]
+        checks: Vec<PathBuf>,
+        /// Vendor id.
+        #[arg(long)]
+        vendor: String,
+        /// A calendar month in UTC, e.g. `2026-10`.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        month: Option<String>,
+        /// Start (RFC 3339); default 30 days before `--to`.
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// Output: a table for people, CSV (one row per scope), or JSON (as the API).
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -256,7 +296,81 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Probe { command } => probe_command(command),
         Command::Silence { command } => silence_command(command),
+        Command::Report { command } => report_command(command),
     }
+}
+
+fn report_command(command: ReportCommand) -> anyhow::Result<()> {
+    use vantage_coordinator::report::{self, DEFAULT_WINDOW, Window, format, sla};
+    let ReportCommand::Sla {
+        config,
+        checks,
+        vendor,
+        month,
+        from,
+        to,
+        format: output,
+    } = command;
+    let mut config = load_config(&config)?;
+    if !checks.is_empty() {
+        config.checks = checks;
+    }
+    let instant = |flag: &str, v: &str| {
+        report::parse_instant(v).with_context(|| {
+            format!("--{flag} must be an RFC 3339 time like 2026-10-01T00:00:00Z; got `{v}`")
+        })
+    };
+    let now = now_ms();
+    let window = match (month, from, to) {
+        (Some(m), ..) => Window::month(&m)?,
+        (None, from, to) => {
+            let to = to.map(|t| instant("to", &t)).transpose()?.unwrap_or(now);
+            match from {
+                Some(f) => Window::new(instant("from", &f)?, to)?,
+                None => Window::before(to, DEFAULT_WINDOW)?,
+            }
+        }
+    };
+    let catalogs = vantage_coordinator::catalog::Catalogs::load(config.checks.clone())?;
+    let catalog = catalogs.current();
+    let Some(v) = catalog.checks.vendor(&vendor) else {
+        let known: Vec<&str> = catalog
+            .checks
+            .vendors
+            .iter()
+            .map(|v| v.id.as_str())
+            .collect();
+        bail!(
+            "no vendor `{vendor}` in the check files ({}); give them with --checks or `checks` in coordinator.toml",
+            if known.is_empty() {
+                "none loaded".to_owned()
+            } else {
+                format!("known: {}", known.join(", "))
+            }
+        );
+    };
+    let vendor_checks: Vec<_> = catalog
+        .checks
+        .checks
+        .iter()
+        .filter(|c| c.vendor == v.id)
+        .map(|c| (c.id.clone(), c.role))
+        .collect();
+    let db = config.db_path();
+    if !db.exists() {
+        bail!(
+            "no store at {}: point --config or --data-dir at the coordinator's data",
+            db.display()
+        );
+    }
+    let store = server::open_store(&config)?;
+    let report = sla::sla_report(&store, v, &vendor_checks, window, now)?;
+    match output {
+        ReportFormat::Table => print!("{}", format::table(&report)),
+        ReportFormat::Csv => print!("{}", format::csv(&report)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(())
 }
 
 fn probe_command(command: ProbeCommand) -> anyhow::Result<()> {

@@ -535,8 +535,15 @@ async fn background(store: Arc<dyn Store>, catalogs: Arc<Catalogs>, config: Coor
                 let now = ingest::unix_ms(time::OffsetDateTime::now_utc());
                 let raw = now - config.retention_raw.as_millis() as i64;
                 let rollups = now - config.retention_rollups.as_millis() as i64;
+                let hourly = now - config.retention_hourly.as_millis() as i64;
+                let daily = now - config.retention_daily.as_millis() as i64;
                 let s = Arc::clone(&store);
-                match tokio::task::spawn_blocking(move || s.prune(raw, rollups)).await {
+                let pruned = move || {
+                    let n = s.prune(raw, rollups)?;
+                    s.prune_tiers(hourly, daily)?;
+                    Ok::<_, crate::store::StoreError>(n)
+                };
+                match tokio::task::spawn_blocking(pruned).await {
                     Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "pruned raw results past retention"),
                     Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
                     _ => {}

@@ -17,6 +17,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use vantage_checks::wire::{ApiError, BatchAck, ResultBatch};
 
+mod report;
 mod state;
 mod stream;
 
@@ -92,6 +93,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (Method::GET, "/api/v1/probe/config", ..) => probe_config(&state, &req).await,
         (Method::POST, "/api/v1/results", ..) => post_results(&state, req).await,
         (Method::GET, "/api/v1/results", ..) => get_results(&state, &req).await,
+        (Method::GET, "/api/v1/reports/sla", ..) => report::sla(&state, &req).await,
         (Method::GET, _, "vendors", None) => state::vendors(&state).await,
         (Method::GET, _, "vendors", Some(id)) => state::vendor(&state, id).await,
         (Method::GET, _, "incidents", None) => state::incidents(&state, &req).await,
@@ -104,7 +106,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (_, p, ..) if crate::page::serves(p) => crate::page::handle(&state, req).await,
         (
             _,
-            "/healthz" | "/readyz" | "/api/v1/probe/config" | "/api/v1/results" | "/api/v1/stream",
+            "/healthz"
+            | "/readyz"
+            | "/api/v1/probe/config"
+            | "/api/v1/results"
+            | "/api/v1/reports/sla"
+            | "/api/v1/stream",
             ..,
         )
         | (_, _, "vendors" | "incidents" | "probes" | "silences", _) => error(

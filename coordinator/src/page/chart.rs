@@ -335,6 +335,7 @@ mod tests {
             failures: 0,
             failures_by_kind: BTreeMap::new(),
             slow: 0,
+            probe_errors: 0,
             latency_buckets: hist(latencies),
         }
     }

@@ -3,8 +3,10 @@
 //! The embedded default is [`SqliteStore`]. The trait is shaped so that a second backend (a
 //! partitioned log plus a columnar store, ARCHITECTURE §8) can follow without touching ingest.
 
+pub mod report;
 mod schema;
 mod sqlite;
+mod sqlite_report;
 mod sqlite_state;
 pub mod state;
 
@@ -13,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use vantage_checks::result::CheckResult;
 
+pub use self::report::ReportStore;
 pub use self::sqlite::{SqliteStore, Synchronous};
 pub use self::state::StateStore;
 
@@ -117,6 +120,9 @@ pub struct Rollup {
     pub count: u64,
     /// Results that failed (`status = "fail"`).
     pub failures: u64,
+    /// Results the probe could not carry out (`status = "probe_error"`), counted in `count`
+    /// but not valid runs: the probe's fault, not the vendor's.
+    pub probe_errors: u64,
     /// Failures by label.
     pub failures_by_kind: BTreeMap<String, u64>,
     /// Passing results that were slow.
@@ -145,7 +151,7 @@ pub fn latency_bucket_upper(i: usize) -> f64 {
 
 /// Everything the coordinator keeps. All methods are blocking; call them from a blocking
 /// thread or the store's own writer task.
-pub trait Store: StateStore + Send + Sync + 'static {
+pub trait Store: StateStore + ReportStore + Send + Sync + 'static {
     /// Stores several batches in one transaction (group commit), ignoring duplicates, and
     /// updates the rollups of the new results. Returns one outcome per batch, only after the
     /// transaction is durable per the `synchronous` setting.

@@ -135,4 +135,75 @@ pub(super) const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 3: SLA reports. Probe errors counted apart in the minute rollups (they are the probe's
+    // fault, not the vendor's: not a valid run), backfilled from the raw results still kept;
+    // hourly and daily rollups per (check, region), backfilled from the minute rollups and
+    // kept by the writer in the same transaction as the results; the vendor state history,
+    // seeded with the states in force now.
+    r#"
+    ALTER TABLE rollups ADD COLUMN probe_errors INTEGER NOT NULL DEFAULT 0;
+    UPDATE rollups SET probe_errors = pe.n
+    FROM (SELECT check_id, probe_id, started_ms - started_ms % 60000 AS minute_ms, COUNT(*) AS n
+          FROM results WHERE status = 'probe_error' GROUP BY 1, 2, 3) AS pe
+    WHERE rollups.check_id = pe.check_id AND rollups.probe_id = pe.probe_id
+      AND rollups.minute_ms = pe.minute_ms;
+
+    CREATE TABLE rollups_hourly (
+        check_id     TEXT NOT NULL,
+        hour_ms      INTEGER NOT NULL,       -- start of the UTC hour (Unix ms)
+        region       TEXT NOT NULL,
+        count        INTEGER NOT NULL,       -- runs, probe errors included
+        failures     INTEGER NOT NULL,       -- status = fail
+        probe_errors INTEGER NOT NULL,       -- status = probe_error
+        slow         INTEGER NOT NULL,
+        latency      BLOB NOT NULL,          -- LATENCY_BUCKETS little-endian u32 counts
+        PRIMARY KEY (check_id, hour_ms, region)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX rollups_hourly_by_time ON rollups_hourly (hour_ms);
+
+    CREATE TABLE rollups_daily (
+        check_id     TEXT NOT NULL,
+        day_ms       INTEGER NOT NULL,       -- start of the UTC day (Unix ms)
+        region       TEXT NOT NULL,
+        count        INTEGER NOT NULL,
+        failures     INTEGER NOT NULL,
+        probe_errors INTEGER NOT NULL,
+        slow         INTEGER NOT NULL,
+        latency      BLOB NOT NULL,
+        PRIMARY KEY (check_id, day_ms, region)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX rollups_daily_by_time ON rollups_daily (day_ms);
+
+    INSERT INTO rollups_hourly (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
+    SELECT check_id, minute_ms - minute_ms % 3600000, region, count, failures, probe_errors, slow, latency
+    FROM rollups WHERE true
+    ON CONFLICT (check_id, hour_ms, region) DO UPDATE SET
+        count = count + excluded.count, failures = failures + excluded.failures,
+        probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+        latency = vantage_hist_add(latency, excluded.latency);
+    INSERT INTO rollups_daily (check_id, day_ms, region, count, failures, probe_errors, slow, latency)
+    SELECT check_id, hour_ms - hour_ms % 86400000, region, count, failures, probe_errors, slow, latency
+    FROM rollups_hourly WHERE true
+    ON CONFLICT (check_id, day_ms, region) DO UPDATE SET
+        count = count + excluded.count, failures = failures + excluded.failures,
+        probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+        latency = vantage_hist_add(latency, excluded.latency);
+
+    CREATE TABLE vendor_history (
+        id     INTEGER PRIMARY KEY,
+        vendor TEXT NOT NULL,
+        region TEXT NOT NULL,                -- '' for the global state
+        state  TEXT NOT NULL,                -- consensus::vendor::VendorState label
+        at_ms  INTEGER NOT NULL              -- in force from then until the next row
+    ) STRICT;
+    CREATE INDEX vendor_history_by_scope ON vendor_history (vendor, region, at_ms);
+    INSERT INTO vendor_history (vendor, region, state, at_ms)
+    SELECT vendor, '', json_extract(status, '$.global.state'), updated_ms FROM vendor_states
+    WHERE json_valid(status) AND json_type(status, '$.global.state') = 'text';
+    INSERT INTO vendor_history (vendor, region, state, at_ms)
+    SELECT v.vendor, r.key, json_extract(r.value, '$.state'), v.updated_ms
+    FROM vendor_states v,
+         json_each(CASE WHEN json_valid(v.status) THEN v.status ELSE '{}' END, '$.regions') r
+    WHERE json_type(r.value, '$.state') = 'text';
+    "#,
 ];

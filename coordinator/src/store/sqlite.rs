@@ -8,10 +8,10 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use vantage_checks::result::{CheckResult, Status};
 
+use super::report::{Tier, Totals};
 use super::schema::MIGRATIONS;
 use super::{
     IngestRow, InsertOutcome, LATENCY_BUCKETS, ProbeRecord, ResultQuery, Rollup, Store, StoreError,
-    latency_bucket,
 };
 
 /// SQLite's `synchronous` setting for the store.
@@ -49,6 +49,7 @@ impl SqliteStore {
     pub fn open(path: &Path, sync: Synchronous) -> Result<Self, StoreError> {
         let writer = Connection::open(path)?;
         configure(&writer, sync)?;
+        register_functions(&writer)?;
         migrate(&writer)?;
         Ok(Self {
             path: path.to_owned(),
@@ -109,6 +110,31 @@ fn configure(conn: &Connection, sync: Synchronous) -> Result<(), StoreError> {
         "PRAGMA synchronous = {}; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
         sync.pragma()
     ))?;
+    Ok(())
+}
+
+/// SQL functions the writer's statements use: `vantage_hist_add(a, b)` adds two latency
+/// histograms bucket by bucket, so coarse rollups merge in one `INSERT … ON CONFLICT`.
+fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "vantage_hist_add",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let mut sum = Totals::default();
+            for i in 0..2 {
+                let blob = ctx.get_raw(i).as_blob().map_err(|e| {
+                    rusqlite::Error::UserFunctionError(
+                        format!("vantage_hist_add: argument {i}: {e}").into(),
+                    )
+                })?;
+                sum.add_latency_blob(blob)
+                    .map_err(|e| rusqlite::Error::UserFunctionError(e.to_string().into()))?;
+            }
+            Ok(encode_buckets(&sum.latency))
+        },
+    )?;
     Ok(())
 }
 
@@ -195,8 +221,20 @@ impl Store for SqliteStore {
                     outcomes.push(outcome);
                 }
             }
-            for ((check, probe, minute), (region, results)) in fresh {
-                merge_rollup(&tx, &check, &probe, minute, &region, &results)?;
+            // Coarse tiers per (check, region, hour or day): one upsert per key per commit.
+            let mut coarse: HashMap<(Tier, &str, &str, i64), Totals> = HashMap::new();
+            for ((check, probe, minute), (region, results)) in &fresh {
+                let delta = merge_rollup(&tx, check, probe, *minute, region, results)?;
+                for tier in [Tier::Hour, Tier::Day] {
+                    let start = minute - minute.rem_euclid(tier.ms());
+                    coarse
+                        .entry((tier, check.as_str(), region.as_str(), start))
+                        .or_default()
+                        .add(&delta);
+                }
+            }
+            for ((tier, check, region, start), t) in coarse {
+                merge_coarse(&tx, tier, check, region, start, &t)?;
             }
             // A probe that pushes is a probe seen, whether or not it also pulls its config.
             for (probe, ms) in seen {
@@ -259,7 +297,7 @@ impl Store for SqliteStore {
                      SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1 AND probe_id > probe.id)
                      FROM probe WHERE probe.id IS NOT NULL
                  )
-                 SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency
+                 SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors
                  FROM rollups
                  WHERE check_id = ?1 AND probe_id IN (SELECT id FROM probe WHERE id IS NOT NULL)
                    AND minute_ms >= ?2 AND minute_ms < ?3
@@ -276,10 +314,11 @@ impl Store for SqliteStore {
                     r.get::<_, i64>(6)?,
                     r.get::<_, String>(7)?,
                     r.get::<_, Vec<u8>>(8)?,
+                    r.get::<_, i64>(9)?,
                 ))
             })?;
             rows.map(|row| {
-                let (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency) = row?;
+                let (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors) = row?;
                 Ok(Rollup {
                     check_id,
                     probe_id,
@@ -287,6 +326,7 @@ impl Store for SqliteStore {
                     minute_ms,
                     count: count as u64,
                     failures: failures as u64,
+                    probe_errors: probe_errors as u64,
                     slow: slow as u64,
                     failures_by_kind: serde_json::from_str(&by_kind)
                         .map_err(|e| StoreError::Corrupt(format!("rollup by_kind: {e}")))?,
@@ -424,6 +464,7 @@ fn finish_probe(
     })
 }
 
+/// Adds new results to their minute rollup; returns what they added (for the coarse tiers).
 fn merge_rollup(
     tx: &Transaction<'_>,
     check: &str,
@@ -431,51 +472,97 @@ fn merge_rollup(
     minute: i64,
     region: &str,
     results: &[&CheckResult],
-) -> Result<(), StoreError> {
+) -> Result<Totals, StoreError> {
     let existing = tx
-        .prepare_cached("SELECT count, failures, slow, by_kind, latency FROM rollups WHERE check_id = ?1 AND probe_id = ?2 AND minute_ms = ?3")?
+        .prepare_cached("SELECT count, failures, slow, by_kind, latency, probe_errors FROM rollups WHERE check_id = ?1 AND probe_id = ?2 AND minute_ms = ?3")?
         .query_row(params![check, probe, minute], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, Vec<u8>>(4)?))
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, Vec<u8>>(4)?, r.get::<_, i64>(5)?))
         })
         .optional()?;
-    let (mut count, mut failures, mut slow, mut by_kind, mut buckets) = match existing {
-        Some((c, f, s, k, l)) => (
-            c,
-            f,
-            s,
-            serde_json::from_str::<BTreeMap<String, u64>>(&k)
-                .map_err(|e| StoreError::Corrupt(format!("rollup by_kind: {e}")))?,
-            decode_buckets(&l)?,
-        ),
-        None => (0, 0, 0, BTreeMap::new(), vec![0; LATENCY_BUCKETS]),
-    };
+    let mut delta = Totals::default();
+    let mut sum = Totals::default();
+    let mut by_kind = BTreeMap::<String, u64>::new();
+    if let Some((c, f, s, k, l, p)) = existing {
+        sum.runs = c as u64;
+        sum.failures = f as u64;
+        sum.slow = s as u64;
+        sum.probe_errors = p as u64;
+        sum.add_latency_blob(&l)?;
+        by_kind = serde_json::from_str(&k)
+            .map_err(|e| StoreError::Corrupt(format!("rollup by_kind: {e}")))?;
+    }
     for r in results {
-        count += 1;
-        if r.status == Status::Fail {
-            failures += 1;
-            if let Some(kind) = r.failure {
-                *by_kind.entry(kind.as_label().to_owned()).or_default() += 1;
-            }
-        }
-        if r.slow {
-            slow += 1;
-        }
-        // Latency describes what the vendor served; probe errors measured nothing.
-        if r.status != Status::ProbeError {
-            buckets[latency_bucket(r.timings.total_ms)] += 1;
+        delta.add_result(r);
+        if r.status == Status::Fail
+            && let Some(kind) = r.failure
+        {
+            *by_kind.entry(kind.as_label().to_owned()).or_default() += 1;
         }
     }
+    sum.add(&delta);
     let by_kind =
         serde_json::to_string(&by_kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO rollups (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT OR REPLACE INTO rollups (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
-    .execute(params![check, probe, minute, region, count, failures, slow, by_kind, encode_buckets(&buckets)])?;
+    .execute(params![
+        check,
+        probe,
+        minute,
+        region,
+        sum.runs as i64,
+        sum.failures as i64,
+        sum.slow as i64,
+        by_kind,
+        encode_buckets(&sum.latency),
+        sum.probe_errors as i64
+    ])?;
+    Ok(delta)
+}
+
+/// Adds a delta to an hourly or daily rollup row.
+fn merge_coarse(
+    tx: &Transaction<'_>,
+    tier: Tier,
+    check: &str,
+    region: &str,
+    start: i64,
+    t: &Totals,
+) -> Result<(), StoreError> {
+    let sql = match tier {
+        Tier::Hour => {
+            "INSERT INTO rollups_hourly (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (check_id, hour_ms, region) DO UPDATE SET
+               count = count + excluded.count, failures = failures + excluded.failures,
+               probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+               latency = vantage_hist_add(latency, excluded.latency)"
+        }
+        Tier::Day => {
+            "INSERT INTO rollups_daily (check_id, day_ms, region, count, failures, probe_errors, slow, latency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (check_id, day_ms, region) DO UPDATE SET
+               count = count + excluded.count, failures = failures + excluded.failures,
+               probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+               latency = vantage_hist_add(latency, excluded.latency)"
+        }
+        Tier::Minute => return Ok(()),
+    };
+    tx.prepare_cached(sql)?.execute(params![
+        check,
+        start,
+        region,
+        t.runs as i64,
+        t.failures as i64,
+        t.probe_errors as i64,
+        t.slow as i64,
+        encode_buckets(&t.latency)
+    ])?;
     Ok(())
 }
 
-fn encode_buckets(b: &[u64]) -> Vec<u8> {
+pub(super) fn encode_buckets(b: &[u64]) -> Vec<u8> {
     b.iter()
         .flat_map(|&n| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes())
         .collect()
@@ -503,7 +590,7 @@ pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::latency_bucket_upper;
+    use crate::store::{latency_bucket, latency_bucket_upper};
     use vantage_checks::model::CheckKind;
     use vantage_checks::result::{Facts, FailureKind, RESULT_SCHEMA_VERSION, TcpFacts, Timings};
 
@@ -697,6 +784,86 @@ mod tests {
             SqliteStore::open(&path, Synchronous::Full),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn migration_3_backfills_probe_errors_coarse_tiers_and_the_state_history() {
+        use crate::store::ReportStore;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v.db");
+        // A version 2 store, as the previous coordinator left it: a minute whose 3 runs
+        // include 1 probe error (counted in `count` only), and another minute an hour later.
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE schema_version (version INTEGER NOT NULL) STRICT;
+                 INSERT INTO schema_version VALUES (2);",
+            )
+            .expect("version");
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).expect("old migration");
+            }
+            let mut hist = vec![0u64; LATENCY_BUCKETS];
+            hist[11] = 2;
+            let blob = encode_buckets(&hist);
+            for (seq, status) in ["ok", "probe_error", "fail"].into_iter().enumerate() {
+                conn.execute(
+                    "INSERT INTO results VALUES ('p1', 'b', ?1, 'c1', 'v', 'eu', ?2, 0, ?3, NULL, 40.0, '{}')",
+                    params![seq as i64, 7_200_000 + seq as i64 * 1000, status],
+                )
+                .expect("result");
+            }
+            conn.execute(
+                "INSERT INTO rollups VALUES ('c1', 'p1', 7200000, 'eu', 3, 1, 0, '{}', ?1)",
+                [&blob],
+            )
+            .expect("rollup");
+            conn.execute(
+                "INSERT INTO rollups VALUES ('c1', 'p2', 10800000, 'eu', 2, 0, 0, '{}', ?1)",
+                [&blob],
+            )
+            .expect("rollup");
+            conn.execute(
+                "INSERT INTO vendor_states VALUES ('v', ?1, 5000)",
+                [r#"{"global":{"state":"degraded","conditions":[]},"regions":{"eu":{"state":"hard_down"},"us":{"state":"operational"}}}"#],
+            )
+            .expect("vendor state");
+        }
+        let s = SqliteStore::open(&path, Synchronous::Normal).expect("migrate");
+        let minute = s.rollups("c1", 7_200_000, 7_260_000).expect("rollups");
+        assert_eq!((minute[0].count, minute[0].probe_errors), (3, 1));
+        // The two minutes an hour apart: two hourly rows, one daily row with both.
+        let totals = |from, to| {
+            s.rollup_totals(&["c1".to_owned()], from, to)
+                .expect("totals")
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.region,
+                        t.totals.runs,
+                        t.totals.probe_errors,
+                        t.totals.latency[11],
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(totals(0, 86_400_000), [("eu".to_owned(), 5, 1, 4)]);
+        assert_eq!(totals(7_200_000, 10_800_000), [("eu".to_owned(), 3, 1, 2)]);
+        let mut h: Vec<(Option<String>, String, i64)> = s
+            .vendor_history("v", 6000, 7000)
+            .expect("history")
+            .into_iter()
+            .map(|c| (c.region, c.state, c.at_ms))
+            .collect();
+        h.sort();
+        assert_eq!(
+            h,
+            [
+                (None, "degraded".to_owned(), 5000),
+                (Some("eu".to_owned()), "hard_down".to_owned(), 5000),
+                (Some("us".to_owned()), "operational".to_owned(), 5000),
+            ]
+        );
     }
 
     #[test]

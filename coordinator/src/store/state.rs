@@ -204,7 +204,8 @@ pub trait StateStore {
         transitions: &[TransitionRecord],
         now_ms: i64,
     ) -> Result<(), StoreError>;
-    /// Saves a vendor's state.
+    /// Saves a vendor's state, without touching the state history that SLA reports read: the
+    /// coordinator records states with [`super::ReportStore::record_vendor_status`].
     fn save_vendor_state(&self, vendor: &str, status: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Saves a probe's health.
     fn save_probe_health(&self, probe: &str, health: &str, now_ms: i64) -> Result<(), StoreError>;
