@@ -12,6 +12,7 @@
 //! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
 //! - [`alert`]: receivers, routes, silences and the persisted outbox dispatcher.
 //! - [`api`]: the HTTP API.
+//! - `page`: the status page (`GET /`), server-rendered, with its sign-in.
 //! - [`report`]: SLA reports and latency series over the rollups and the state history.
 //! - [`stream`]: the live stream hub (`GET /api/v1/stream`) and its per-consumer queues.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
@@ -33,6 +34,7 @@ pub mod incident;
 pub mod ingest;
 pub mod local_probe;
 pub mod metrics;
+mod page;
 pub mod report;
 pub mod server;
 pub mod store;

@@ -143,6 +143,7 @@ pub async fn run(
         engine,
         alerting,
         api_token: config.api_token.clone(),
+        secure_cookies: tls.is_some(),
         stream: Arc::clone(&live),
     });
 

@@ -530,7 +530,8 @@ fn http_request(
     Ok((status, body))
 }
 
-fn dechunk(mut rest: &str) -> Option<String> {
+/// The body of a chunked answer, `None` if broken.
+pub(crate) fn dechunk(mut rest: &str) -> Option<String> {
     let mut out = String::new();
     loop {
         let (size, after) = rest.split_once("\r\n")?;

@@ -13,12 +13,14 @@
 //!   PagerDuty) and answers as the test says;
 //! - [`relay`]: an in-process TCP relay that can be paused, to cut a probe off its coordinator;
 //! - [`netns`]: a network namespace that reaches only the coordinator, for a broken probe;
-//! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark.
+//! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark;
+//! - [`browser`]: headless Chromium over WebDriver (ChromeDriver), screenshots as artefacts.
 //!
 //! A server that cannot start fails the test loudly: nothing here skips.
 
 pub mod alertmanager;
 pub mod blackbox;
+pub mod browser;
 pub mod cdn;
 pub mod dns;
 pub mod fleet;

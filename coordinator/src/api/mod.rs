@@ -1,6 +1,7 @@
-//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`.
+//! The HTTP API under `/api/v1`, plus `/healthz` and `/readyz`; the status page's paths are
+//! routed to `crate::page`, which answers HTML.
 //!
-//! Every answer is JSON; every refusal is a 4xx with `{"error": "…"}` saying what was wrong.
+//! Every API answer is JSON; every refusal is a 4xx with `{"error": "…"}` saying what was wrong.
 //! Nothing a client sends can cause a 5xx other than the store failing.
 
 use std::collections::HashMap;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub alerting: Arc<Alerting>,
     /// The reader/operator token; when set, the read API and silence changes need it.
     pub api_token: Option<Secret>,
+    /// The coordinator serves TLS: the status page's session cookie is `Secure`.
+    pub secure_cookies: bool,
     /// The live stream (`GET /api/v1/stream`).
     pub stream: Arc<crate::stream::Hub>,
 }
@@ -100,6 +103,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (Method::GET, "/api/v1/stream", ..) => stream::stream(&state, &req),
         (Method::POST, _, "silences", None) => state::add_silence(&state, req).await,
         (Method::DELETE, _, "silences", Some(id)) => state::remove_silence(&state, id).await,
+        (_, p, ..) if crate::page::serves(p) => crate::page::handle(&state, req).await,
         (
             _,
             "/healthz"
@@ -171,7 +175,7 @@ fn store_error(e: &StoreError) -> Resp {
 }
 
 /// Runs a blocking store call off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     store: &Arc<dyn Store>,
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -182,8 +186,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Checks the reader/operator token. Without a configured token the read API is open (the
-/// coordinator listens on loopback by default) but nothing can be changed over it.
-/// Returns the refusal, if any.
+/// coordinator listens on loopback by default) but nothing can be changed over it. A status
+/// page session cookie (`/login`) counts for reads, so the page's live stream works; changes
+/// need the bearer token. Returns the refusal, if any.
 fn authorize_reader<B>(state: &AppState, req: &Request<B>, changes: bool) -> Option<Resp> {
     let Some(want) = &state.api_token else {
         return if changes {
@@ -199,7 +204,8 @@ fn authorize_reader<B>(state: &AppState, req: &Request<B>, changes: bool) -> Opt
     let ok = given.is_some_and(|t| {
         let (a, b) = (t.hash(), auth::Token::new(want.expose()).hash());
         a == b
-    });
+    }) || (!changes
+        && crate::page::session::signed_in(req.headers(), want, crate::page::session::now_s()));
     if ok {
         None
     } else {
@@ -351,7 +357,11 @@ async fn probe_config<B>(state: &AppState, req: &Request<B>) -> Resp {
 }
 
 /// Reads a whole body within the size limit and the request deadline.
-async fn read_body(body: Incoming, limit: u64, deadline: Duration) -> Result<Bytes, Resp> {
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: u64,
+    deadline: Duration,
+) -> Result<Bytes, Resp> {
     let collected =
         tokio::time::timeout(deadline, Limited::new(body, limit as usize).collect()).await;
     match collected {

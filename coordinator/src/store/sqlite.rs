@@ -287,9 +287,21 @@ impl Store for SqliteStore {
 
     fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError> {
         self.read(|conn| {
+            // The key is (check, probe, minute): find the check's probes by skipping from one to
+            // the next (a loose index scan), then seek each probe's range, so that reading the
+            // last hour does not walk every minute the check ever had.
             let mut stmt = conn.prepare_cached(
-                "SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors
-                 FROM rollups WHERE check_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3 ORDER BY minute_ms, probe_id",
+                "WITH RECURSIVE probe(id) AS (
+                     SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1
+                     UNION ALL
+                     SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1 AND probe_id > probe.id)
+                     FROM probe WHERE probe.id IS NOT NULL
+                 )
+                 SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors
+                 FROM rollups
+                 WHERE check_id = ?1 AND probe_id IN (SELECT id FROM probe WHERE id IS NOT NULL)
+                   AND minute_ms >= ?2 AND minute_ms < ?3
+                 ORDER BY minute_ms, probe_id",
             )?;
             let rows = stmt.query_map(params![check_id, from_ms, to_ms], |r| {
                 Ok((
