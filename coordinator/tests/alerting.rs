@@ -123,49 +123,10 @@ impl Sink {
     }
 }
 
-const PROBES: [(&str, &str); 6] = [
-    ("a1", "a"),
-    ("a2", "a"),
-    ("b1", "b"),
-    ("b2", "b"),
-    ("c1", "c"),
-    ("c2", "c"),
-];
-
-const CHECKS: &str = r#"
-[defaults]
-interval = "1s"
-timeout = "800ms"
-retry = "off"
-window = "4s"
-quorum = 3
-failing = "50%"
-regions = 2
-region_quorum = 2
-confirm = 1
-for = "2s"
-recover_for = "2s"
-
-[[vendor]]
-id = "acme"
-name = "Acme DNS"
-
-[[vendor]]
-id = "fastcdn"
-name = "FastCDN"
-
-[[check]]
-id = "acme-www"
-vendor = "acme"
-kind = "tcp"
-target = "127.0.0.1:9"
-
-[[check]]
-id = "fast-css"
-vendor = "fastcdn"
-kind = "tcp"
-target = "127.0.0.1:9"
-"#;
+/// Both vendors' checks, held for 2 s before a state changes.
+fn checks() -> String {
+    two_vendor_checks("2s")
+}
 
 fn config(sink: &Sink, extra: &str) -> String {
     format!(
@@ -218,7 +179,7 @@ struct World {
 impl World {
     async fn start(extra_config: &str) -> Self {
         let sink = Sink::start().await;
-        let coordinator = Coordinator::new(&config(&sink, extra_config), Some(CHECKS));
+        let coordinator = Coordinator::new(&config(&sink, extra_config), Some(&checks()));
         std::fs::write(coordinator.path("pd.key"), "R0UT1NGKEY\n").expect("write pd key");
         std::fs::write(coordinator.path("api.token"), format!("{API_TOKEN}\n"))
             .expect("write api token");

@@ -25,50 +25,6 @@ mod support;
 
 use support::*;
 
-const PROBES: [(&str, &str); 6] = [
-    ("a1", "a"),
-    ("a2", "a"),
-    ("b1", "b"),
-    ("b2", "b"),
-    ("c1", "c"),
-    ("c2", "c"),
-];
-
-const CHECKS: &str = r#"
-[defaults]
-interval = "1s"
-timeout = "800ms"
-retry = "off"
-window = "4s"
-quorum = 3
-failing = "50%"
-regions = 2
-region_quorum = 2
-confirm = 1
-for = "1s"
-recover_for = "2s"
-
-[[vendor]]
-id = "acme"
-name = "Acme DNS"
-
-[[vendor]]
-id = "fastcdn"
-name = "FastCDN"
-
-[[check]]
-id = "acme-www"
-vendor = "acme"
-kind = "tcp"
-target = "127.0.0.1:9"
-
-[[check]]
-id = "fast-css"
-vendor = "fastcdn"
-kind = "tcp"
-target = "127.0.0.1:9"
-"#;
-
 /// The reader token of the first test's coordinator.
 const API_TOKEN: &str = "t0ken-for-stream-readers";
 
@@ -280,7 +236,7 @@ struct World {
 
 impl World {
     async fn start(config: &str, token: Option<&'static str>) -> Self {
-        let coordinator = Coordinator::new(config, Some(CHECKS));
+        let coordinator = Coordinator::new(config, Some(&two_vendor_checks("1s")));
         if let Some(t) = token {
             std::fs::write(coordinator.path("api.token"), format!("{t}\n")).expect("token");
         }

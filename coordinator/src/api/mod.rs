@@ -490,29 +490,40 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
     }
 }
 
-async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
-    let params: HashMap<String, String> = req
-        .uri()
+/// The request's query parameters (the last of a repeated one wins).
+pub(super) fn query(req: &Request<impl Sized>) -> HashMap<String, String> {
+    req.uri()
         .query()
         .map(|q| {
             url::form_urlencoded::parse(q.as_bytes())
                 .into_owned()
                 .collect()
         })
-        .unwrap_or_default();
-    for key in params.keys() {
-        if ![
-            "check", "probe", "vendor", "region", "since", "until", "limit",
-        ]
-        .contains(&key.as_str())
-        {
-            return error(
+        .unwrap_or_default()
+}
+
+/// A 400 naming the first parameter not in `allowed`, if any.
+pub(super) fn unknown_params(params: &HashMap<String, String>, allowed: &[&str]) -> Option<Resp> {
+    params
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()))
+        .map(|k| {
+            error(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "unknown query parameter `{key}`; use check, probe, vendor, region, since, until, limit"
-                ),
-            );
-        }
+                format!("unknown query parameter `{k}`; use {}", allowed.join(", ")),
+            )
+        })
+}
+
+async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
+    let params = query(req);
+    if let Some(refused) = unknown_params(
+        &params,
+        &[
+            "check", "probe", "vendor", "region", "since", "until", "limit",
+        ],
+    ) {
+        return refused;
     }
     let time = |key: &str| -> Result<Option<i64>, String> {
         params

@@ -1,12 +1,10 @@
 //! `GET /api/v1/reports/sla?vendor=&from=&to=`: a vendor's SLA report (see
 //! [`crate::report::sla`]).
 
-use std::collections::HashMap;
-
 use http::{Request, StatusCode};
 use tokio::sync::Semaphore;
 
-use super::{AppState, Resp, blocking, error, json, store_error};
+use super::{AppState, Resp, blocking, error, json, query, store_error, unknown_params};
 use crate::report::{self, DEFAULT_WINDOW, Window, sla};
 
 /// Reports computed at once; more are refused with 429 rather than piling up blocking threads
@@ -17,23 +15,9 @@ static REPORTS: Semaphore = Semaphore::const_new(CONCURRENT_REPORTS);
 
 /// `GET /api/v1/reports/sla`.
 pub(super) async fn sla<B>(state: &AppState, req: &Request<B>) -> Resp {
-    let params: HashMap<String, String> = req
-        .uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(k) = params
-        .keys()
-        .find(|k| !["vendor", "from", "to"].contains(&k.as_str()))
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown query parameter `{k}`; use vendor, from, to"),
-        );
+    let params = query(req);
+    if let Some(refused) = unknown_params(&params, &["vendor", "from", "to"]) {
+        return refused;
     }
     let Some(vendor_id) = params.get("vendor").filter(|v| !v.is_empty()) else {
         return error(

@@ -1,37 +1,12 @@
 //! Vendor states, incidents, probe health and silences: `/api/v1/vendors`, `/api/v1/incidents`,
 //! `/api/v1/probes`, `/api/v1/silences`.
 
-use std::collections::HashMap;
-
 use http::{Request, StatusCode, header};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
-use super::{AppState, Resp, blocking, error, json, read_body, store_error};
+use super::{AppState, Resp, blocking, error, json, query, read_body, store_error, unknown_params};
 use crate::store::state::{IncidentEventRow, IncidentQuery, IncidentRow, SilenceRow};
-
-fn query(req: &Request<impl Sized>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .map(|q| {
-            url::form_urlencoded::parse(q.as_bytes())
-                .into_owned()
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn unknown_params(params: &HashMap<String, String>, allowed: &[&str]) -> Option<Resp> {
-    params
-        .keys()
-        .find(|k| !allowed.contains(&k.as_str()))
-        .map(|k| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown query parameter `{k}`; use {}", allowed.join(", ")),
-            )
-        })
-}
 
 /// `GET /api/v1/vendors`.
 pub(super) async fn vendors(state: &AppState) -> Resp {

@@ -12,6 +12,7 @@ use rusqlite::{Connection, params};
 use super::report::{
     CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, UNKNOWN_STATE, plan,
 };
+use super::sqlite_state::{INCIDENT_COLUMNS, incident_row};
 use super::state::IncidentRow;
 use super::{SqliteStore, StoreError};
 
@@ -310,28 +311,16 @@ impl ReportStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<IncidentRow>, StoreError> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {INCIDENT_COLUMNS}
                  FROM incidents
                  WHERE subject_kind = ?1 AND subject = ?2 AND opened_ms < ?4
                    AND (resolved_ms IS NULL OR resolved_ms > ?3)
-                 ORDER BY opened_ms, id LIMIT ?5",
-            )?;
+                 ORDER BY opened_ms, id LIMIT ?5"
+            ))?;
             let rows = stmt.query_map(
                 params![subject_kind, subject, from_ms, to_ms, i64::from(limit)],
-                |r| {
-                    Ok(IncidentRow {
-                        id: r.get(0)?,
-                        subject_kind: r.get(1)?,
-                        subject: r.get(2)?,
-                        state: r.get(3)?,
-                        summary: r.get(4)?,
-                        opened_ms: r.get(5)?,
-                        updated_ms: r.get(6)?,
-                        resolved_ms: r.get(7)?,
-                        detail: r.get(8)?,
-                    })
-                },
+                incident_row,
             )?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

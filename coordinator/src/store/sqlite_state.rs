@@ -8,10 +8,10 @@ use super::state::{
 };
 use super::{SqliteStore, StoreError};
 
-const INCIDENT_COLUMNS: &str =
+pub(super) const INCIDENT_COLUMNS: &str =
     "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail";
 
-fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
+pub(super) fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
         id: r.get(0)?,
         subject_kind: r.get(1)?,

@@ -381,3 +381,54 @@ pub(crate) fn keys(results: &[CheckResult]) -> BTreeSet<(String, u64)> {
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
+
+/// Six probes, two in each of regions a, b and c.
+pub(crate) const PROBES: [(&str, &str); 6] = [
+    ("a1", "a"),
+    ("a2", "a"),
+    ("b1", "b"),
+    ("b2", "b"),
+    ("c1", "c"),
+    ("c2", "c"),
+];
+
+/// Two vendors (`acme`, `fastcdn`) with one TCP check each, judged by the six [`PROBES`]
+/// (quorum 3 from 2 regions, 1 s interval), a new verdict held for `hold` before it counts.
+pub(crate) fn two_vendor_checks(hold: &str) -> String {
+    format!(
+        r#"
+[defaults]
+interval = "1s"
+timeout = "800ms"
+retry = "off"
+window = "4s"
+quorum = 3
+failing = "50%"
+regions = 2
+region_quorum = 2
+confirm = 1
+for = "{hold}"
+recover_for = "2s"
+
+[[vendor]]
+id = "acme"
+name = "Acme DNS"
+
+[[vendor]]
+id = "fastcdn"
+name = "FastCDN"
+
+[[check]]
+id = "acme-www"
+vendor = "acme"
+kind = "tcp"
+target = "127.0.0.1:9"
+
+[[check]]
+id = "fast-css"
+vendor = "fastcdn"
+kind = "tcp"
+target = "127.0.0.1:9"
+"#,
+    )
+}
