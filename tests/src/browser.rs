@@ -211,22 +211,42 @@ impl Browser {
             .prefix("vantage-chromium-")
             .tempdir()
             .expect("a fresh Chromium profile directory");
-        let port = free_port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = profile.path().join("chromedriver.log");
-        let mut cmd = Command::new(&chromedriver);
-        cmd.arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
-            .arg(format!("--log-path={}", log.display()));
-        let mut driver = ServerProcess::spawn("chromedriver", cmd, &profile.path().join("out.log"));
-        wait_until(
-            "ChromeDriver to answer /status",
-            Duration::from_secs(20),
-            || {
-                driver.assert_running();
-                http(addr, "GET", "/status", &[], None).is_ok_and(|r| r.status == 200)
-            },
-        );
+        // ChromeDriver listens on the port on both 127.0.0.1 and ::1, and exits when either is
+        // taken ("IPv6 port not available"): pick a port free on both, and if another process
+        // takes it before ChromeDriver does, try another.
+        let mut attempt = 0;
+        let (driver, addr) = loop {
+            attempt += 1;
+            let port = free_dual_stack_port();
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let log = profile.path().join(format!("chromedriver-{attempt}.log"));
+            let mut cmd = Command::new(&chromedriver);
+            cmd.arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .arg(format!("--log-path={}", log.display()));
+            let mut driver = ServerProcess::spawn(
+                "chromedriver",
+                cmd,
+                &profile.path().join(format!("out-{attempt}.log")),
+            );
+            let mut lost_port = false;
+            wait_until(
+                "ChromeDriver to answer /status",
+                Duration::from_secs(20),
+                || {
+                    if attempt < 5 && driver.has_exited() && driver.log().contains("not available")
+                    {
+                        lost_port = true;
+                        return true;
+                    }
+                    driver.assert_running();
+                    http(addr, "GET", "/status", &[], None).is_ok_and(|r| r.status == 200)
+                },
+            );
+            if !lost_port {
+                break (driver, addr);
+            }
+        };
         let data_dir = profile.path().join("chromium");
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
         args.push(format!("--user-data-dir={}", data_dir.display()));
@@ -432,4 +452,19 @@ impl Drop for Browser {
             );
         }
     }
+}
+
+/// A loopback port free on both 127.0.0.1 and ::1 when asked (a host without IPv6 loopback
+/// counts as free there).
+fn free_dual_stack_port() -> u16 {
+    for _ in 0..50 {
+        let port = free_port();
+        let v6 = std::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, port));
+        match v6 {
+            Ok(_) => return port,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(_) => return port,
+        }
+    }
+    panic!("no loopback port free on both IPv4 and IPv6 in 50 tries")
 }

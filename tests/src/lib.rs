@@ -171,6 +171,13 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// True once the process has exited (or was stopped).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Panics with the log if the process has already exited.
     pub fn assert_running(&mut self) {
         if let Some(child) = self.child.as_mut()
