@@ -477,6 +477,28 @@ fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, shared: &Shared) -> Result<bo
     }
 }
 
+/// Reads into `buf` until it holds `delimiter`, and returns where it starts. More than
+/// `MAX_HEAD` bytes without it is answered with `too_long`; a peer that closes first, quietly.
+fn read_until(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    delimiter: &[u8],
+    too_long: u16,
+) -> Result<usize, Closed> {
+    loop {
+        if let Some(i) = find(buf, delimiter) {
+            return Ok(i);
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(Closed::Bad(too_long));
+        }
+        if !fill(stream, buf, shared)? {
+            return Err(Closed::Quietly);
+        }
+    }
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -487,17 +509,7 @@ fn read_request(
     buf: &mut Vec<u8>,
     shared: &Shared,
 ) -> Result<Request, Closed> {
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(Closed::Bad(431));
-        }
-        if !fill(stream, buf, shared)? {
-            return Err(Closed::Quietly);
-        }
-    };
+    let head_end = read_until(stream, buf, shared, b"\r\n\r\n", 431)?;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     buf.drain(..head_end + 4);
     let mut lines = head.split("\r\n");
@@ -569,17 +581,7 @@ fn read_chunked(
     let mut body = Vec::new();
     // Every chunk makes progress through `buf`, and the body is capped: the loop ends.
     loop {
-        let line_end = loop {
-            if let Some(i) = find(buf, b"\r\n") {
-                break i;
-            }
-            if buf.len() > MAX_HEAD {
-                return Err(Closed::Bad(400));
-            }
-            if !fill(stream, buf, shared)? {
-                return Err(Closed::Quietly);
-            }
-        };
+        let line_end = read_until(stream, buf, shared, b"\r\n", 400)?;
         let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
         buf.drain(..line_end + 2);
         let size_text = line.split(';').next().unwrap_or_default().trim();
@@ -587,17 +589,7 @@ fn read_chunked(
         if size == 0 {
             // Trailers, if any, end with an empty line.
             loop {
-                let end = loop {
-                    if let Some(i) = find(buf, b"\r\n") {
-                        break i;
-                    }
-                    if buf.len() > MAX_HEAD {
-                        return Err(Closed::Bad(400));
-                    }
-                    if !fill(stream, buf, shared)? {
-                        return Err(Closed::Quietly);
-                    }
-                };
+                let end = read_until(stream, buf, shared, b"\r\n", 400)?;
                 buf.drain(..end + 2);
                 if end == 0 {
                     return Ok(body);
