@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Check;
 use crate::result::CheckResult;
 
 /// The probe's own counters, sent with every batch so the coordinator sees probe health.
@@ -49,21 +50,13 @@ pub struct BatchAck {
     pub failing_checks: Vec<String>,
 }
 
-/// One check file as the coordinator serves it to probes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceFile {
-    /// The file's name, for error messages.
-    pub name: String,
-    /// Its TOML text.
-    pub text: String,
-}
-
 /// `GET /api/v1/probe/config`: what this probe must run.
 ///
-/// The probe validates `files` itself (the same pure validation the coordinator ran) and runs
-/// the checks named in `checks`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The checks come validated and resolved (every default applied) by the coordinator, and
+/// only those selected for this probe: the probe decodes them straight into the
+/// [`Check`]s it runs, and re-compiles their patterns. A field or kind this build does not
+/// know is refused, so an older probe never runs a check it would misread.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
     /// The probe's id, as registered.
@@ -72,10 +65,8 @@ pub struct ProbeConfig {
     pub region: String,
     /// The probe's labels, as registered.
     pub labels: BTreeMap<String, String>,
-    /// Every check file.
-    pub files: Vec<SourceFile>,
-    /// Ids of the checks selected for this probe.
-    pub checks: Vec<String>,
+    /// The checks selected for this probe, in file order.
+    pub checks: Vec<Check>,
 }
 
 /// An error body: `{"error": "…"}`.

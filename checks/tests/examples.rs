@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{DocumentMut, Item, Table, Value};
 use vantage_checks::config::{Source, validate};
+use vantage_checks::model::Check;
 
 const BOGUS: &str = "vantage_bogus_key";
 
@@ -190,4 +191,174 @@ fn an_unknown_key_in_any_table_of_any_example_is_rejected() {
         }
     }
     assert!(mutated >= 30, "only {mutated} tables were mutated");
+}
+
+/// Probes receive checks as the coordinator validated them, encoded as JSON: every shipped
+/// check must come back from that encoding exactly as it went (every field, by its `Debug`
+/// form, which shows each pattern, duration and header), and encode to the same bytes again.
+#[test]
+fn every_example_check_survives_the_trip_to_a_probe() {
+    let mut seen = 0;
+    for (name, text) in examples() {
+        let set = validate(&[Source {
+            name: name.clone(),
+            text,
+            dir: None,
+        }])
+        .unwrap_or_else(|d| panic!("{name}: {}", d.render()));
+        for check in &set.checks {
+            let json = serde_json::to_string(check)
+                .unwrap_or_else(|e| panic!("{name}: check `{}` does not encode: {e}", check.id));
+            let back: Check = serde_json::from_str(&json).unwrap_or_else(|e| {
+                panic!("{name}: check `{}` does not decode: {e}\n{json}", check.id)
+            });
+            assert_eq!(format!("{back:?}"), format!("{check:?}"), "{name}: {json}");
+            assert_eq!(serde_json::to_string(&back).expect("encode"), json);
+            seen += 1;
+        }
+    }
+    assert!(seen >= 10, "only {seen} example checks");
+}
+
+/// A probe refuses a check it cannot fully read (a newer coordinator's field or kind), rather
+/// than run it without the part it skipped.
+#[test]
+fn a_check_with_an_unknown_field_or_kind_is_refused() {
+    let (name, text) = examples().remove(0);
+    let set = validate(&[Source {
+        name,
+        text,
+        dir: None,
+    }])
+    .expect("valid");
+    let json = serde_json::to_value(&set.checks[0]).expect("encode");
+    let mut extra = json.clone();
+    extra[BOGUS] = true.into();
+    let e = serde_json::from_value::<Check>(extra).expect_err("an unknown field");
+    assert!(e.to_string().contains(BOGUS), "{e}");
+    let mut spec = json.clone();
+    let kind = spec["spec"]
+        .as_object()
+        .and_then(|o| o.keys().next().cloned())
+        .expect("the spec names its kind");
+    let inner = spec["spec"][&kind].take();
+    spec["spec"] = serde_json::json!({ "carrier_pigeon": inner });
+    let e = serde_json::from_value::<Check>(spec).expect_err("an unknown kind");
+    assert!(e.to_string().contains("carrier_pigeon"), "{e}");
+    let mut field = json;
+    field["spec"][&kind][BOGUS] = 1.into();
+    let e = serde_json::from_value::<Check>(field).expect_err("an unknown field in the spec");
+    assert!(e.to_string().contains(BOGUS), "{e}");
+}
+
+/// Every field with a value other than its default, so each serde form is exercised (the
+/// shipped examples leave many at their defaults).
+const EVERY_FIELD: &str = r#"
+[defaults]
+interval = "20s"
+timeout = "3s"
+window = "90s"
+quorum = 2
+failing = 2
+regions = 1
+region_quorum = 1
+confirm = 2
+for = "15s"
+recover_for = "45s"
+retry = "off"
+failing_interval = "5s"
+slow = "750ms"
+
+[[vendor]]
+id = "v"
+sla = { availability = "99.9%", latency_p95 = "400ms" }
+
+[[check]]
+id = "dns"
+vendor = "v"
+kind = "dns"
+role = "control"
+description = "every DNS field"
+probes = { regions = ["eu-west"], labels = { network = "eyeball" } }
+zone = "example.com"
+query = { name = "www.example.com", type = "AAAA" }
+servers = ["192.0.2.1", "[2001:db8::1]:5353"]
+resolver = "192.0.2.53:53"
+parent_servers = ["192.0.2.2"]
+transport = "tcp"
+nsid = false
+consistent_soa = true
+consistent_delegation = true
+expect = { rcode = "NXDOMAIN", authoritative = false, answers_match = "^2001:db8:" }
+
+[[check]]
+id = "dns-exact"
+vendor = "v"
+kind = "dns"
+query = { name = "a.example.com" }
+servers = ["192.0.2.1"]
+retry = "250ms"
+failing = "66%"
+expect = { answers = ["192.0.2.10", "192.0.2.11"] }
+
+[[check]]
+id = "dns-contains"
+vendor = "v"
+kind = "dns"
+zone = "example.com"
+query = { name = "example.com", type = "MX" }
+expect = { answers_contain = ["10 mx1.example.com"] }
+
+[[check]]
+id = "cdn"
+vendor = "v"
+kind = "cdn"
+role = "telemetry"
+url = "https://www.example.com/status.json?x=1"
+edge = "192.0.2.80:8443"
+method = "HEAD"
+headers = { "user-agent" = "vantage-test", "x-extra" = "yes" }
+cache_bust = true
+assets = true
+max_assets = 7
+max_redirects = 2
+max_body_bytes = 4096
+expect = { status = [200, 304], headers = { "x-cache" = "^HIT", "age" = "^[0-9]+$" }, body_contains = "ok", body_matches = "\"count\":\\d", json = { pointer = "/status", equals = "ok" }, fresh = { json_pointer = "/at", max_age = "5m" }, encoding = ["br", "identity"], vendor_header = { name = "x-served-by", matches = "^cache-" } }
+
+[[check]]
+id = "tls"
+vendor = "v"
+kind = "tls"
+target = "www.example.com:8443"
+server_name = "api.example.com"
+expect = { valid_for = "21d" }
+
+[[check]]
+id = "tcp"
+vendor = "v"
+kind = "tcp"
+target = "[2001:db8::7]:25"
+"#;
+
+#[test]
+fn a_check_setting_every_field_survives_the_trip_to_a_probe() {
+    let set = validate(&[Source {
+        name: "every-field.toml".into(),
+        text: EVERY_FIELD.into(),
+        dir: None,
+    }])
+    .unwrap_or_else(|d| panic!("{}", d.render()));
+    assert_eq!(set.checks.len(), 6);
+    for check in &set.checks {
+        let json = serde_json::to_string(check).expect("encode");
+        let back: Check = serde_json::from_str(&json)
+            .unwrap_or_else(|e| panic!("check `{}` does not decode: {e}\n{json}", check.id));
+        assert_eq!(format!("{back:?}"), format!("{check:?}"), "{json}");
+    }
+    // Readable on the wire, as an operator reading `GET /api/v1/probe/config` would want.
+    let cdn = serde_json::to_value(&set.checks[3]).expect("encode");
+    assert_eq!(cdn["settings"]["interval"], "20s");
+    assert_eq!(cdn["settings"]["retry"], serde_json::Value::Null);
+    assert_eq!(cdn["spec"]["http"]["headers"][0][0], "user-agent");
+    assert_eq!(cdn["spec"]["http"]["body_matches"], "\"count\":\\d");
 }

@@ -1,14 +1,16 @@
 //! The check catalog: the check files the coordinator serves to probes, reloaded on SIGHUP
 //! or when a file changes. A bad edit is reported and the last good catalog keeps running.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use serde::Serialize;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use vantage_checks::config::{self, LoadError, Source};
 use vantage_checks::model::CheckSet;
-use vantage_checks::wire::{ProbeConfig, SourceFile};
 
 use crate::store::ProbeRecord;
 
@@ -21,34 +23,80 @@ pub struct Catalog {
     pub checks: CheckSet,
     /// When they were loaded.
     pub loaded_at: SystemTime,
+    /// Each check as probes receive it (JSON), encoded once at load, and its digest.
+    encoded: Vec<(Box<RawValue>, [u8; 32])>,
+}
+
+/// A probe's config document (`GET /api/v1/probe/config`) and its ETag.
+#[derive(Debug)]
+pub struct ProbeDocument {
+    /// A quoted digest of the probe's identity and the checks selected for it: it changes
+    /// exactly when what the probe must run changes.
+    pub etag: String,
+    /// The checks selected for the probe, encoded at load.
+    checks: Vec<usize>,
+}
+
+/// [`vantage_checks::wire::ProbeConfig`] as the coordinator writes it: the same fields, with
+/// each check's JSON encoded once at load rather than per request.
+#[derive(Serialize)]
+struct ProbeConfigOut<'a> {
+    probe_id: &'a str,
+    region: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    checks: Vec<&'a RawValue>,
 }
 
 impl Catalog {
-    /// The config document for `probe` and its ETag (a quoted hash of the document).
-    pub fn for_probe(&self, probe: &ProbeRecord) -> (ProbeConfig, String) {
-        let doc = ProbeConfig {
-            probe_id: probe.id.clone(),
-            region: probe.region.clone(),
-            labels: probe.labels.clone(),
-            files: self
-                .sources
-                .iter()
-                .map(|s| SourceFile {
-                    name: s.name.clone(),
-                    text: s.text.clone(),
-                })
-                .collect(),
-            checks: self
-                .checks
-                .checks
-                .iter()
-                .filter(|c| c.probes.selects(&probe.region, &probe.labels))
-                .map(|c| c.id.clone())
-                .collect(),
-        };
+    fn new(sources: Vec<Source>, checks: CheckSet) -> Result<Self, CatalogError> {
+        let encoded = checks
+            .checks
+            .iter()
+            .map(|c| {
+                let json = serde_json::value::to_raw_value(c).map_err(|e| {
+                    CatalogError(format!(
+                        "check `{}` cannot be encoded for probes: {e}",
+                        c.id
+                    ))
+                })?;
+                let digest: [u8; 32] = Sha256::digest(json.get().as_bytes()).into();
+                Ok((json, digest))
+            })
+            .collect::<Result<_, CatalogError>>()?;
+        Ok(Self {
+            sources,
+            checks,
+            loaded_at: SystemTime::now(),
+            encoded,
+        })
+    }
+
+    /// The checks selected for `probe` and their ETag; cheap (no encoding), so every poll,
+    /// answered `304` or not, can ask.
+    pub fn for_probe(&self, probe: &ProbeRecord) -> ProbeDocument {
+        let checks: Vec<usize> = self
+            .checks
+            .checks
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.probes.selects(&probe.region, &probe.labels))
+            .map(|(i, _)| i)
+            .collect();
         let mut h = Sha256::new();
-        // Serializing plain owned data cannot fail; an empty hash would only cost a refetch.
-        h.update(serde_json::to_vec(&doc).unwrap_or_default());
+        // Length-prefixed, so no two identities hash alike by shifting a boundary.
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(probe.id.as_bytes());
+        field(probe.region.as_bytes());
+        for (k, v) in &probe.labels {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+        for &i in &checks {
+            field(&self.encoded[i].1);
+        }
         let digest = h.finalize();
         let etag = format!(
             "\"{}\"",
@@ -57,7 +105,19 @@ impl Catalog {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        (doc, etag)
+        ProbeDocument { etag, checks }
+    }
+
+    /// The JSON body of `doc` for `probe`.
+    pub fn encode(&self, probe: &ProbeRecord, doc: &ProbeDocument) -> Vec<u8> {
+        let out = ProbeConfigOut {
+            probe_id: &probe.id,
+            region: &probe.region,
+            labels: &probe.labels,
+            checks: doc.checks.iter().map(|&i| &*self.encoded[i].0).collect(),
+        };
+        // Strings, a map of strings and JSON already encoded: writing them cannot fail.
+        serde_json::to_vec(&out).unwrap_or_default()
     }
 }
 
@@ -154,11 +214,7 @@ fn read(paths: &[PathBuf]) -> Result<Catalog, CatalogError> {
     };
     let checks =
         config::validate(&sources).map_err(|d| CatalogError(LoadError::Invalid(d).to_string()))?;
-    Ok(Catalog {
-        sources,
-        checks,
-        loaded_at: SystemTime::now(),
-    })
+    Catalog::new(sources, checks)
 }
 
 /// Modification time and size of every file under the paths (directories listed).

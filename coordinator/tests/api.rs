@@ -16,6 +16,7 @@ use http::{Method, StatusCode, header};
 use hyper::body::Bytes;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use vantage_checks::model::CheckSpec;
 use vantage_checks::result::CheckResult;
 use vantage_checks::wire::ProbeConfig;
 
@@ -593,6 +594,11 @@ kind = "tcp"
 target = "192.0.2.2:443"
 "#;
 
+/// The ids of the checks in a probe's config, in order.
+fn ids(doc: &ProbeConfig) -> Vec<&str> {
+    doc.checks.iter().map(|c| c.id.as_str()).collect()
+}
+
 #[tokio::test]
 async fn probe_config_has_an_etag_and_hot_reloads() {
     let mut c = Coordinator::new("", Some(CHECKS));
@@ -625,14 +631,20 @@ async fn probe_config_has_an_etag_and_hot_reloads() {
         (doc.probe_id.as_str(), doc.region.as_str()),
         ("fra-1", "eu-west")
     );
-    assert_eq!(doc.checks, ["eu-db", "everywhere"]);
-    assert_eq!(doc.files.len(), 1);
-    assert_eq!(doc.files[0].text, CHECKS);
+    assert_eq!(ids(&doc), ["eu-db", "everywhere"]);
     let etag = etag_of(&r);
     let r = config(us.clone(), None).await;
     let doc: ProbeConfig = serde_json::from_slice(&r.body).expect("probe config");
-    assert_eq!(doc.checks, ["everywhere"], "eu-db is for eu-west only");
-    assert_ne!(etag_of(&r), etag, "each probe's document has its own tag");
+    assert_eq!(ids(&doc), ["everywhere"], "eu-db is for eu-west only");
+    // Sent resolved: the built-in defaults are applied, the target parsed.
+    let everywhere = &doc.checks[0];
+    assert_eq!(everywhere.settings.interval, Duration::from_secs(10));
+    assert!(
+        matches!(&everywhere.spec, CheckSpec::Tcp(t) if t.target.to_string() == "192.0.2.2:443"),
+        "{everywhere:?}"
+    );
+    let us_etag = etag_of(&r);
+    assert_ne!(us_etag, etag, "each probe's document has its own tag");
 
     let r = config(eu.clone(), Some(etag.clone())).await;
     assert_eq!(r.status, StatusCode::NOT_MODIFIED);
@@ -669,9 +681,14 @@ async fn probe_config_has_an_etag_and_hot_reloads() {
     };
     assert_eq!(r.status, StatusCode::OK);
     let doc: ProbeConfig = serde_json::from_slice(&r.body).expect("probe config");
-    assert_eq!(doc.checks, ["eu-db", "everywhere", "eu-api"]);
+    assert_eq!(ids(&doc), ["eu-db", "everywhere", "eu-api"]);
     let new_etag = etag_of(&r);
     assert_ne!(new_etag, etag);
+    assert_eq!(
+        config(us.clone(), Some(us_etag.clone())).await.status,
+        StatusCode::NOT_MODIFIED,
+        "a check for eu-west only changes nothing for a probe in us-east"
+    );
 
     // A bad edit keeps the last good checks and says why on /readyz.
     std::fs::write(c.path("checks.toml"), format!("{edited}\n[[check]\nid = ")).expect("break");
@@ -713,7 +730,7 @@ async fn probe_config_has_an_etag_and_hot_reloads() {
     );
     let r = config(eu.clone(), None).await;
     let doc: ProbeConfig = serde_json::from_slice(&r.body).expect("probe config");
-    assert_eq!(doc.checks, ["eu-db", "everywhere", "eu-api"]);
+    assert_eq!(ids(&doc), ["eu-db", "everywhere", "eu-api"]);
 
     // Fixing the file clears the error.
     std::fs::write(c.path("checks.toml"), CHECKS).expect("fix");

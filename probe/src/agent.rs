@@ -2,8 +2,9 @@
 //!
 //! Four tasks share the work:
 //! - the **config poller** pulls this probe's checks with `If-None-Match` every few seconds,
-//!   validates them with the same pure validation the coordinator ran, persists the last good
-//!   config, and publishes it; a probe restarted while the coordinator is down runs from disk;
+//!   decodes them (the coordinator sends them validated, resolved and selected for this
+//!   probe), persists the last good config, and publishes it; a probe restarted while the
+//!   coordinator is down runs from disk;
 //! - the **scheduler** runs one task per check on its phase-offset grid (see [`crate::schedule`])
 //!   with bounded concurrency, at `failing_interval` while the coordinator says it is failing;
 //! - the **spooler** numbers every result (`seq`) and writes it to the disk spool before
@@ -17,10 +18,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
-use vantage_checks::config::{self, Source};
 use vantage_checks::exec::{RunEnv, new_boot_id, run_check};
 use vantage_checks::model::Check;
 use vantage_checks::result::CheckResult;
@@ -83,15 +83,17 @@ pub struct Counters {
     pub rejected: AtomicU64,
 }
 
-/// What the scheduler runs: the checks selected for this probe.
+/// What the scheduler runs: the checks selected for this probe. Each check task holds the
+/// plan and its check's index, so a check is in memory once.
 #[derive(Debug)]
 struct Plan {
     probe_id: String,
     checks: Vec<Check>,
 }
 
-/// The last good config, as persisted in the state directory.
-#[derive(Serialize, Deserialize)]
+/// The last good config, as persisted in the state directory: `{"etag": …, "config": …}`,
+/// the config being the coordinator's answer as it came (see [`persist`]).
+#[derive(Deserialize)]
 struct Persisted {
     etag: Option<String>,
     config: ProbeConfig,
@@ -101,8 +103,8 @@ fn config_path(state: &Path) -> PathBuf {
     state.join("config.json")
 }
 
-/// Validates a config document into a plan, and checks it against this probe's settings.
-fn plan_from(doc: &ProbeConfig, settings: &Settings) -> Result<Plan, String> {
+/// Turns a config document into a plan, checking it against this probe's settings.
+fn plan_from(doc: ProbeConfig, settings: &Settings) -> Result<Plan, String> {
     if let Some(id) = &settings.expect_id
         && id != &doc.probe_id
     {
@@ -127,35 +129,34 @@ fn plan_from(doc: &ProbeConfig, settings: &Settings) -> Result<Plan, String> {
             doc.labels
         ));
     }
-    let sources: Vec<Source> = doc
-        .files
-        .iter()
-        .map(|f| Source {
-            name: f.name.clone(),
-            text: f.text.clone(),
-            dir: None,
-        })
-        .collect();
-    let set = config::validate(&sources)
-        .map_err(|d| format!("the coordinator sent invalid checks:\n{}", d.render()))?;
-    let wanted: HashSet<&str> = doc.checks.iter().map(String::as_str).collect();
-    let checks = set
-        .checks
-        .into_iter()
-        .filter(|c| wanted.contains(c.id.as_str()))
-        .collect();
+    let mut checks = doc.checks;
+    checks.shrink_to_fit();
     Ok(Plan {
-        probe_id: doc.probe_id.clone(),
+        probe_id: doc.probe_id,
         checks,
     })
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Persists the coordinator's answer `body` (already decoded once, so valid JSON) with its
+/// ETag, without decoding or encoding it again.
+fn persist(path: &Path, etag: Option<&str>, body: &[u8]) -> std::io::Result<()> {
+    let etag = serde_json::to_string(&etag).map_err(std::io::Error::other)?;
+    write_atomic(
+        path,
+        &[b"{\"etag\":", etag.as_bytes(), b",\"config\":", body, b"}"],
+    )
+}
+
+/// Writes the concatenated `parts` to `path` atomically: a temporary file, fsync, rename, fsync
+/// of the directory.
+fn write_atomic(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    for part in parts {
+        f.write_all(part)?;
+    }
+    let f = f.into_inner().map_err(|e| e.into_error())?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
@@ -219,7 +220,7 @@ pub async fn run(
     if let Ok(bytes) = std::fs::read(config_path(&state_dir))
         && let Ok(p) = serde_json::from_slice::<Persisted>(&bytes)
     {
-        match plan_from(&p.config, &settings) {
+        match plan_from(p.config, &settings) {
             Ok(plan) => {
                 tracing::info!(
                     checks = plan.checks.len(),
@@ -311,32 +312,28 @@ async fn poll_config(
         }
         match answer {
             Ok(ConfigAnswer::NotModified) => unreachable_logged = false,
-            Ok(ConfigAnswer::Changed(doc, tag)) => {
+            Ok(ConfigAnswer::Changed(body, tag)) => {
                 unreachable_logged = false;
-                match plan_from(&doc, &settings) {
+                let doc = match serde_json::from_slice::<ProbeConfig>(&body) {
+                    Ok(doc) => doc,
+                    Err(e) => {
+                        // A check this build cannot read (a newer coordinator, say): running
+                        // it half-understood would be worse than running the old config.
+                        tracing::error!(error = %e, "the coordinator sent checks this probe cannot read; keeping the current config");
+                        etag = tag;
+                        continue;
+                    }
+                };
+                match plan_from(doc, &settings) {
                     Ok(plan) => {
                         tracing::info!(probe = %plan.probe_id, checks = plan.checks.len(), "config applied");
-                        let persisted = Persisted {
-                            etag: tag.clone(),
-                            config: *doc,
-                        };
                         let path = config_path(&settings.state_dir);
-                        match serde_json::to_vec(&persisted) {
-                            Ok(bytes) => {
-                                if let Err(e) = write_atomic(&path, &bytes) {
-                                    tracing::warn!(error = %e, path = %path.display(), "cannot persist the config; it will be lost on restart");
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "cannot encode the config for persisting")
-                            }
+                        if let Err(e) = persist(&path, tag.as_deref(), &body) {
+                            tracing::warn!(error = %e, path = %path.display(), "cannot persist the config; it will be lost on restart");
                         }
+                        drop(body);
                         etag = tag;
                         let _ = plan_tx.send(Some(Arc::new(plan)));
-                    }
-                    Err(e) if e.starts_with("the coordinator sent invalid checks") => {
-                        tracing::error!(error = %e, "keeping the current config");
-                        etag = tag;
                     }
                     Err(e) => {
                         let _ = fatal.send(AgentError::Identity(e)).await;
@@ -381,8 +378,9 @@ async fn schedule(
                 boot_id: env.boot_id.clone(),
                 source_address: env.source_address,
             });
-            for check in plan.checks.iter().cloned() {
+            for check in 0..plan.checks.len() {
                 running.spawn(run_check_forever(
+                    Arc::clone(&plan),
                     check,
                     Arc::clone(&env),
                     Arc::clone(&permits),
@@ -405,13 +403,15 @@ fn now_ms() -> i64 {
 }
 
 async fn run_check_forever(
-    check: Check,
+    plan: Arc<Plan>,
+    check: usize,
     env: Arc<RunEnv>,
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
     failing: Arc<RwLock<HashSet<String>>>,
     results: mpsc::Sender<CheckResult>,
 ) {
+    let check = &plan.checks[check];
     loop {
         let is_failing = failing
             .read()
@@ -431,10 +431,14 @@ async fn run_check_forever(
         };
         counters.runs.fetch_add(1, Ordering::Relaxed);
         // The spooler numbers results: a run cut short (the plan changed) takes no seq.
-        // Boxed: an idle check task then holds a pointer-sized slot, not the largest
-        // executor's whole future inline (about 15 KiB a check with 1,000 checks loaded).
-        let result = Box::pin(run_check(&check, &env, 0)).await;
-        if results.send(result).await.is_err() {
+        // Boxed, with the send: an idle check task then holds a pointer-sized slot, not the
+        // largest executor's whole future and a result inline (kilobytes a check).
+        let sent = Box::pin(async {
+            let result = run_check(check, &env, 0).await;
+            results.send(result).await.is_ok()
+        })
+        .await;
+        if !sent {
             return;
         }
     }
@@ -640,4 +644,42 @@ pub fn describe(doc: &ProbeConfig) -> String {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     format!("{} in {} {labels:?}", doc.probe_id, doc.region)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_checks::config;
+
+    /// Every loaded check keeps one task alive between runs, so its future's size is paid
+    /// per check (1,000 checks: 1,000 task cells). The run itself, the result and its send
+    /// are boxed, so the idle task is the loop's own state: a sleep, a permit wait, Arcs.
+    #[test]
+    fn an_idle_check_task_is_small() {
+        let checks = config::parse_str(
+            "[[vendor]]\nid = \"v\"\n[[check]]\nid = \"c\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n",
+        )
+        .expect("valid")
+        .checks;
+        let (tx, _rx) = mpsc::channel(1);
+        let task = run_check_forever(
+            Arc::new(Plan {
+                probe_id: "p".into(),
+                checks,
+            }),
+            0,
+            Arc::new(RunEnv {
+                probe_id: "p".into(),
+                boot_id: "b".into(),
+                source_address: None,
+            }),
+            Arc::new(Semaphore::new(1)),
+            Arc::default(),
+            Arc::default(),
+            tx,
+        );
+        let size = std::mem::size_of_val(&task);
+        eprintln!("an idle check task's future: {size} bytes");
+        assert!(size <= 512, "a check task's future is {size} bytes");
+    }
 }

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use vantage_checks::wire::{BatchAck, ProbeConfig, ResultBatch};
+use vantage_checks::wire::{BatchAck, ResultBatch};
 
 use crate::settings::Settings;
 
@@ -52,8 +52,8 @@ pub enum ClientError {
 pub enum ConfigAnswer {
     /// The config has not changed since the ETag given.
     NotModified,
-    /// A new config, with its ETag.
-    Changed(Box<ProbeConfig>, Option<String>),
+    /// A new config document (JSON, not yet decoded), with its ETag.
+    Changed(Bytes, Option<String>),
 }
 
 /// A client for one coordinator.
@@ -204,15 +204,11 @@ impl CoordinatorClient {
         if status == StatusCode::NOT_MODIFIED {
             return Ok(ConfigAnswer::NotModified);
         }
-        let doc: ProbeConfig = serde_json::from_slice(&body).map_err(|e| ClientError::Retry {
-            message: format!("the coordinator's config answer is not valid: {e}"),
-            retry_after: None,
-        })?;
         let tag = headers
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Ok(ConfigAnswer::Changed(Box::new(doc), tag))
+        Ok(ConfigAnswer::Changed(body, tag))
     }
 
     /// Pushes a batch; `Ok` only once the coordinator committed it.

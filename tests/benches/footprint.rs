@@ -1,11 +1,15 @@
 //! The probe's footprint against Prometheus blackbox_exporter (ARCHITECTURE.md §7): CPU
 //! seconds and peak RSS per 1,000 check runs, and idle RSS with 1,000 checks loaded.
 //!
-//! Run it (release binaries first; the bench finds them in `target/release`):
+//! Run it:
 //!
 //! ```sh
-//! cargo build --release --bins && cargo bench -p vantage-e2e --bench footprint
+//! cargo bench -p vantage-e2e --bench footprint
 //! ```
+//!
+//! It first builds what it measures, as an operator deploys it: the probe with the workspace's
+//! `probe` profile (`target/probe/vantage-probe`, built for size) and the coordinator with
+//! `release`.
 //!
 //! Needs `nsd`, `nginx-light` and `prometheus-blackbox-exporter` (Debian). Takes about three
 //! and a half minutes; `FOOTPRINT_WINDOW_SECS` (10, 20, … 60; default 60) shortens the windows.
@@ -45,7 +49,7 @@ use hyper_util::rt::TokioExecutor;
 use vantage_e2e::blackbox::{self, BlackboxExporter, ProcSample, http_get, query_value};
 use vantage_e2e::cdn::{Cdn, HOST};
 use vantage_e2e::dns::{Nsd, Zone};
-use vantage_e2e::{ServerProcess, free_port, workspace_binary};
+use vantage_e2e::{ServerProcess, free_port};
 
 /// DNS checks, and DNS names in the zone.
 const DNS_CHECKS: usize = 1_000;
@@ -69,8 +73,9 @@ const TIMEOUT: &str = "4s";
 fn main() {
     let window = window();
     let start_load = load_average();
-    let coordinator_bin = release_binary("vantage-coordinator");
-    let probe_bin = release_binary("vantage-probe");
+    let target = target_dir();
+    let coordinator_bin = build(&target, "vantage-coordinator", "release");
+    let probe_bin = build(&target, "vantage-probe", "probe");
     blackbox::binary();
     let ticks = blackbox::clock_ticks_per_second();
     let dir = tempfile::Builder::new()
@@ -137,18 +142,52 @@ fn window() -> Duration {
     }
 }
 
-/// A workspace binary from `target/release`, with a hint to build it when missing.
-fn release_binary(name: &str) -> PathBuf {
+/// The target directory this bench was built into: `<target>/release/deps/footprint-…`.
+fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the bench's own path");
-    let built = exe
-        .parent()
-        .and_then(Path::parent)
-        .is_some_and(|d| d.join(name).is_file());
+    exe.ancestors()
+        .nth(3)
+        .expect("the bench runs from <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+/// Builds binary `name` of the package of the same name with cargo `profile` into `target`,
+/// and returns its path.
+fn build(target: &Path, name: &str, profile: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = Instant::now();
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile,
+            "-p",
+            name,
+            "--bin",
+            name,
+        ])
+        .arg("--target-dir")
+        .arg(target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
     assert!(
-        built,
-        "{name} is not built next to this bench: run `cargo build --release --bins` first"
+        status.success(),
+        "`cargo build --profile {profile} -p {name}` failed"
     );
-    workspace_binary(name)
+    let bin = target.join(profile).join(name);
+    assert!(
+        bin.is_file(),
+        "{} is not where cargo builds it",
+        bin.display()
+    );
+    eprintln!(
+        "footprint: built {} ({profile} profile) in {:.0?}",
+        bin.display(),
+        started.elapsed()
+    );
+    bin
 }
 
 struct Bins {

@@ -335,7 +335,9 @@ async fn probe_config<B>(state: &AppState, req: &Request<B>) -> Resp {
     if let Err(e) = blocking(&state.store, move |s| s.touch_probe(&id, now)).await {
         return store_error(&e);
     }
-    let (doc, etag) = state.catalogs.current().for_probe(&probe);
+    let catalog = state.catalogs.current();
+    let doc = catalog.for_probe(&probe);
+    let etag = &doc.etag;
     let matches = req
         .headers()
         .get_all(header::IF_NONE_MATCH)
@@ -348,9 +350,14 @@ async fn probe_config<B>(state: &AppState, req: &Request<B>) -> Resp {
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        json(StatusCode::OK, &doc)
+        let mut r = Response::new(full(catalog.encode(&probe, &doc)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
     };
-    if let Ok(v) = HeaderValue::from_str(&etag) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp

@@ -13,6 +13,8 @@ use hickory_proto::rr::{Name, RecordType};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+mod serde_as;
+
 /// Every vendor and check loaded from one or more files.
 #[derive(Clone, Debug)]
 pub struct CheckSet {
@@ -115,7 +117,8 @@ impl Role {
 }
 
 /// A share of probes or a count of them.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Threshold {
     /// A fraction in `(0, 1]` of the fresh probes.
     Share(f64),
@@ -138,13 +141,17 @@ impl Threshold {
 }
 
 /// Scheduling and consensus settings; `[defaults]` and every check may set them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// How often each probe runs the check.
+    #[serde(with = "serde_as::duration")]
     pub interval: Duration,
     /// Hard timeout of one run.
+    #[serde(with = "serde_as::duration")]
     pub timeout: Duration,
     /// Consensus window: a result is fresh if it started within it.
+    #[serde(with = "serde_as::duration")]
     pub window: Duration,
     /// Fewest fresh probes before any global verdict.
     pub quorum: u32,
@@ -157,14 +164,19 @@ pub struct Settings {
     /// A probe votes failing after this many failed runs in a row.
     pub confirm: u32,
     /// A verdict must hold this long to change the state (`for`).
+    #[serde(with = "serde_as::duration")]
     pub hold_for: Duration,
     /// A failing verdict must be gone this long to clear.
+    #[serde(with = "serde_as::duration")]
     pub recover_for: Duration,
     /// Pause before the one fast retry of a failed run; `None` when `retry = "off"`.
+    #[serde(with = "serde_as::opt_duration")]
     pub retry: Option<Duration>,
     /// Cadence while the check is failing anywhere.
+    #[serde(with = "serde_as::duration")]
     pub failing_interval: Duration,
     /// A passing run slower than this votes slow.
+    #[serde(with = "serde_as::opt_duration")]
     pub slow: Option<Duration>,
 }
 
@@ -190,7 +202,8 @@ impl Default for Settings {
 }
 
 /// Which probes run a check. Empty means every probe.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProbeSelector {
     /// Only probes in one of these regions.
     pub regions: Vec<String>,
@@ -207,7 +220,8 @@ impl ProbeSelector {
 }
 
 /// One validated check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Check {
     /// Unique id across the check set.
     pub id: String,
@@ -239,7 +253,8 @@ impl Check {
 }
 
 /// The kind-specific part of a check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CheckSpec {
     /// `kind = "dns"`.
     Dns(DnsCheck),
@@ -252,7 +267,8 @@ pub enum CheckSpec {
 }
 
 /// A host (name or address) and a port.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HostPort {
     /// A DNS name or an IP address literal (without brackets).
     pub host: String,
@@ -283,7 +299,8 @@ impl std::fmt::Display for HostPort {
 }
 
 /// Which servers a DNS check asks.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DnsServers {
     /// Discover the zone's NS set and ask every address of every NS name.
     Authoritative,
@@ -292,7 +309,8 @@ pub enum DnsServers {
 }
 
 /// Transport for DNS queries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum DnsTransport {
     /// UDP, retried over TCP when the answer is truncated.
     #[default]
@@ -302,7 +320,8 @@ pub enum DnsTransport {
 }
 
 /// How the answer section is checked.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AnswerExpect {
     /// Any answers (or none) pass.
     Any,
@@ -311,11 +330,12 @@ pub enum AnswerExpect {
     /// At least these answers.
     Contains(Vec<String>),
     /// At least one answer, and every answer matches.
-    Matches(Regex),
+    Matches(#[serde(with = "serde_as::regex")] Regex),
 }
 
 /// A `kind = "dns"` check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DnsCheck {
     /// The zone (needed for `servers = "authoritative"`, `consistent_soa` and delegation).
     pub zone: Option<Name>,
@@ -347,7 +367,8 @@ pub struct DnsCheck {
 }
 
 /// Expected HTTP status.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StatusExpect {
     /// Any 2xx.
     Success,
@@ -366,7 +387,8 @@ impl StatusExpect {
 }
 
 /// Content encodings a CDN check offers and accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// Brotli.
     Br,
@@ -394,7 +416,8 @@ impl Encoding {
 }
 
 /// A JSON pointer assertion.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JsonExpect {
     /// RFC 6901 pointer (`/status`).
     pub pointer: String,
@@ -403,25 +426,31 @@ pub struct JsonExpect {
 }
 
 /// A freshness assertion: a timestamp in the body no older than `max_age`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FreshExpect {
     /// RFC 6901 pointer to an RFC 3339 string or Unix seconds.
     pub pointer: String,
     /// Oldest acceptable age.
+    #[serde(with = "serde_as::duration")]
     pub max_age: Duration,
 }
 
 /// The header naming the vendor.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VendorHeader {
     /// Header name (lowercase).
+    #[serde(with = "serde_as::name")]
     pub name: http::HeaderName,
     /// Pattern the value must match.
+    #[serde(with = "serde_as::regex")]
     pub matches: Regex,
 }
 
 /// HTTP request method for a check.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum HttpMethod {
     /// GET.
     #[default]
@@ -431,7 +460,8 @@ pub enum HttpMethod {
 }
 
 /// A `kind = "cdn"` or `kind = "http"` check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HttpCheck {
     /// `kind = "cdn"`: offer br and gzip, normalise cache status, check the vendor header.
     pub cdn: bool,
@@ -442,6 +472,7 @@ pub struct HttpCheck {
     /// Request method.
     pub method: HttpMethod,
     /// Extra request headers.
+    #[serde(with = "serde_as::headers")]
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Add a unique query parameter per run so the edge must go to origin.
     pub cache_bust: bool,
@@ -458,10 +489,12 @@ pub struct HttpCheck {
     /// Expected status.
     pub status: StatusExpect,
     /// Response headers that must be present and match.
+    #[serde(with = "serde_as::header_patterns")]
     pub header_matches: Vec<(http::HeaderName, Regex)>,
     /// Body must contain this text.
     pub body_contains: Option<String>,
     /// Body must match this pattern.
+    #[serde(with = "serde_as::opt_regex")]
     pub body_matches: Option<Regex>,
     /// JSON body assertion.
     pub json: Option<JsonExpect>,
@@ -474,7 +507,8 @@ pub struct HttpCheck {
 }
 
 /// A `kind = "tls"` check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TlsCheck {
     /// Where to connect.
     pub target: HostPort,
@@ -483,11 +517,13 @@ pub struct TlsCheck {
     /// PEM file of extra CA certificates to trust, besides the system roots.
     pub ca_file: Option<PathBuf>,
     /// `cert_expires_soon` when the certificate expires within this.
+    #[serde(with = "serde_as::duration")]
     pub valid_for: Duration,
 }
 
 /// A `kind = "tcp"` check.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TcpCheck {
     /// Where to connect.
     pub target: HostPort,
