@@ -131,7 +131,96 @@ pub struct Pending {
     pub result: CheckResult,
 }
 
-/// The disk spool. Not shared: callers wrap it in a mutex and call it from blocking threads.
+/// Results encoded for the spool ([`Spool::append_encoded`]): their JSON, end to end.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    payloads: Vec<u8>,
+    /// Each result's `started_at` (Unix ms) and JSON length, in order.
+    records: Vec<(i64, usize)>,
+}
+
+impl Encoded {
+    /// Encodes `results`; refuses one whose JSON a spool record cannot hold.
+    pub fn new(results: &[CheckResult]) -> Result<Self, SpoolError> {
+        let mut out = Self {
+            payloads: Vec::new(),
+            records: Vec::with_capacity(results.len()),
+        };
+        for result in results {
+            let at = out.payloads.len();
+            serde_json::to_writer(&mut out.payloads, result).map_err(|source| {
+                SpoolError::Encode {
+                    check_id: result.check_id.clone(),
+                    seq: result.seq,
+                    source,
+                }
+            })?;
+            let len = out.payloads.len() - at;
+            if len > MAX_PAYLOAD {
+                return Err(SpoolError::TooLarge {
+                    check_id: result.check_id.clone(),
+                    seq: result.seq,
+                    bytes: len,
+                });
+            }
+            out.records.push((unix_ms(result), len));
+        }
+        Ok(out)
+    }
+
+    /// How many results.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// Spooled records not yet decoded ([`Spool::peek_raw`]), oldest first.
+#[derive(Debug, Default)]
+pub struct Raw {
+    payloads: Vec<u8>,
+    records: Vec<RawRecord>,
+}
+
+#[derive(Debug)]
+struct RawRecord {
+    position: u64,
+    offset: usize,
+    len: usize,
+}
+
+impl Raw {
+    /// Decodes the records: the results, and the positions of those whose JSON this version
+    /// cannot parse (pass them to [`Spool::discard`]).
+    pub fn decode(self) -> (Vec<Pending>, Vec<u64>) {
+        let mut pending = Vec::with_capacity(self.records.len());
+        let mut unreadable = Vec::new();
+        for r in &self.records {
+            match serde_json::from_slice::<CheckResult>(&self.payloads[r.offset..r.offset + r.len])
+            {
+                Ok(result) => pending.push(Pending {
+                    position: r.position,
+                    result,
+                }),
+                Err(e) => {
+                    warn!(
+                        position = r.position,
+                        reason = %e,
+                        "skipping a spooled result that cannot be read back"
+                    );
+                    unreadable.push(r.position);
+                }
+            }
+        }
+        (pending, unreadable)
+    }
+}
+
+/// The disk spool. Not shared: the agent gives it a thread of its own (blocking I/O).
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
@@ -246,31 +335,27 @@ impl Spool {
     /// durable. Applies both bounds first: results already older than `max_age` are dropped,
     /// and the oldest segments are dropped until the batch fits in `max_bytes`.
     pub fn append(&mut self, results: &[CheckResult]) -> Result<(), SpoolError> {
-        self.append_at(results, SystemTime::now())
+        self.append_encoded(&Encoded::new(results)?)
     }
 
-    fn append_at(&mut self, results: &[CheckResult], now: SystemTime) -> Result<(), SpoolError> {
+    /// [`Spool::append`] of results already encoded, wherever they live: the spool's own
+    /// thread then handles bytes only.
+    pub fn append_encoded(&mut self, batch: &Encoded) -> Result<(), SpoolError> {
+        self.append_at(batch, SystemTime::now())
+    }
+
+    fn append_at(&mut self, batch: &Encoded, now: SystemTime) -> Result<(), SpoolError> {
         self.expire(now)?;
         let cutoff = self.cutoff_ms(now);
-        let mut encoded = Vec::with_capacity(results.len());
+        let mut encoded = Vec::with_capacity(batch.records.len());
         let mut too_old = 0;
-        for result in results {
-            let started_ms = unix_ms(result);
+        let mut at = 0;
+        for &(started_ms, len) in &batch.records {
+            let payload = &batch.payloads[at..at + len];
+            at += len;
             if started_ms < cutoff {
                 too_old += 1;
                 continue;
-            }
-            let payload = serde_json::to_vec(result).map_err(|source| SpoolError::Encode {
-                check_id: result.check_id.clone(),
-                seq: result.seq,
-                source,
-            })?;
-            if payload.len() > MAX_PAYLOAD {
-                return Err(SpoolError::TooLarge {
-                    check_id: result.check_id.clone(),
-                    seq: result.seq,
-                    bytes: payload.len(),
-                });
             }
             encoded.push((started_ms, payload));
         }
@@ -281,7 +366,7 @@ impl Spool {
         let mut total: u64 = encoded.iter().map(|(_, p)| record_len(p)).sum();
         let mut skip = 0;
         while total > room {
-            total -= record_len(&encoded[skip].1);
+            total -= record_len(encoded[skip].1);
             skip += 1;
         }
         let mut dropped = skip as u64;
@@ -366,30 +451,49 @@ impl Spool {
     /// results older than `max_age` first. A record that cannot be read back (damaged on disk,
     /// or JSON this version cannot parse) is skipped, counted in [`Spool::corrupt`] and logged.
     pub fn peek(&mut self, max: usize) -> Result<Vec<Pending>, SpoolError> {
+        let (pending, unreadable) = self.peek_raw(max)?.decode();
+        self.discard(&unreadable)?;
+        Ok(pending)
+    }
+
+    /// [`Spool::peek`] without decoding: the records' JSON, checked against their lengths and
+    /// checksums, to decode wherever the results are wanted ([`Raw::decode`]); records that
+    /// then fail to decode go to [`Spool::discard`].
+    pub fn peek_raw(&mut self, max: usize) -> Result<Raw, SpoolError> {
         self.expire(SystemTime::now())?;
-        let mut out = Vec::with_capacity(max.min(self.pending as usize));
+        let mut out = Raw::default();
         let mut bad = Vec::new();
         for segment in &self.segments {
             let mut next = 0;
-            while out.len() < max && next < segment.entries.len() {
-                let end = segment.entries.len().min(next + max - out.len());
+            while out.records.len() < max && next < segment.entries.len() {
+                let end = segment.entries.len().min(next + max - out.records.len());
                 let chunk = segment.entries.range(next..end);
                 read_chunk(segment, chunk, &mut out, &mut bad)?;
                 next = end;
             }
-            if out.len() >= max {
+            if out.records.len() >= max {
                 break;
             }
         }
-        if !bad.is_empty() {
-            self.corrupt += bad.len() as u64;
-            self.pending -= bad.len() as u64;
-            for segment in &mut self.segments {
-                segment.entries.retain(|e| !bad.contains(&e.position));
-            }
-            self.collect_garbage()?;
-        }
+        self.discard(&bad)?;
         Ok(out)
+    }
+
+    /// Skips the records at `positions` for good, counting them in [`Spool::corrupt`]: they
+    /// cannot be read back (damaged on disk, or JSON this version cannot parse).
+    pub fn discard(&mut self, positions: &[u64]) -> Result<(), SpoolError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut removed = 0;
+        for segment in &mut self.segments {
+            let before = segment.entries.len();
+            segment.entries.retain(|e| !positions.contains(&e.position));
+            removed += (before - segment.entries.len()) as u64;
+        }
+        self.corrupt += removed;
+        self.pending -= removed;
+        self.collect_garbage()
     }
 
     /// Acknowledges every result at or below position `through`: they are never returned
@@ -722,7 +826,7 @@ impl Spool {
 fn read_chunk<'a>(
     segment: &Segment,
     chunk: impl Iterator<Item = &'a Entry> + Clone,
-    out: &mut Vec<Pending>,
+    out: &mut Raw,
     bad: &mut Vec<u64>,
 ) -> Result<(), SpoolError> {
     let (Some(first), Some(last)) = (chunk.clone().next(), chunk.clone().last()) else {
@@ -733,29 +837,34 @@ fn read_chunk<'a>(
     let mut file = File::open(&segment.path).map_err(io_err("open", &segment.path))?;
     file.seek(SeekFrom::Start(start))
         .map_err(io_err("read", &segment.path))?;
-    let mut buf = Vec::with_capacity((end - start) as usize);
+    let base = out.payloads.len();
+    out.payloads.reserve((end - start) as usize);
     // A short read (the file was cut behind our back) shows up as records that fail to decode.
-    file.take(end - start)
-        .read_to_end(&mut buf)
+    (&mut file)
+        .take(end - start)
+        .read_to_end(&mut out.payloads)
         .map_err(io_err("read", &segment.path))?;
+    let read = out.payloads.len();
     for entry in chunk {
         let at = (entry.offset - start) as usize;
-        let decoded = match format::decode(&buf, at, entry.position - 1) {
+        let payload = match format::decode(&out.payloads[base..read], at, entry.position - 1) {
+            // The payload follows the record's header.
             Some(record) if record.position == entry.position => {
-                serde_json::from_slice::<CheckResult>(record.payload).map_err(|e| e.to_string())
+                Some((base + at + RECORD_HEADER, record.payload.len()))
             }
-            _ => Err("bad length or checksum".to_owned()),
+            _ => None,
         };
-        match decoded {
-            Ok(result) => out.push(Pending {
+        match payload {
+            Some((offset, len)) => out.records.push(RawRecord {
                 position: entry.position,
-                result,
+                offset,
+                len,
             }),
-            Err(reason) => {
+            None => {
                 warn!(
                     path = %segment.path.display(),
                     position = entry.position,
-                    %reason,
+                    reason = "bad length or checksum",
                     "skipping a spooled result that cannot be read back"
                 );
                 bad.push(entry.position);
@@ -1173,7 +1282,10 @@ mod tests {
         let then = SystemTime::now() - 2 * HOUR;
         let mut spool = open(&config);
         spool
-            .append_at(&[result_at(0, then), result_at(1, then)], then)
+            .append_at(
+                &Encoded::new(&[result_at(0, then), result_at(1, then)]).expect("encode"),
+                then,
+            )
             .expect("append");
         spool.append(&results(2..3)).expect("append");
         assert_eq!(spool.pending(), 1, "append expires older results");

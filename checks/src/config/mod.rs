@@ -388,15 +388,16 @@ fn validate_check<'i>(
     let spec = match kind_name {
         "dns" => ctx
             .deserialize(kind_table)
-            .and_then(|raw| dns::validate(ctx, &raw).map(CheckSpec::Dns)),
+            .and_then(|raw| dns::validate(ctx, &raw).map(|c| CheckSpec::Dns(Box::new(c)))),
         "cdn" | "http" => {
             let cdn = kind_name == "cdn";
-            ctx.deserialize(kind_table)
-                .and_then(|raw| http::validate(ctx, &raw, cdn).map(CheckSpec::Http))
+            ctx.deserialize(kind_table).and_then(|raw| {
+                http::validate(ctx, &raw, cdn).map(|c| CheckSpec::Http(Box::new(c)))
+            })
         }
         "tls" => ctx
             .deserialize(kind_table)
-            .and_then(|raw| tls::validate(ctx, &raw).map(CheckSpec::Tls)),
+            .and_then(|raw| tls::validate(ctx, &raw).map(|c| CheckSpec::Tls(Box::new(c)))),
         "tcp" => ctx
             .deserialize(kind_table)
             .and_then(|raw| tcp::validate(ctx, &raw).map(CheckSpec::Tcp)),

@@ -252,16 +252,17 @@ impl Check {
     }
 }
 
-/// The kind-specific part of a check.
+/// The kind-specific part of a check. The larger kinds are boxed: a probe keeps every check
+/// it runs in memory, and a `Check` holding the largest kind inline was 768 bytes.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckSpec {
     /// `kind = "dns"`.
-    Dns(DnsCheck),
+    Dns(Box<DnsCheck>),
     /// `kind = "cdn"` or `kind = "http"`.
-    Http(HttpCheck),
+    Http(Box<HttpCheck>),
     /// `kind = "tls"`.
-    Tls(TlsCheck),
+    Tls(Box<TlsCheck>),
     /// `kind = "tcp"`.
     Tcp(TcpCheck),
 }

@@ -217,7 +217,7 @@ mod tests {
         let text = "[[vendor]]\nid = \"v\"\nname = \"V\"\n[[check]]\nid = \"c\"\nvendor = \"v\"\nkind = \"http\"\nurl = \"https://example.com/\"\n";
         let set = crate::config::parse_str(text).expect("valid check");
         match set.checks.into_iter().next().map(|c| c.spec) {
-            Some(crate::model::CheckSpec::Http(h)) => h,
+            Some(crate::model::CheckSpec::Http(h)) => *h,
             other => panic!("expected an http check, got {other:?}"),
         }
     }
