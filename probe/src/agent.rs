@@ -14,7 +14,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,9 +23,10 @@ use tokio::task::JoinSet;
 use vantage_checks::exec::{RunEnv, new_boot_id, run_check};
 use vantage_checks::model::Check;
 use vantage_checks::result::CheckResult;
-use vantage_checks::wire::{ProbeConfig, ProbeCounters, ResultBatch};
+use vantage_checks::wire::{ProbeConfig, ResultBatch};
 
 use crate::client::{ClientError, ConfigAnswer, CoordinatorClient};
+use crate::metrics::Counters;
 use crate::schedule::{next_run_ms, phase_offset};
 use crate::settings::Settings;
 use crate::spool::{Encoded, Spool, SpoolConfig, SpoolError};
@@ -65,22 +65,17 @@ pub enum AgentError {
         /// Why.
         source: std::io::Error,
     },
+    /// The local metrics endpoint cannot listen.
+    #[error("cannot listen on {addr} for /metrics (metrics_listen): {source}")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The coordinator's registration disagrees with this probe's settings.
     #[error("{0}")]
     Identity(String),
-}
-
-/// The probe's own counters since boot.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Check runs started.
-    pub runs: AtomicU64,
-    /// Results acknowledged.
-    pub sent: AtomicU64,
-    /// Pushes retried.
-    pub retried: AtomicU64,
-    /// Results refused with a 4xx.
-    pub rejected: AtomicU64,
 }
 
 /// What the scheduler runs: the checks selected for this probe. Each check task holds the
@@ -198,8 +193,21 @@ pub async fn run(
     };
     let (spool, spool_thread) = SpoolThread::open(spool_config).await?;
     let client = CoordinatorClient::new(&settings)?;
-    let settings = Arc::new(settings);
     let counters = Arc::new(Counters::default());
+    let metrics = match settings.metrics_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            tracing::info!(%addr, "serving the probe's own metrics on /metrics");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::new(counters.registry()),
+            )))
+        }
+        None => None,
+    };
+    let settings = Arc::new(settings);
     let failing: Arc<RwLock<HashSet<String>>> = Arc::default();
     let env = Arc::new(RunEnv {
         probe_id: String::new(),
@@ -278,6 +286,9 @@ pub async fn run(
     };
     tracing::info!("probe stopping: no new runs; flushing results");
     poller.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     // Aborting the scheduler drops its check tasks and with them every result sender, so the
     // spooler writes what is queued and ends.
     scheduler.abort();
@@ -374,6 +385,9 @@ async fn schedule(
     loop {
         let plan = plan_rx.borrow_and_update().clone();
         let mut running = JoinSet::new();
+        counters
+            .checks
+            .set(plan.as_ref().map_or(0, |p| p.checks.len() as i64));
         if let Some(plan) = plan {
             let env = Arc::new(RunEnv {
                 probe_id: plan.probe_id.clone(),
@@ -431,7 +445,7 @@ async fn run_check_forever(
         let Ok(_permit) = permits.acquire().await else {
             return;
         };
-        counters.runs.fetch_add(1, Ordering::Relaxed);
+        counters.runs.inc();
         // The spooler numbers results: a run cut short (the plan changed) takes no seq.
         // Boxed, with the send: an idle check task then holds a pointer-sized slot, not the
         // largest executor's whole future and a result inline (kilobytes a check).
@@ -598,6 +612,7 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                 return;
             }
         };
+        counters.spool(pending, dropped, bytes);
         let (items, unreadable) = raw.decode();
         if !unreadable.is_empty()
             && let Err(e) = spool.run(move |s| s.discard(&unreadable)).await
@@ -625,21 +640,13 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
         let n = items.len() as u64;
         let batch = ResultBatch {
             results: items.into_iter().map(|p| p.result).collect(),
-            counters: Some(ProbeCounters {
-                runs: counters.runs.load(Ordering::Relaxed),
-                pending,
-                sent: counters.sent.load(Ordering::Relaxed),
-                retried: counters.retried.load(Ordering::Relaxed),
-                dropped,
-                rejected: counters.rejected.load(Ordering::Relaxed),
-                spool_bytes: bytes,
-            }),
+            counters: Some(counters.wire()),
         };
         let outcome = client.push(&batch).await;
         let ack = match outcome {
             Ok(ack) => {
                 backoff = BACKOFF_MIN;
-                counters.sent.fetch_add(n, Ordering::Relaxed);
+                counters.sent.inc_by(n);
                 *failing.write().unwrap_or_else(|p| p.into_inner()) =
                     ack.failing_checks.into_iter().collect();
                 true
@@ -653,7 +660,7 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                 return;
             }
             Err(ClientError::Rejected { status, message }) => {
-                counters.rejected.fetch_add(n, Ordering::Relaxed);
+                counters.rejected.inc_by(n);
                 tracing::error!(status, results = n, reason = %message, "the coordinator rejected a batch; it will not be retried");
                 true
             }
@@ -661,7 +668,7 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                 message,
                 retry_after,
             }) => {
-                counters.retried.fetch_add(1, Ordering::Relaxed);
+                counters.retried.inc();
                 let wait = retry_after.unwrap_or_else(|| jitter(backoff));
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 tracing::warn!(error = %message, pending, retry_in_ms = wait.as_millis() as u64, "push failed; results stay spooled");

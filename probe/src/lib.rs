@@ -7,6 +7,7 @@
 //! Layout:
 //! - [`agent`]: the long-running agent's tasks: config poller, scheduler, spooler, shipper;
 //! - [`client`]: the HTTP client for the coordinator;
+//! - [`metrics`]: the probe's own counters, and its optional local `/metrics` endpoint;
 //! - [`schedule`]: phase offsets and the run grid;
 //! - [`settings`]: the agent's own settings (`probe.toml`, flags, environment);
 //! - [`once`]: run a set of checks concurrently, once each;
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod client;
+pub mod metrics;
 pub mod once;
 pub mod report;
 pub mod schedule;

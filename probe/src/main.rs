@@ -84,6 +84,9 @@ struct RunArgs {
     /// to the coordinator is not bound).
     #[arg(long, env = "VANTAGE_SOURCE_ADDRESS", value_name = "IP")]
     source_address: Option<String>,
+    /// Serve the probe's own counters on http://ADDR/metrics (Prometheus), e.g. 127.0.0.1:9470.
+    #[arg(long, env = "VANTAGE_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<String>,
 }
 
 fn init_logging() {
@@ -111,6 +114,7 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     file.state_dir = args.state_dir.or(file.state_dir);
     file.concurrency = args.concurrency.or(file.concurrency);
     file.source_address = args.source_address.or(file.source_address);
+    file.metrics_listen = args.metrics_listen.or(file.metrics_listen);
     let token = std::env::var("VANTAGE_PROBE_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());

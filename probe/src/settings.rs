@@ -5,7 +5,7 @@
 //! (`vantage-coordinator probe add`); values given here are checked against that registration.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -65,6 +65,9 @@ pub struct FileSettings {
     /// leave a multi-homed host through it (default: the system chooses). Target addresses
     /// of the other IP family are skipped; a check left with none is a `probe_error`.
     pub source_address: Option<String>,
+    /// Serve the probe's own counters on `http://<this>/metrics` (Prometheus), e.g.
+    /// `"127.0.0.1:9470"` (default: not served).
+    pub metrics_listen: Option<String>,
 }
 
 impl FileSettings {
@@ -128,6 +131,8 @@ pub struct Settings {
     pub config_poll: Duration,
     /// Local address every check's sockets are bound to.
     pub source_address: Option<IpAddr>,
+    /// Where the local `/metrics` endpoint listens, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A secret whose `Debug` is redacted (probe tokens here; the coordinator's receiver URLs,
@@ -231,6 +236,17 @@ impl Settings {
         if concurrency == 0 {
             return Err(rule("concurrency must be at least 1".into()));
         }
+        let metrics_listen = file
+            .metrics_listen
+            .as_deref()
+            .map(|text| {
+                text.trim().parse::<SocketAddr>().map_err(|_| {
+                    rule(format!(
+                        "metrics_listen must be an address and a port, e.g. metrics_listen = \"127.0.0.1:9470\"; got {text:?}"
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(Self {
             coordinator,
             token: Secret::new(token),
@@ -250,6 +266,7 @@ impl Settings {
             )?,
             config_poll: dur(file.config_poll, "config_poll", Duration::from_secs(5))?,
             source_address,
+            metrics_listen,
         })
     }
 }

@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 use vantage_checks::result::{CheckResult, Status};
 use vantage_e2e::cdn::{Cdn, HOST};
 use vantage_e2e::dns::{Nsd, Zone};
-use vantage_e2e::fleet::{Coordinator, Fleet, Probe, http_post_json};
+use vantage_e2e::fleet::{Coordinator, Fleet, Probe, ProbeOptions, http_get, http_post_json};
 use vantage_e2e::free_port;
 use vantage_probe::schedule::phase_offset;
 use vantage_probe::spool::{Spool, SpoolConfig};
@@ -280,6 +280,20 @@ fn wait_for_results(coordinator: &mut Coordinator, probes: &mut [Probe], n: usiz
 }
 
 /// Three probes: two in `eu`, one in `us`.
+/// A sample's value from a Prometheus text exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The probe's own counters from its `--metrics-listen` endpoint.
+fn probe_metrics(addr: SocketAddr) -> String {
+    match http_get(addr, "/metrics") {
+        Ok((200, body)) => body,
+        other => panic!("GET http://{addr}/metrics: {other:?}"),
+    }
+}
+
 fn three_probes(fleet: &Fleet, coordinator: &Coordinator) -> Vec<Probe> {
     [("eu-1", "eu"), ("eu-2", "eu"), ("us-1", "us")]
         .into_iter()
@@ -657,7 +671,24 @@ fn coordinator_unreachable_for_a_minute_then_every_result_arrives_once() {
     let fleet = Fleet::new();
     let mut coordinator = fleet.coordinator(&checks_toml(&nsd, nsd.addrs()[0], ""));
     let mut probes = three_probes(&fleet, &coordinator);
+    // A fourth probe serves its own counters: the only view of it while the coordinator is down.
+    let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    probes.push(fleet.probe_with(
+        &coordinator,
+        "us-2",
+        "us",
+        ProbeOptions {
+            args: vec!["--metrics-listen".into(), metrics.to_string()],
+            ..ProbeOptions::default()
+        },
+    ));
     wait_for_results(&mut coordinator, &mut probes, 2);
+    let before = probe_metrics(metrics);
+    assert_eq!(
+        sample(&before, "vantage_probe_checks"),
+        Some(2.0),
+        "{before}"
+    );
 
     coordinator.kill();
     let down = Instant::now();
@@ -687,6 +718,30 @@ fn coordinator_unreachable_for_a_minute_then_every_result_arrives_once() {
         }
         std::thread::sleep(POLL);
     }
+    // The probe's own /metrics tells the outage: runs go on, results wait in the spool.
+    let during = probe_metrics(metrics);
+    let value = |text: &str, name: &str| {
+        sample(text, name).unwrap_or_else(|| panic!("no `{name}` in:\n{text}"))
+    };
+    let runs =
+        value(&during, "vantage_probe_runs_total") - value(&before, "vantage_probe_runs_total");
+    assert!(
+        runs >= 50.0,
+        "{runs} runs counted during the outage:\n{during}"
+    );
+    let waiting = value(&during, "vantage_probe_spool_pending_results");
+    assert!(
+        waiting >= 50.0,
+        "{waiting} results pending after the outage:\n{during}"
+    );
+    assert!(
+        value(&during, "vantage_probe_spool_bytes") > 0.0,
+        "{during}"
+    );
+    assert!(
+        value(&during, "vantage_probe_pushes_retried_total") >= 1.0,
+        "pushes were retried:\n{during}"
+    );
     for (p, n) in probes.iter().zip(&growths) {
         // Two checks every 2 s for 60 s: about 60 appends.
         assert!(
@@ -736,6 +791,26 @@ fn coordinator_unreachable_for_a_minute_then_every_result_arrives_once() {
     println!(
         "outage: every result delivered {took:.1?} after the restart; by probe: {delivered_after:.1?}"
     );
+    // …and its spool empties once the coordinator has them.
+    let (after, _) = wait_for(
+        "us-2's /metrics shows an empty spool",
+        Duration::from_secs(10),
+        || {
+            let text = probe_metrics(metrics);
+            if sample(&text, "vantage_probe_spool_pending_results") == Some(0.0) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    );
+    let sent = value(&after, "vantage_probe_results_sent_total");
+    let us2 = all[3].len() as f64;
+    assert!(
+        sent >= us2,
+        "{sent} results sent, {us2} delivered:\n{after}"
+    );
+    assert_eq!(value(&after, "vantage_probe_results_rejected_total"), 0.0);
     for (probe, results) in probes.iter().zip(&all) {
         assert_each_once(results);
         let boots = seqs_by_boot(results);
