@@ -374,17 +374,34 @@ impl Network {
     }
 
     /// Stored results of the probe that started in `[since_ms, until_ms)`.
+    /// The probe's stored results that started in `[since_ms, until_ms)`, read in 30 s slices:
+    /// a slice holds at most 3,600 runs at 120 a second, within the API's `limit` of 10,000.
     fn results(&self, since_ms: i64, until_ms: i64) -> Vec<serde_json::Value> {
-        let path = format!(
-            "/api/v1/results?probe={}&since={since_ms}&until={until_ms}&limit=10000",
-            self.probe_id
-        );
-        match http_get(self.coordinator, &path) {
-            Ok((200, body)) => serde_json::from_str(&body)
-                .unwrap_or_else(|e| panic!("GET {path}: not a JSON array ({e})")),
-            Ok((status, body)) => panic!("GET {path}: {status} {body}"),
-            Err(e) => panic!("GET {path}: {e}"),
+        const SLICE_MS: i64 = 30_000;
+        const LIMIT: usize = 10_000;
+        let mut all = Vec::new();
+        let mut from = since_ms;
+        while from < until_ms {
+            let to = (from + SLICE_MS).min(until_ms);
+            let path = format!(
+                "/api/v1/results?probe={}&since={from}&until={to}&limit={LIMIT}",
+                self.probe_id
+            );
+            let slice: Vec<serde_json::Value> = match http_get(self.coordinator, &path) {
+                Ok((200, body)) => serde_json::from_str(&body)
+                    .unwrap_or_else(|e| panic!("GET {path}: not a JSON array ({e})")),
+                Ok((status, body)) => panic!("GET {path}: {status} {body}"),
+                Err(e) => panic!("GET {path}: {e}"),
+            };
+            assert!(
+                slice.len() < LIMIT,
+                "GET {path}: {} results, the most one answer holds; slice the window finer",
+                slice.len()
+            );
+            all.extend(slice);
+            from = to;
         }
+        all
     }
 
     fn assert_running(&mut self) {
