@@ -256,6 +256,7 @@ pub async fn run(
         result_rx,
         spool.clone(),
         Arc::clone(&spooled),
+        Arc::clone(&counters),
         fatal_tx.clone(),
     ));
     let scheduler = tokio::spawn(schedule(
@@ -532,6 +533,7 @@ async fn spool_results(
     mut rx: mpsc::Receiver<CheckResult>,
     spool: SpoolThread,
     spooled: Arc<Notify>,
+    counters: Arc<Counters>,
     fatal: mpsc::Sender<AgentError>,
 ) {
     let mut buf = Vec::with_capacity(256);
@@ -548,12 +550,21 @@ async fn spool_results(
         let written = match Encoded::new(&batch) {
             Ok(encoded) => {
                 drop(batch);
-                spool.run(move |s| s.append_encoded(&encoded)).await
+                spool
+                    .run(move |s| {
+                        s.append_encoded(&encoded)?;
+                        Ok((s.pending(), s.dropped(), s.bytes()))
+                    })
+                    .await
             }
             Err(e) => Err(AgentError::Spool(e.to_string())),
         };
         match written {
-            Ok(()) => spooled.notify_one(),
+            Ok((pending, dropped, bytes)) => {
+                // The gauges follow appends too: while pushes back off, nothing else moves them.
+                counters.spool(pending, dropped, bytes);
+                spooled.notify_one();
+            }
             Err(e) => {
                 tracing::error!(error = %e, lost = n, "cannot write results to the spool");
                 let _ = fatal.send(e).await;

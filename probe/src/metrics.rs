@@ -90,10 +90,11 @@ impl Counters {
     /// boot (a running total), and bytes on disk.
     pub fn spool(&self, pending: u64, dropped_total: u64, bytes: u64) {
         self.pending.set(gauge(pending));
-        let seen = self.dropped.get();
-        if dropped_total > seen {
-            self.dropped.inc_by(dropped_total - seen);
-        }
+        // The spool's own total only grows; fetch_max keeps the counter right when the
+        // spooler and the shipper report at once (the in-process probe runs multi-threaded).
+        self.dropped
+            .inner()
+            .fetch_max(dropped_total, std::sync::atomic::Ordering::Relaxed);
         self.spool_bytes.set(gauge(bytes));
     }
 
