@@ -12,7 +12,7 @@
 //! - the **shipper** pushes batches from the spool, removes them only once acknowledged, and
 //!   retries network errors, 5xx and 429 with jittered backoff, honouring `Retry-After`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -711,16 +711,6 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
             return;
         }
     }
-}
-
-/// Labels of this probe as the coordinator registered them (for logs).
-pub fn describe(doc: &ProbeConfig) -> String {
-    let labels: BTreeMap<&str, &str> = doc
-        .labels
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    format!("{} in {} {labels:?}", doc.probe_id, doc.region)
 }
 
 #[cfg(test)]

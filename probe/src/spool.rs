@@ -167,16 +167,6 @@ impl Encoded {
         }
         Ok(out)
     }
-
-    /// How many results.
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// True when there are none.
-    pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
-    }
 }
 
 /// Spooled records not yet decoded ([`Spool::peek_raw`]), oldest first.
