@@ -268,6 +268,8 @@ recover_for = "45s"
 retry = "off"
 failing_interval = "5s"
 slow = "750ms"
+flap_window = "2m"
+lone_probe_pages = true
 
 [[vendor]]
 id = "v"

@@ -410,6 +410,7 @@ fn history(path: &Path, shape: &Shape) {
                 global: ScopeStatus {
                     state: pick(0),
                     conditions: vec![],
+                    clearing: false,
                 },
                 regions: REGIONS
                     .iter()
@@ -420,6 +421,7 @@ fn history(path: &Path, shape: &Shape) {
                             ScopeStatus {
                                 state: pick(8 + 8 * i as u64),
                                 conditions: vec![],
+                                clearing: false,
                             },
                         )
                     })
@@ -470,6 +472,7 @@ fn history(path: &Path, shape: &Shape) {
                 resolve,
                 events: vec![("opened".into(), "{}".into())],
                 deliveries: vec![],
+                ..IncidentWrite::default()
             };
             let id = store
                 .write_incident(&write(None, opened, false))

@@ -23,6 +23,7 @@ use crate::catalog::{Catalog, Catalogs};
 use crate::consensus::quarantine::{
     self, CheckVotes, HealthChange, ProbeHealth, QuarantineSettings,
 };
+use crate::consensus::suspect::{self, Dissent, Finding, SuspectChange};
 use crate::consensus::vendor::{self, CheckView, VendorStatus};
 use crate::consensus::{
     CheckState, Evaluation, Evidence, Ms, Outcome, ProbeRuns, Run, Scope, Transition, Verdict,
@@ -193,6 +194,8 @@ struct Inner {
     checks: HashMap<String, CheckEntry>,
     health: BTreeMap<String, ProbeHealth>,
     vendors: BTreeMap<String, VendorStatus>,
+    /// Lone dissenters, by (probe, check), and which of them are suspect.
+    suspects: suspect::Marks,
     probes: Vec<ProbeRecord>,
     /// Checks with new runs since their last evaluation.
     dirty: BTreeSet<String>,
@@ -417,6 +420,32 @@ impl Inner {
     }
 }
 
+/// Logs a probe becoming suspect on a check, or clearing.
+fn log_suspect(c: &SuspectChange) {
+    if c.suspect {
+        tracing::warn!(probe = %c.probe, check = %c.check, vendor = %c.vendor, dissent = c.dissent.as_label(), "probe suspect: it alone fails a check its peers see fine; it still votes, and cannot page alone");
+    } else {
+        tracing::info!(probe = %c.probe, check = %c.check, vendor = %c.vendor, "probe no longer suspect on the check");
+    }
+}
+
+/// A probe that is the lone dissenter on a check for longer than its window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SuspectView {
+    /// The probe.
+    pub probe: String,
+    /// The check.
+    pub check: String,
+    /// The check's vendor.
+    pub vendor: String,
+    /// How it dissents: `failing` or `slow`.
+    pub dissent: Dissent,
+    /// Since when (Unix ms) it has dissented without a break.
+    pub dissenting_since_ms: Ms,
+    /// Since when (Unix ms) it is suspect.
+    pub suspect_since_ms: Ms,
+}
+
 /// A vendor's state for the API.
 #[derive(Clone, Debug, Serialize)]
 pub struct VendorView {
@@ -605,8 +634,10 @@ impl Engine {
         }
         let mut changes = Vec::new();
 
-        // Quarantine first, on votes counted with nobody set aside.
+        // Quarantine first, on votes counted with nobody set aside; lone dissenters from the
+        // same runs.
         let mut votes: Vec<(String, String, Vec<crate::consensus::ProbeVote>)> = Vec::new();
+        let mut findings: Vec<Finding> = Vec::new();
         let ids: Vec<String> = inner.checks.keys().cloned().collect();
         for id in &ids {
             // Only what voting needs: cloning the whole check (its regexes, its spec) every
@@ -620,21 +651,34 @@ impl Engine {
             let Some(entry) = inner.checks.get_mut(id) else {
                 continue;
             };
-            let v = entry
+            let runs: Vec<ProbeRuns<'_>> = entry
                 .probes
                 .iter_mut()
-                .map(|(p, h)| {
-                    let runs = ProbeRuns {
-                        probe: p,
-                        region: &h.region,
-                        runs: h.runs.make_contiguous(),
-                        message: None,
-                        quarantined: false,
-                    };
-                    crate::consensus::vote(&settings, &runs, now)
+                .map(|(p, h)| ProbeRuns {
+                    probe: p,
+                    region: &h.region,
+                    runs: h.runs.make_contiguous(),
+                    message: None,
+                    quarantined: false,
                 })
                 .collect();
+            let v = runs
+                .iter()
+                .map(|r| crate::consensus::vote(&settings, r, now))
+                .collect();
+            findings.push(Finding {
+                check: id.clone(),
+                vendor: vendor.clone(),
+                window_ms: settings.window.as_millis() as Ms,
+                dissenter: suspect::lone_dissenter(&settings, &runs, now)
+                    .map(|(p, d)| (p.to_owned(), d)),
+            });
             votes.push((id.clone(), vendor, v));
+        }
+        let (marks, suspect_changes) = suspect::assess(&inner.suspects, &findings, now);
+        inner.suspects = marks;
+        for c in &suspect_changes {
+            log_suspect(c);
         }
         let check_votes: Vec<CheckVotes<'_>> = votes
             .iter()
@@ -775,5 +819,24 @@ impl Engine {
     /// Every probe's health.
     pub async fn probe_health(&self) -> BTreeMap<String, ProbeHealth> {
         self.inner.lock().await.health.clone()
+    }
+
+    /// Every (probe, check) where the probe is suspect, by probe then check.
+    pub async fn suspects(&self) -> Vec<SuspectView> {
+        let inner = self.inner.lock().await;
+        inner
+            .suspects
+            .iter()
+            .filter_map(|((probe, check), d)| {
+                Some(SuspectView {
+                    probe: probe.clone(),
+                    check: check.clone(),
+                    vendor: d.vendor.clone(),
+                    dissent: d.dissent,
+                    dissenting_since_ms: d.since_ms,
+                    suspect_since_ms: d.suspect_since_ms?,
+                })
+            })
+            .collect()
     }
 }

@@ -5,7 +5,20 @@
 //! task that receives the engine's changes in order, persists them, and writes each incident
 //! change together with its alerts in one transaction. A timer reconciles open incidents
 //! with routes and silences (a trigger held back by a silence that has ended goes out then),
-//! sends reminders, and re-sends firing alerts to Alertmanager.
+//! sends reminders, re-sends firing alerts to Alertmanager, and resolves incidents whose
+//! subject has stayed clear for the flap window.
+//!
+//! **A flapping vendor is one incident.** When a vendor clears, its incident does not resolve
+//! at once: it is *clearing* (a `cleared` entry on its timeline, no page) and resolves only
+//! after the vendor has stayed clear for the flap window (the longest `flap_window` of its
+//! checks; by default three times `recover_for`). A vendor that fails again within that
+//! window *flaps*: the same incident goes on, with a `flapped` entry on its timeline and no
+//! new trigger, so PagerDuty's `dedup_key`, Alertmanager's labels and the webhook's
+//! `incident_id` stay the same for the whole episode: one trigger, one resolve.
+//!
+//! **No noise while clearing.** A change that only narrows an incident (a milder state, or
+//! fewer regions) while every check behind what remains is already waiting out
+//! `recover_for` is written to the timeline but not paged: the resolve follows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -38,6 +51,12 @@ pub struct Now {
     /// Do not open an incident yet: a regional problem while the global verdict is about to
     /// change is likely the start of a global one, and the first page should say so.
     pub defer_open: bool,
+    /// Something is wrong, but every check behind it is already recovering (its votes are
+    /// fine, `recover_for` holds the state): a narrower page now would be noise.
+    pub clearing: bool,
+    /// How long the subject must stay clear before its incident resolves (ms); failing again
+    /// within it is a flap of the same incident. Zero resolves at once.
+    pub flap_window_ms: Ms,
     /// One line for people.
     pub summary: String,
     /// Conditions and evidence.
@@ -49,27 +68,73 @@ pub struct Now {
 pub enum Plan {
     /// Open a new incident.
     Open,
-    /// The open incident changed (state, scope or summary).
-    Change,
+    /// The open incident changed (state, scope or summary). `page` is false for a change
+    /// that only narrows it while it is clearing: recorded, not sent.
+    Change {
+        /// Send the update.
+        page: bool,
+    },
+    /// The subject is clear: the incident waits out the flap window before it resolves.
+    Clear,
+    /// The subject fails again within the flap window: the same incident goes on. `changed`:
+    /// its state or summary differ from before, so receivers get an update.
+    Flap {
+        /// Send an update.
+        changed: bool,
+    },
     /// Resolve the open incident.
     Resolve,
 }
 
-/// Decides what `now` means for the open incident, if any.
-pub fn plan(open: Option<&IncidentRow>, now: &Now) -> Option<Plan> {
-    match open {
-        None if now.bad && !now.defer_open => Some(Plan::Open),
-        None => None,
-        Some(_) if now.clear => Some(Plan::Resolve),
-        Some(i) if now.bad && (i.state != now.subject.state || i.summary != now.summary) => {
-            Some(Plan::Change)
-        }
-        Some(_) => None,
+/// Decides what `now` means at `at` for the open incident, if any.
+pub fn plan(open: Option<&IncidentRow>, now: &Now, at: Ms) -> Option<Plan> {
+    let Some(i) = open else {
+        return (now.bad && !now.defer_open).then_some(Plan::Open);
+    };
+    let changed = i.state != now.subject.state || i.summary != now.summary;
+    if now.clear {
+        return match i.clear_since_ms {
+            _ if now.flap_window_ms <= 0 => Some(Plan::Resolve),
+            None => Some(Plan::Clear),
+            Some(since) if at - since >= now.flap_window_ms => Some(Plan::Resolve),
+            Some(_) => None,
+        };
     }
+    if !now.bad {
+        // Unknown: nothing to say either way; a clearing incident keeps waiting.
+        return None;
+    }
+    if i.clear_since_ms.is_some() {
+        return Some(Plan::Flap { changed });
+    }
+    changed.then(|| Plan::Change {
+        page: !(now.clearing && narrows(i, now)),
+    })
 }
 
-/// The facts of a vendor's status.
-pub fn vendor_now(id: &str, name: &str, status: &VendorStatus) -> Now {
+/// True when `now` is no worse than the open incident and inside its scope: a milder (or the
+/// same) state, in the same or fewer regions.
+fn narrows(open: &IncidentRow, now: &Now) -> bool {
+    let milder = match (
+        VendorState::from_label(&now.subject.state),
+        VendorState::from_label(&open.state),
+    ) {
+        (Some(new), Some(old)) => new <= old,
+        _ => false,
+    };
+    let before = serde_json::from_str::<serde_json::Value>(&open.detail)
+        .ok()
+        .and_then(|v| serde_json::from_value::<Subject>(v["subject"].clone()).ok());
+    let inside = before.is_some_and(|b| {
+        b.scope == "global"
+            || (now.subject.scope != "global"
+                && now.subject.regions.iter().all(|r| b.regions.contains(r)))
+    });
+    milder && inside
+}
+
+/// The facts of a vendor's status; `flap_window_ms` is the vendor's flap window.
+pub fn vendor_now(id: &str, name: &str, status: &VendorStatus, flap_window_ms: Ms) -> Now {
     let outages = status.regional_outages();
     let (state, scope, regions): (VendorState, &str, Vec<String>) =
         if status.global.state.is_bad() || outages.is_empty() {
@@ -91,6 +156,13 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus) -> Now {
             .filter_map(|r| status.regions.get(r))
             .flat_map(|s| s.conditions.clone())
             .collect()
+    };
+    let clearing = if scope == "global" {
+        status.global.clearing
+    } else {
+        regions
+            .iter()
+            .all(|r| status.regions.get(r).is_some_and(|s| s.clearing))
     };
     let checks: BTreeSet<String> = conditions.iter().flat_map(|c| c.checks.clone()).collect();
     let mut kinds: Vec<&str> = conditions.iter().map(|c| c.kind.as_label()).collect();
@@ -130,6 +202,8 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus) -> Now {
         bad: state.is_bad(),
         clear: status.global.state == VendorState::Operational && !status.worst().is_bad(),
         defer_open: scope == "regional" && status.global_pending,
+        clearing,
+        flap_window_ms,
         summary,
         detail: json!({ "status": status }),
     }
@@ -160,6 +234,9 @@ pub fn probe_now(
         bad: change.quarantined,
         clear: !change.quarantined,
         defer_open: false,
+        clearing: false,
+        // Readmission already waits out `readmit_after`.
+        flap_window_ms: 0,
         summary: format!(
             "probe {} is quarantined: it fails {} while its peers see them fine",
             change.probe,
@@ -183,6 +260,9 @@ pub struct Incidents {
     pub metrics: Arc<Metrics>,
     /// The live stream: transitions, vendor and probe changes, incident events.
     pub stream: Arc<crate::stream::Hub>,
+    /// Every vendor's latest state (seeded with the engine's at start), so that the timer can
+    /// resolve an incident whose vendor has stayed clear, with no new change to wake it.
+    pub vendors: std::sync::Mutex<BTreeMap<String, VendorStatus>>,
 }
 
 fn now_ms() -> Ms {
@@ -211,19 +291,52 @@ impl Incidents {
             subject: now.subject.clone(),
             summary: now.summary.clone(),
             opened_at: rfc3339(row.map_or(at, |r| r.opened_ms)),
+            opened_state: row.map_or_else(|| now.subject.state.clone(), |r| r.opened_state.clone()),
             at: rfc3339(at),
-            resolved_at: resolved.then(|| rfc3339(at)),
+            // It resolved when its subject cleared for good, not when the flap window ended.
+            resolved_at: resolved
+                .then(|| rfc3339(row.and_then(|r| r.clear_since_ms).unwrap_or(at))),
             detail: now.detail.clone(),
         };
         serde_json::to_string(&a).unwrap_or_default()
     }
 
-    /// Applies what is now true of a subject: opens, changes or resolves its incident.
+    /// Triggers for the receivers routes choose (none while a silence holds), updates for
+    /// those already triggered; the silence, when one holds, for the timeline.
+    fn pages(
+        &self,
+        open: Option<&IncidentRow>,
+        triggered: &BTreeSet<&str>,
+        now: &Now,
+        at: Ms,
+    ) -> Result<(Vec<NewDelivery>, Option<SilenceRow>), StoreError> {
+        let silence = self.silenced(&now.subject, at)?;
+        let targets = self.alerting.targets(&now.subject);
+        let mut names: BTreeSet<&str> = targets.keys().map(String::as_str).collect();
+        names.extend(triggered.iter().copied());
+        let mut deliveries = Vec::new();
+        for name in names {
+            let was_triggered = triggered.contains(name);
+            if !was_triggered && (!targets.contains_key(name) || silence.is_some()) {
+                continue;
+            }
+            let event = if was_triggered { "update" } else { "trigger" };
+            deliveries.push(NewDelivery {
+                receiver: name.to_owned(),
+                event: event.to_owned(),
+                payload: self.alert(event, open, now, at, false),
+            });
+        }
+        Ok((deliveries, silence))
+    }
+
+    /// Applies what is now true of a subject: opens, changes, clears, flaps or resolves its
+    /// incident.
     fn apply(&self, now: &Now, at: Ms) -> Result<(), StoreError> {
         let open = self
             .store
             .open_incident(&now.subject.kind, &now.subject.id)?;
-        let Some(plan) = plan(open.as_ref(), now) else {
+        let Some(plan) = plan(open.as_ref(), now, at) else {
             return Ok(());
         };
         let delivered = match &open {
@@ -241,43 +354,42 @@ impl Incidents {
             &json!({ "subject": now.subject, "summary": now.summary, "detail": now.detail }),
         )
         .unwrap_or_default();
+        let clear_since = open.as_ref().and_then(|i| i.clear_since_ms);
+        let flaps = open.as_ref().map_or(0, |i| i.flaps);
+        let page = match plan {
+            Plan::Open | Plan::Change { page: true } | Plan::Flap { changed: true } => true,
+            Plan::Change { page: false } | Plan::Flap { changed: false } => false,
+            Plan::Clear | Plan::Resolve => false,
+        };
         match plan {
-            Plan::Open | Plan::Change => {
-                events.push((
-                    if plan == Plan::Open {
-                        "opened"
-                    } else {
-                        "changed"
-                    }
-                    .to_owned(),
-                    detail.clone(),
-                ));
-                let silence = self.silenced(&now.subject, at)?;
-                let targets = self.alerting.targets(&now.subject);
-                let mut names: BTreeSet<&str> = targets.keys().map(String::as_str).collect();
-                names.extend(triggered.iter().copied());
-                for name in names {
-                    let was_triggered = triggered.contains(name);
-                    if !was_triggered && !targets.contains_key(name) {
-                        continue;
-                    }
-                    if !was_triggered && silence.is_some() {
-                        continue;
-                    }
-                    let event = if was_triggered { "update" } else { "trigger" };
-                    deliveries.push(NewDelivery {
-                        receiver: name.to_owned(),
-                        event: event.to_owned(),
-                        payload: self.alert(event, open.as_ref(), now, at, false),
-                    });
+            Plan::Open => events.push(("opened".to_owned(), detail.clone())),
+            Plan::Change { page } => {
+                let mut d = json!({ "subject": now.subject, "summary": now.summary, "detail": now.detail });
+                if !page {
+                    d["not_paged"] = json!("it only narrows an incident that is clearing");
                 }
-                if let Some(s) = silence {
-                    events.push((
-                        "suppressed".to_owned(),
-                        json!({ "silence": s.id, "comment": s.comment, "created_by": s.created_by }).to_string(),
-                    ));
-                }
+                events.push(("changed".to_owned(), d.to_string()));
             }
+            Plan::Flap { .. } => events.push((
+                "flapped".to_owned(),
+                json!({
+                    "flap": flaps + 1,
+                    "cleared_at": clear_since.map(rfc3339),
+                    "subject": now.subject,
+                    "summary": now.summary,
+                    "detail": now.detail,
+                })
+                .to_string(),
+            )),
+            Plan::Clear => events.push((
+                "cleared".to_owned(),
+                json!({
+                    "resolves_at": rfc3339(at + now.flap_window_ms),
+                    "flap_window_ms": now.flap_window_ms,
+                    "why": "it resolves once clear for the flap window; failing again before then is a flap of this incident",
+                })
+                .to_string(),
+            )),
             Plan::Resolve => {
                 events.push(("resolved".to_owned(), detail.clone()));
                 for name in &triggered {
@@ -289,10 +401,23 @@ impl Incidents {
                 }
             }
         }
-        let (state, summary) = match (&open, plan) {
-            // A resolved incident keeps the worst state it reached in its name.
-            (Some(i), Plan::Resolve) => (i.state.clone(), i.summary.clone()),
-            _ => (now.subject.state.clone(), now.summary.clone()),
+        if page {
+            let (pages, silence) = self.pages(open.as_ref(), &triggered, now, at)?;
+            deliveries.extend(pages);
+            if let Some(s) = silence {
+                events.push((
+                    "suppressed".to_owned(),
+                    json!({ "silence": s.id, "comment": s.comment, "created_by": s.created_by })
+                        .to_string(),
+                ));
+            }
+        }
+        let (state, summary, detail) = match (&open, plan) {
+            // A clearing or resolved incident keeps the state it reached in its name, and
+            // what it was about (its reminders follow the same routes while it clears).
+            (Some(i), Plan::Clear) => (i.state.clone(), i.summary.clone(), i.detail.clone()),
+            (Some(i), Plan::Resolve) => (i.state.clone(), i.summary.clone(), detail),
+            _ => (now.subject.state.clone(), now.summary.clone(), detail),
         };
         let queued = !deliveries.is_empty();
         let recorded_state = state.clone();
@@ -305,12 +430,20 @@ impl Incidents {
             detail,
             at_ms: at,
             resolve: plan == Plan::Resolve,
+            clear_since_ms: match plan {
+                Plan::Clear => Some(at),
+                Plan::Resolve => clear_since,
+                _ => None,
+            },
+            flap: matches!(plan, Plan::Flap { .. }),
             events,
             deliveries,
         })?;
         let kind = match plan {
             Plan::Open => "opened",
-            Plan::Change => "changed",
+            Plan::Change { .. } => "changed",
+            Plan::Clear => "cleared",
+            Plan::Flap { .. } => "flapped",
             Plan::Resolve => "resolved",
         };
         self.stream.incident(
@@ -330,8 +463,14 @@ impl Incidents {
                     self.metrics.incident_opened(PROBE_STATE);
                 }
             }
-            Plan::Change => {
-                tracing::warn!(incident = id, subject = %now.subject.id, state = %now.subject.state, summary = %now.summary, "incident changed")
+            Plan::Change { page } => {
+                tracing::warn!(incident = id, subject = %now.subject.id, state = %now.subject.state, summary = %now.summary, paged = page, "incident changed")
+            }
+            Plan::Clear => {
+                tracing::info!(incident = id, subject = %now.subject.id, flap_window_ms = now.flap_window_ms, "incident clearing: it resolves if it stays clear for the flap window")
+            }
+            Plan::Flap { changed } => {
+                tracing::warn!(incident = id, subject = %now.subject.id, state = %now.subject.state, flaps = flaps + 1, paged = changed, "incident flapped: failing again within the flap window, same incident")
             }
             Plan::Resolve => {
                 tracing::info!(incident = id, subject = %now.subject.id, "incident resolved")
@@ -346,6 +485,24 @@ impl Incidents {
     /// Sends held-back triggers whose silence ended, reminders and Alertmanager re-sends.
     fn reconcile(&self, at: Ms) -> Result<(), StoreError> {
         for incident in self.store.open_incidents()? {
+            if let (Some(since), "vendor") =
+                (incident.clear_since_ms, incident.subject_kind.as_str())
+            {
+                // Clearing: resolve it once its vendor has stayed clear for the flap window.
+                let status = self
+                    .vendors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&incident.subject)
+                    .cloned();
+                if let Some(status) = status {
+                    let now = self.vendor_facts(&incident.subject, &status);
+                    if now.clear && at - since >= now.flap_window_ms {
+                        self.apply(&now, at)?;
+                        continue;
+                    }
+                }
+            }
             let Ok(saved) = serde_json::from_str::<serde_json::Value>(&incident.detail) else {
                 continue;
             };
@@ -357,6 +514,8 @@ impl Incidents {
                 bad: true,
                 clear: false,
                 defer_open: false,
+                clearing: false,
+                flap_window_ms: 0,
                 summary: incident.summary.clone(),
                 detail: saved["detail"].clone(),
             };
@@ -367,7 +526,9 @@ impl Incidents {
             for (name, repeat) in &targets {
                 let d = delivered.iter().find(|d| &d.receiver == name);
                 let event = match d.and_then(|d| d.triggered_ms) {
-                    None if silence.is_none() => "trigger",
+                    // A trigger held back by a silence goes out when it ends, unless the
+                    // vendor has cleared meanwhile.
+                    None if silence.is_none() && incident.clear_since_ms.is_none() => "trigger",
                     None => continue,
                     Some(_) => {
                         let last = d.and_then(|d| d.last_sent_ms).unwrap_or(incident.opened_ms);
@@ -409,12 +570,33 @@ impl Incidents {
                 detail: incident.detail.clone(),
                 at_ms: at,
                 resolve: false,
+                clear_since_ms: incident.clear_since_ms,
+                flap: false,
                 events,
                 deliveries,
             })?;
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// What a vendor's status means for its incident, with its name and flap window (the
+    /// longest of its checks').
+    fn vendor_facts(&self, vendor: &str, status: &VendorStatus) -> Now {
+        let catalog = self.catalogs.current();
+        let name = catalog
+            .checks
+            .vendor(vendor)
+            .map_or_else(|| vendor.to_owned(), |v| v.name.clone());
+        let flap_window = catalog
+            .checks
+            .checks
+            .iter()
+            .filter(|c| c.vendor == vendor)
+            .map(|c| c.settings.flap_window())
+            .max()
+            .unwrap_or_default();
+        vendor_now(vendor, &name, status, flap_window.as_millis() as Ms)
     }
 
     fn handle(&self, change: Change) -> Result<(), StoreError> {
@@ -467,12 +649,11 @@ impl Incidents {
                     &states,
                     at_ms,
                 )?;
-                let catalog = self.catalogs.current();
-                let name = catalog
-                    .checks
-                    .vendor(&vendor)
-                    .map_or_else(|| vendor.clone(), |v| v.name.clone());
-                self.apply(&vendor_now(&vendor, &name, &status), at_ms)
+                self.vendors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(vendor.clone(), status.clone());
+                self.apply(&self.vendor_facts(&vendor, &status), at_ms)
             }
             Change::Probe { change, health } => {
                 // The registry is read only for probe changes (rare), for the probe's region
@@ -522,6 +703,8 @@ mod tests {
     use super::*;
     use crate::consensus::vendor::{Condition, ConditionKind, ScopeStatus};
 
+    const FLAP: Ms = 90_000;
+
     fn status(global: VendorState, regions: &[(&str, VendorState)]) -> VendorStatus {
         let scope = |s: VendorState| ScopeStatus {
             state: s,
@@ -535,6 +718,7 @@ mod tests {
             } else {
                 vec![]
             },
+            clearing: false,
         };
         VendorStatus {
             global_pending: false,
@@ -546,67 +730,260 @@ mod tests {
         }
     }
 
-    fn row(state: &str, summary: &str) -> IncidentRow {
+    /// An open incident about what `now` says, as `apply` would have stored it.
+    fn row(now: &Now, clear_since_ms: Option<Ms>) -> IncidentRow {
         IncidentRow {
             id: 7,
             subject_kind: "vendor".into(),
             subject: "v".into(),
-            state: state.into(),
-            summary: summary.into(),
+            state: now.subject.state.clone(),
+            summary: now.summary.clone(),
             opened_ms: 0,
             updated_ms: 0,
             resolved_ms: None,
-            detail: "{}".into(),
+            detail: json!({ "subject": now.subject, "summary": now.summary }).to_string(),
+            opened_state: now.subject.state.clone(),
+            clear_since_ms,
+            flaps: 0,
         }
+    }
+
+    fn now_of(status: &VendorStatus) -> Now {
+        vendor_now("v", "V", status, FLAP)
     }
 
     #[test]
     fn plans() {
         use VendorState::*;
-        let down = vendor_now("v", "V", &status(HardDown, &[]));
-        let regional = vendor_now(
-            "v",
-            "V",
-            &status(Operational, &[("eu", HardDown), ("us", Operational)]),
-        );
-        let fine = vendor_now("v", "V", &status(Operational, &[("eu", Operational)]));
-        let unknown = vendor_now("v", "V", &status(Unknown, &[]));
+        let down = now_of(&status(HardDown, &[]));
+        let regional = now_of(&status(
+            Operational,
+            &[("eu", HardDown), ("us", Operational)],
+        ));
+        let fine = now_of(&status(Operational, &[("eu", Operational)]));
+        let unknown = now_of(&status(Unknown, &[]));
         let mut starting = status(Operational, &[("eu", HardDown)]);
         starting.global_pending = true;
-        let starting = vendor_now("v", "V", &starting);
+        let starting = now_of(&starting);
+        let mut degraded = status(Degraded, &[]);
+        degraded.global.conditions[0].kind = ConditionKind::Degraded;
+        let degraded = now_of(&degraded);
+        let mut clearing = status(Operational, &[("eu", HardDown), ("us", Operational)]);
+        if let Some(eu) = clearing.regions.get_mut("eu") {
+            eu.clearing = true;
+        }
+        let clearing = now_of(&clearing);
         assert_eq!(regional.subject.scope, "regional");
         assert_eq!(regional.subject.regions, vec!["eu"]);
         assert_eq!(regional.summary, "V is hard_down in eu");
         assert_eq!(down.summary, "V is hard_down");
-        let open = row("hard_down", "V is hard_down");
+        assert!(clearing.clearing && !regional.clearing);
+        let open = row(&down, None);
+        let open_eu = row(&regional, None);
+        let cleared_at = 1_000;
+        let clearing_row = row(&down, Some(cleared_at));
+        let at = cleared_at + 10_000;
         let cases = [
-            ("opens", None, &down, Some(Plan::Open)),
-            ("regional opens too", None, &regional, Some(Plan::Open)),
+            ("opens", None, &down, at, Some(Plan::Open)),
+            ("regional opens too", None, &regional, at, Some(Plan::Open)),
             (
                 "regional waits while the global verdict is pending",
                 None,
                 &starting,
+                at,
                 None,
             ),
-            ("nothing wrong", None, &fine, None),
-            ("unknown opens nothing", None, &unknown, None),
-            ("same state: nothing", Some(&open), &down, None),
+            ("nothing wrong", None, &fine, at, None),
+            ("unknown opens nothing", None, &unknown, at, None),
+            ("same state: nothing", Some(&open), &down, at, None),
             (
-                "global to regional: change",
+                "global to regional: an update",
                 Some(&open),
                 &regional,
-                Some(Plan::Change),
+                at,
+                Some(Plan::Change { page: true }),
             ),
-            ("unknown keeps it open", Some(&open), &unknown, None),
             (
-                "operational resolves",
+                "r11: global to regional while that region is clearing: not paged",
+                Some(&open),
+                &clearing,
+                at,
+                Some(Plan::Change { page: false }),
+            ),
+            (
+                "milder but wider is paged, clearing or not",
+                Some(&open_eu),
+                &degraded,
+                at,
+                Some(Plan::Change { page: true }),
+            ),
+            (
+                "regional to global is paged",
+                Some(&open_eu),
+                &down,
+                at,
+                Some(Plan::Change { page: true }),
+            ),
+            ("unknown keeps it open", Some(&open), &unknown, at, None),
+            (
+                "operational starts the flap window",
                 Some(&open),
                 &fine,
+                at,
+                Some(Plan::Clear),
+            ),
+            (
+                "still clear within the flap window: wait",
+                Some(&clearing_row),
+                &fine,
+                cleared_at + FLAP - 1,
+                None,
+            ),
+            (
+                "clear for the whole flap window: resolve",
+                Some(&clearing_row),
+                &fine,
+                cleared_at + FLAP,
                 Some(Plan::Resolve),
             ),
+            (
+                "unknown while clearing: wait",
+                Some(&clearing_row),
+                &unknown,
+                cleared_at + 2 * FLAP,
+                None,
+            ),
+            (
+                "r11: failing again within the flap window: a flap, same incident, no page",
+                Some(&clearing_row),
+                &down,
+                at,
+                Some(Plan::Flap { changed: false }),
+            ),
+            (
+                "a flap in another state: an update",
+                Some(&clearing_row),
+                &regional,
+                at,
+                Some(Plan::Flap { changed: true }),
+            ),
         ];
-        for (name, open, now, want) in cases {
-            assert_eq!(plan(open, now), want, "{name}");
+        for (name, open, now, at, want) in cases {
+            assert_eq!(plan(open, now, at), want, "{name}");
+        }
+        // With no flap window (probe incidents), clear resolves at once.
+        let probe_fine = Now {
+            flap_window_ms: 0,
+            ..fine.clone()
+        };
+        assert_eq!(plan(Some(&open), &probe_fine, at), Some(Plan::Resolve));
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::consensus::vendor::{Condition, ConditionKind, ScopeStatus};
+
+    fn status(state: VendorState) -> VendorStatus {
+        VendorStatus {
+            global: ScopeStatus {
+                state,
+                conditions: if state.is_bad() {
+                    vec![Condition {
+                        kind: ConditionKind::HardDown,
+                        checks: vec!["c".into()],
+                        failures: vec![],
+                        detail: vec![],
+                    }]
+                } else {
+                    vec![]
+                },
+                clearing: false,
+            },
+            ..VendorStatus::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(crate::consensus::props::config())]
+
+        /// A vendor that fails again less than the flap window after it cleared is still in
+        /// the same incident: no second trigger; and an incident resolves only once its vendor
+        /// has been clear for the whole flap window. Readings are the vendor's state at each
+        /// moment the incident task looks (a change, or its timer).
+        #[test]
+        fn a_flapping_vendor_is_one_incident(
+            readings in prop::collection::vec((0u8..3, 100i64..40_000), 1..80),
+            flap in 0i64..120_000,
+        ) {
+            let mut open: Option<IncidentRow> = None;
+            let mut opened = 0;
+            let mut at: Ms = 0;
+            // The last bad reading, and the first clear reading after it.
+            let mut last_bad: Option<Ms> = None;
+            let mut clear_after_bad: Option<Ms> = None;
+            for (kind, dt) in readings {
+                at += dt;
+                let state = [VendorState::HardDown, VendorState::Operational, VendorState::Unknown]
+                    [kind as usize];
+                let now = vendor_now("v", "V", &status(state), flap);
+                let p = plan(open.as_ref(), &now, at);
+                match p {
+                    Some(Plan::Open) => {
+                        prop_assert!(open.is_none());
+                        if last_bad.is_some() {
+                            let gap = clear_after_bad.map(|c| at - c);
+                            prop_assert!(
+                                gap.is_some_and(|g| g >= flap),
+                                "a new incident {gap:?} ms after clearing, within the flap window {flap}"
+                            );
+                        }
+                        opened += 1;
+                        open = Some(IncidentRow {
+                            id: opened,
+                            subject_kind: "vendor".into(),
+                            subject: "v".into(),
+                            state: now.subject.state.clone(),
+                            summary: now.summary.clone(),
+                            opened_ms: at,
+                            updated_ms: at,
+                            resolved_ms: None,
+                            detail: json!({ "subject": now.subject }).to_string(),
+                            opened_state: now.subject.state.clone(),
+                            clear_since_ms: None,
+                            flaps: 0,
+                        });
+                    }
+                    Some(Plan::Clear) => {
+                        if let Some(i) = open.as_mut() {
+                            i.clear_since_ms = Some(at);
+                        }
+                    }
+                    Some(Plan::Flap { .. }) => {
+                        if let Some(i) = open.as_mut() {
+                            i.clear_since_ms = None;
+                            i.flaps += 1;
+                        }
+                    }
+                    Some(Plan::Resolve) => {
+                        let since = open.as_ref().and_then(|i| i.clear_since_ms);
+                        prop_assert!(now.clear);
+                        prop_assert!(flap == 0 || since.is_some_and(|c| at - c >= flap));
+                        open = None;
+                    }
+                    Some(Plan::Change { .. }) | None => {}
+                }
+                if now.bad {
+                    prop_assert!(open.is_some(), "bad and no incident open");
+                    last_bad = Some(at);
+                    clear_after_bad = None;
+                } else if now.clear && clear_after_bad.is_none() {
+                    clear_after_bad = Some(at);
+                }
+            }
         }
     }
 }

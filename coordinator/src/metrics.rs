@@ -118,6 +118,12 @@ struct ProbeLabels {
     probe: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProbeCheckLabels {
+    probe: String,
+    check: String,
+}
+
 /// Every metric the coordinator exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -142,6 +148,8 @@ pub struct Metrics {
     check_verdict: Family<VerdictLabels, Gauge>,
     probe_last_seen: Family<ProbeLabels, Gauge>,
     probe_quarantined: Family<ProbeLabels, Gauge>,
+    probe_suspect: Family<ProbeCheckLabels, Gauge>,
+    probes_suspect: Gauge,
     evaluation_seconds: Family<TriggerLabels, Histogram, fn() -> Histogram>,
     stream_consumers: Gauge,
     stream_dropped: Family<StreamDropLabels, Counter>,
@@ -199,6 +207,8 @@ impl Metrics {
             check_verdict: Family::default(),
             probe_last_seen: Family::default(),
             probe_quarantined: Family::default(),
+            probe_suspect: Family::default(),
+            probes_suspect: Gauge::default(),
             evaluation_seconds: Family::new_with_constructor(evaluation_histogram),
             stream_consumers: Gauge::default(),
             stream_dropped: Family::default(),
@@ -323,6 +333,16 @@ impl Metrics {
             "probe_quarantined",
             "1 while a registered probe is quarantined, else 0",
             m.probe_quarantined.clone(),
+        );
+        registry.register(
+            "probe_suspect",
+            "1 while a probe is suspect on a check: the lone dissenter on it for longer than its window (it still votes, and cannot page alone); absent otherwise",
+            m.probe_suspect.clone(),
+        );
+        registry.register(
+            "probes_suspect",
+            "(probe, check) pairs where the probe is suspect",
+            m.probes_suspect.clone(),
         );
         registry.register(
             "consensus_evaluation_seconds",
@@ -465,6 +485,16 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(i64::from(p.quarantined));
         }
+        self.probe_suspect.clear();
+        for (probe, check) in &scrape.suspects {
+            self.probe_suspect
+                .get_or_create(&ProbeCheckLabels {
+                    probe: probe.clone(),
+                    check: check.clone(),
+                })
+                .set(1);
+        }
+        self.probes_suspect.set(scrape.suspects.len() as i64);
         for receiver in &scrape.receivers {
             for outcome in ["delivered", "failed"] {
                 let _ = self.alerts_sent.get_or_create(&ReceiverLabels {
@@ -503,6 +533,8 @@ pub struct Scrape {
     pub verdicts: Vec<(String, String, Verdict)>,
     /// Registered probes that are not revoked.
     pub probes: Vec<ProbeGauge>,
+    /// (probe, check) pairs where the probe is suspect.
+    pub suspects: Vec<(String, String)>,
     /// Configured alert receivers (their delivery counters start at zero).
     pub receivers: Vec<String>,
     /// Live stream consumers connected.
@@ -576,6 +608,7 @@ mod tests {
             crate::consensus::vendor::ScopeStatus {
                 state: VendorState::Operational,
                 conditions: vec![],
+                clearing: false,
             },
         );
         let scrape = Scrape {

@@ -125,6 +125,14 @@ pub async fn run(
         wake: Arc::clone(&wake),
         metrics: Arc::clone(&metrics),
         stream: Arc::clone(&live),
+        vendors: std::sync::Mutex::new(
+            engine
+                .vendors()
+                .await
+                .into_iter()
+                .map(|v| (v.id, v.status))
+                .collect(),
+        ),
     });
     let incident_task = tokio::spawn(crate::incident::run(incidents, changes));
     let dispatcher = tokio::spawn(crate::alert::outbox::run(

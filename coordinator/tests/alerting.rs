@@ -251,6 +251,43 @@ impl World {
         }
     }
 
+    /// Pushes rounds (every 250 ms) until `GET path` answers something `done` likes; returns
+    /// it, or panics after `within`.
+    async fn until_api(
+        &mut self,
+        what: &str,
+        within: Duration,
+        fails: impl Fn(&str, &str) -> bool,
+        path: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            self.round(&fails).await;
+            let v = self.api(path).await;
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}\nlast {path}: {v}\nhook: {:?}\n{}",
+                self.sink.at("/hook"),
+                self.coordinator.log()
+            );
+            // The probes' cadence, not a wait for an event.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Pushes rounds until `vendor`'s global state is `state`.
+    async fn until_state(&mut self, vendor: &str, state: &str, fails: impl Fn(&str, &str) -> bool) {
+        let path = format!("/api/v1/vendors/{vendor}");
+        self.until_api(&format!("{vendor} {state}"), SETTLE, fails, &path, |v| {
+            v["global"]["state"] == state
+        })
+        .await;
+    }
+
     async fn api(&self, path: &str) -> Value {
         let r = get(self.coordinator.addr, path, Some(API_TOKEN), &[])
             .await
@@ -575,5 +612,192 @@ async fn api_silences_need_the_token_and_routes_can_remind() {
             .first()
             .is_some_and(|e| e == "trigger")
     })
+    .await;
+}
+
+/// Issue 11: a vendor that fails again after it cleared, within the flap window (three times
+/// `recover_for`, 6 s here), is the same incident: one trigger, one resolve, every flap on
+/// the timeline, one dedup key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_a_vendor_flapping_after_it_cleared_is_one_incident_with_one_trigger_and_one_resolve() {
+    let mut w = World::start("").await;
+    w.until_state("acme", "operational", never).await;
+    for _ in 0..3 {
+        w.until_state("acme", "hard_down", acme_everywhere).await;
+        // Clear (after recover_for), but only for a moment: well within the flap window.
+        w.until_state("acme", "operational", never).await;
+    }
+    let cleared = Instant::now();
+    let open = w.api("/api/v1/incidents?subject=acme&open=true").await;
+    assert!(
+        open[0]["clear_since_ms"].is_i64(),
+        "clearing, not resolved: {open}"
+    );
+    w.until("the resolve", SETTLE, never, |w| {
+        w.sink.events("/hook", "acme").len() >= 2
+    })
+    .await;
+    let waited = cleared.elapsed();
+    assert_eq!(w.sink.events("/hook", "acme"), ["trigger", "resolve"]);
+    // The resolve waits out the flap window (6 s) from the moment the vendor cleared.
+    assert!(
+        waited >= Duration::from_secs(5),
+        "resolved {waited:?} after clearing, before the flap window"
+    );
+    let pd = w.sink.at("/pd");
+    let actions: Vec<&str> = pd
+        .iter()
+        .filter_map(|b| b["event_action"].as_str())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve"], "flaps page nobody again");
+    assert!(pd.iter().all(|b| b["dedup_key"] == pd[0]["dedup_key"]));
+    let all = w.api("/api/v1/incidents?subject=acme").await;
+    assert_eq!(all.as_array().map(Vec::len), Some(1), "one incident: {all}");
+    let id = all[0]["id"].as_i64().expect("id");
+    assert_eq!(all[0]["flaps"], 2, "{all}");
+    let incident = w.api(&format!("/api/v1/incidents/{id}")).await;
+    let kinds: Vec<&str> = incident["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened", "cleared", "flapped", "cleared", "flapped", "cleared", "resolved"
+        ],
+        "{incident}"
+    );
+}
+
+/// Issue 11: while an incident clears region by region, the moment when only the last region
+/// is still (settled) down is not a new page: it is recorded, and the resolve follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_an_update_that_only_narrows_a_clearing_incident_is_not_sent() {
+    let mut w = World::start("").await;
+    w.until_state("acme", "operational", never).await;
+    w.until("the trigger", SETTLE, acme_everywhere, |w| {
+        w.sink.events("/hook", "acme") == ["trigger"]
+    })
+    .await;
+    // Regions a and b recover first, c 1.2 s later: for that long after the global verdict
+    // clears, acme is hard_down in c alone while c waits out recover_for.
+    let fixed = Instant::now();
+    let c_lags = move |probe: &str, check: &str| {
+        check == "acme-www"
+            && probe.starts_with('c')
+            && fixed.elapsed() < Duration::from_millis(1200)
+    };
+    w.until("the resolve", SETTLE, c_lags, |w| {
+        w.sink.events("/hook", "acme").len() >= 2
+    })
+    .await;
+    let all: Vec<String> = w
+        .sink
+        .at("/hook")
+        .iter()
+        .filter(|b| b["id"] == "acme")
+        .filter_map(|b| b["event"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(all, ["trigger", "resolve"], "no update before the resolve");
+    let list = w.api("/api/v1/incidents?subject=acme").await;
+    let id = list[0]["id"].as_i64().expect("id");
+    let incident = w.api(&format!("/api/v1/incidents/{id}")).await;
+    let narrowed = incident["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["kind"] == "changed")
+        .cloned()
+        .unwrap_or_else(|| panic!("the narrowing is on the timeline: {incident}"));
+    let detail = &narrowed["detail"];
+    assert!(detail["not_paged"].is_string(), "{detail}");
+    assert_eq!(
+        detail["subject"]["regions"],
+        serde_json::json!(["c"]),
+        "{detail}"
+    );
+}
+
+/// Issue 11: one probe failing one vendor's check alone (its own path to that vendor) pages
+/// nobody, not even regionally in its two-probe region; it is shown suspect on that check (API
+/// and metric) while it keeps voting, and the mark clears once it agrees again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r11_a_probe_failing_one_check_alone_is_suspect_and_pages_nobody() {
+    let mut w = World::start("").await;
+    w.until_state("acme", "operational", never).await;
+    let a1_acme = |probe: &str, check: &str| probe == "a1" && check == "acme-www";
+    let probes = w
+        .until_api("a1 suspect", SETTLE, a1_acme, "/api/v1/probes", |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter().any(|p| {
+                    p["id"] == "a1" && p["suspect"].as_array().is_some_and(|s| !s.is_empty())
+                })
+            })
+        })
+        .await;
+    let a1 = probes
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["id"] == "a1"))
+        .cloned()
+        .expect("a1");
+    assert_eq!(a1["suspect"][0]["check"], "acme-www", "{a1}");
+    assert_eq!(a1["suspect"][0]["vendor"], "acme", "{a1}");
+    assert_eq!(a1["suspect"][0]["dissent"], "failing", "{a1}");
+    assert_eq!(a1["healthy"], true, "suspect is not quarantined: {a1}");
+    let since = a1["suspect"][0]["dissenting_since_ms"]
+        .as_i64()
+        .expect("since");
+    let marked = a1["suspect"][0]["suspect_since_ms"]
+        .as_i64()
+        .expect("marked");
+    assert!(
+        marked - since > 4000,
+        "suspect only after the 4 s window: {a1}"
+    );
+    let metrics = get(w.coordinator.addr, "/metrics", Some(API_TOKEN), &[])
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("vantage_probe_suspect{probe=\"a1\",check=\"acme-www\"} 1"),
+        "{text}"
+    );
+    // It still votes: acme's evidence counts its failing vote.
+    let acme = w.api("/api/v1/vendors/acme").await;
+    assert_eq!(
+        acme["checks"][0]["evidence"]["global"]["failing"], 1,
+        "{acme}"
+    );
+    assert_eq!(acme["regions"]["a"]["state"], "operational", "{acme}");
+    // A while longer: nobody is paged, nowhere is down.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        w.round(a1_acme).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        w.sink.at("/hook").is_empty(),
+        "a lone probe paged: {:?}",
+        w.sink.at("/hook")
+    );
+    assert!(
+        w.sink.at("/probes").is_empty(),
+        "one check is not quarantine"
+    );
+    // Healed: the mark clears once a window passes without its lone failure.
+    w.until_api(
+        "a1 no longer suspect",
+        SETTLE,
+        never,
+        "/api/v1/probes",
+        |v| {
+            v.as_array().is_some_and(|l| {
+                l.iter()
+                    .all(|p| p["suspect"].as_array().is_some_and(Vec::is_empty))
+            })
+        },
+    )
     .await;
 }

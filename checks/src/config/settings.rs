@@ -25,6 +25,8 @@ pub(crate) const KEYS: &[&str] = &[
     "retry",
     "failing_interval",
     "slow",
+    "flap_window",
+    "lone_probe_pages",
 ];
 
 /// `[defaults]`, and the same keys on a check.
@@ -58,6 +60,11 @@ pub(crate) struct SettingsConfig {
     failing_interval: Option<Spanned<String>>,
     /// A passing run slower than this votes slow (default: none).
     slow: Option<Spanned<String>>,
+    /// A vendor failing again within this long of clearing stays in the same incident
+    /// (default: three times `recover_for`).
+    flap_window: Option<Spanned<String>>,
+    /// Let one probe's votes alone make a failing or slow verdict (default `false`).
+    lone_probe_pages: Option<bool>,
 }
 
 /// Validated settings, each with the span it came from so later cross-checks can point at it.
@@ -76,6 +83,8 @@ pub(crate) struct PartialSettings {
     retry: Option<(Option<Duration>, Range<usize>)>,
     failing_interval: Option<(Duration, Range<usize>)>,
     slow: Option<Duration>,
+    flap_window: Option<Duration>,
+    lone_probe_pages: Option<bool>,
 }
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &SettingsConfig) -> PartialSettings {
@@ -91,6 +100,7 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &SettingsConfig) -> PartialSettin
     let recover_for = dur(&raw.recover_for, "recover_for", ms(0), "\"30s\"").map(|d| d.0);
     let failing_interval = dur(&raw.failing_interval, "failing_interval", ms(500), "\"3s\"");
     let slow = dur(&raw.slow, "slow", ms(1), "\"800ms\"").map(|d| d.0);
+    let flap_window = dur(&raw.flap_window, "flap_window", ms(0), "\"90s\"").map(|d| d.0);
     let retry = raw.retry.as_ref().and_then(|v| {
         if v.get_ref().trim() == "off" {
             Some((None, v.span()))
@@ -122,6 +132,8 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &SettingsConfig) -> PartialSettin
         retry,
         failing_interval,
         slow,
+        flap_window,
+        lone_probe_pages: raw.lone_probe_pages,
     }
 }
 
@@ -184,6 +196,8 @@ pub(crate) fn merge(
             .as_ref()
             .map_or((iv / 3).max(Duration::from_millis(500)), |v| v.0),
         slow: pick(&own.slow, &base.slow),
+        flap_window: pick(&own.flap_window, &base.flap_window),
+        lone_probe_pages: pick(&own.lone_probe_pages, &base.lone_probe_pages).unwrap_or(false),
     };
     let mut ok = true;
     let show = |d: Duration| format!("\"{}\"", format(d));

@@ -48,6 +48,36 @@ fn defaults_apply_and_checks_override() {
 }
 
 #[test]
+fn flap_window_defaults_to_three_recover_for_and_lone_probes_never_page_unless_asked() {
+    let text = format!(
+        "[defaults]\nrecover_for = \"20s\"\n{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n\n[[check]]\nid = \"b\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\nflap_window = \"0s\"\nlone_probe_pages = true\n"
+    );
+    let set = parse_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    let a = &set.checks[0].settings;
+    assert_eq!(a.flap_window(), Duration::from_secs(60));
+    assert!(!a.lone_probe_pages);
+    assert_eq!(a.min_voters(), 2);
+    let b = &set.checks[1].settings;
+    assert_eq!(b.flap_window(), Duration::ZERO);
+    assert!(b.lone_probe_pages);
+    assert_eq!(b.min_voters(), 1);
+    let bad = format!(
+        "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\nflap_window = \"soon\"\nlone_probe_pages = \"yes\"\n"
+    );
+    let errs = errors(&bad);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("flap_window must be a duration with a unit")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains("lone_probe_pages")),
+        "{errs:#?}"
+    );
+}
+
+#[test]
 fn every_error_is_collected_with_its_location() {
     let text = format!(
         "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"nope\"\ninterval = \"500\"\n\n[[check]]\nid = \"b\"\nvendor = \"nobody\"\nkind = \"tcp\"\ntarget = \"h:1\"\ncolour = \"red\"\n"

@@ -178,6 +178,34 @@ pub struct Settings {
     /// A passing run slower than this votes slow.
     #[serde(with = "serde_as::opt_duration")]
     pub slow: Option<Duration>,
+    /// A vendor that fails again within this long of clearing is still in the same incident;
+    /// `None` is the default, three times `recover_for` ([`Settings::flap_window`]).
+    /// Left off the wire when unset, so that probes which predate it still take the config.
+    #[serde(
+        default,
+        with = "serde_as::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub flap_window: Option<Duration>,
+    /// Lets a single probe's votes make a failing or slow verdict (off by default: one probe
+    /// alone never declares an outage). Only for regions that have one probe, and it risks
+    /// paging on that probe's own network trouble.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lone_probe_pages: bool,
+}
+
+impl Settings {
+    /// How long after clearing a new failure re-opens the same incident: `flap_window` when
+    /// set, else three times `recover_for`.
+    pub fn flap_window(&self) -> Duration {
+        self.flap_window.unwrap_or(self.recover_for * 3)
+    }
+
+    /// The fewest distinct probes whose votes can make a failing or slow verdict: two, unless
+    /// `lone_probe_pages` is set.
+    pub fn min_voters(&self) -> u32 {
+        if self.lone_probe_pages { 1 } else { 2 }
+    }
 }
 
 impl Default for Settings {
@@ -197,6 +225,8 @@ impl Default for Settings {
             retry: Some(Duration::from_millis(500)),
             failing_interval: interval / 3,
             slow: None,
+            flap_window: None,
+            lone_probe_pages: false,
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Prometheus Alertmanager: `POST /api/v2/alerts` with one alert whose labels stay the same for
 //! the incident's life (so Alertmanager sees one alert), re-sent while firing with `endsAt`
 //! a few resend intervals ahead, and finally with `endsAt` at the resolve time.
+//!
+//! The labels are the alert name, the incident and its subject, and a `severity` from the state
+//! the incident opened with: a label that followed the current state would make Alertmanager
+//! see a second alert (and leave the first firing) when an incident moves between states. The
+//! current state, scope and regions are annotations.
 
 use serde_json::json;
 
@@ -25,7 +30,7 @@ pub fn render(alert: &Alert, receiver: &Receiver, now_ms: i64) -> Result<Vec<u8>
             "alertname": alertname,
             "incident": alert.incident_id.to_string(),
             alert.subject.kind.as_str(): alert.subject.id,
-            "severity": if alert.subject.state == "hard_down" { "critical" } else { "warning" },
+            "severity": severity(alert),
         },
         "annotations": {
             "summary": alert.summary,
@@ -37,4 +42,18 @@ pub fn render(alert: &Alert, receiver: &Receiver, now_ms: i64) -> Result<Vec<u8>
         "endsAt": ends_at,
     }]);
     serde_json::to_vec(&body).map_err(|e| e.to_string())
+}
+
+/// `critical` for an incident that opened `hard_down`, else `warning`.
+fn severity(alert: &Alert) -> &'static str {
+    let opened = if alert.opened_state.is_empty() {
+        &alert.subject.state
+    } else {
+        &alert.opened_state
+    };
+    if opened == "hard_down" {
+        "critical"
+    } else {
+        "warning"
+    }
 }

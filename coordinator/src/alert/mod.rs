@@ -65,6 +65,10 @@ pub struct Alert {
     pub summary: String,
     /// Opened (RFC 3339).
     pub opened_at: String,
+    /// The state the incident opened with; receivers that need one identity for the whole
+    /// incident (Alertmanager's labels) take its severity from this, not from `state`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub opened_state: String,
     /// This event (RFC 3339).
     pub at: String,
     /// Resolved (RFC 3339), for a resolve.
@@ -281,6 +285,7 @@ mod render_tests {
             },
             summary: "FastCDN is hard_down in eu".into(),
             opened_at: rfc3339(0),
+            opened_state: "hard_down".into(),
             at: rfc3339(60_000),
             resolved_at: (event == "resolve").then(|| rfc3339(60_000)),
             detail: serde_json::Value::Null,

@@ -306,6 +306,13 @@ async fn metrics(state: &AppState) -> Resp {
             .await
             .unwrap_or(0),
         probes_quarantined: health.values().filter(|h| h.quarantined).count(),
+        suspects: state
+            .engine
+            .suspects()
+            .await
+            .into_iter()
+            .map(|s| (s.probe, s.check))
+            .collect(),
         vendors,
         verdicts: state.engine.verdicts().await,
         probes,

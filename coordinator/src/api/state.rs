@@ -157,8 +157,12 @@ pub(super) async fn probes(state: &AppState) -> Resp {
         healthy: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         quarantine: Option<crate::consensus::quarantine::ProbeHealth>,
+        /// Checks it alone fails (or is alone slow on) while its peers see them fine; it
+        /// still votes, and cannot page alone.
+        suspect: Vec<crate::engine::SuspectView>,
     }
     let health = state.engine.probe_health().await;
+    let suspects = state.engine.suspects().await;
     match blocking(&state.store, |s| s.list_probes()).await {
         Ok(list) => json(
             StatusCode::OK,
@@ -169,6 +173,11 @@ pub(super) async fn probes(state: &AppState) -> Resp {
                     Probe {
                         healthy: h.is_none(),
                         quarantine: h,
+                        suspect: suspects
+                            .iter()
+                            .filter(|s| s.probe == record.id)
+                            .cloned()
+                            .collect(),
                         record,
                     }
                 })

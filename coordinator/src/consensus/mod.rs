@@ -15,15 +15,26 @@
 //! 4. Globally the check fails when at least `quorum` probes are fresh, failing votes reach
 //!    `failing`, and they come from at least `regions` regions (capped at the number of regions
 //!    the check runs in). Fewer fresh probes than the quorum is **unknown**, never down.
-//! 5. Hysteresis: a new verdict must hold for `for` before the state takes it, and a failing
-//!    state clears only after `recover_for` without a failing verdict.
+//! 5. **No single vantage point decides.** In every scope, global or regional, a failing (or
+//!    slow) verdict needs failing (slow) votes from at least two distinct probes, whatever the
+//!    share or count says, and a scope with fewer than two fresh probes is unknown. One failing
+//!    probe of two in a region is a suspect probe ([`suspect`]), not a regional outage: a probe
+//!    whose own path to a vendor is bad (one ISP, one PoP) is the everyday case, and it must
+//!    not page. `lone_probe_pages = true` lifts the rule for a check, for a region that has
+//!    only one probe, at the price of paging on that probe's own trouble.
+//! 6. Hysteresis: a new verdict must hold for `for` before the state takes it, and a failing
+//!    state clears only after `recover_for` without a failing verdict. (The incident layer adds
+//!    the flap window on top: a vendor failing again soon after clearing is the same incident.)
 //!
-//! Layout: [`quarantine`] sets broken probes aside; [`vendor`] derives vendor states from the
-//! verdicts of a vendor's checks.
+//! Layout: [`quarantine`] sets broken probes aside; [`suspect`] names a probe that fails a
+//! check alone; [`vendor`] derives vendor states from the verdicts of a vendor's checks.
 
 pub mod quarantine;
+pub mod suspect;
 pub mod vendor;
 
+#[cfg(test)]
+pub(crate) mod props;
 #[cfg(test)]
 mod tests;
 
@@ -380,22 +391,17 @@ fn tally<'a>(votes: impl Iterator<Item = &'a ProbeVote>) -> Tally {
 
 /// The raw global verdict of a tally. `expected_regions` is how many regions run the check.
 pub fn global_verdict(settings: &Settings, t: &Tally, expected_regions: u32) -> Verdict {
-    if t.fresh < settings.quorum.max(1) {
+    if t.fresh < settings.quorum.max(settings.min_voters()) {
         return Verdict::Unknown;
     }
     let regions_needed = settings.regions.min(expected_regions.max(1)) as usize;
-    if settings.failing.reached(t.failing, t.fresh) && t.failing_regions.len() >= regions_needed {
-        Verdict::Failing
-    } else if settings.failing.reached(t.slow, t.fresh) {
-        Verdict::Slow
-    } else {
-        Verdict::Passing
-    }
+    let enough_regions = t.failing_regions.len() >= regions_needed;
+    judge(settings, settings.failing, t, enough_regions)
 }
 
 /// The raw verdict of one region's tally.
 pub fn region_verdict(settings: &Settings, t: &Tally) -> Verdict {
-    if t.fresh < settings.region_quorum.max(1) {
+    if t.fresh < settings.region_quorum.max(settings.min_voters()) {
         return Verdict::Unknown;
     }
     // A count larger than the region cannot be reached there; cap it at the region's size.
@@ -403,9 +409,16 @@ pub fn region_verdict(settings: &Settings, t: &Tally) -> Verdict {
         Threshold::Count(n) => Threshold::Count(n.min(t.fresh)),
         share => share,
     };
-    if threshold.reached(t.failing, t.fresh) {
+    judge(settings, threshold, t, true)
+}
+
+/// Failing, slow or passing, once the scope has its quorum: the share or count of failing
+/// (slow) votes must be reached, and by at least [`Settings::min_voters`] distinct probes.
+fn judge(settings: &Settings, threshold: Threshold, t: &Tally, enough_regions: bool) -> Verdict {
+    let voters = settings.min_voters();
+    if t.failing >= voters && threshold.reached(t.failing, t.fresh) && enough_regions {
         Verdict::Failing
-    } else if threshold.reached(t.slow, t.fresh) {
+    } else if t.slow >= voters && threshold.reached(t.slow, t.fresh) {
         Verdict::Slow
     } else {
         Verdict::Passing

@@ -215,16 +215,22 @@ fn global_and_regional_verdicts() {
             [F, P, P],
         ),
         (
-            "half fail in two regions",
+            "half fail in two regions: b has one failing probe, not an outage",
             [fail, fail, fail, ok, ok, ok],
             F,
-            [F, F, P],
+            [F, P, P],
         ),
         (
-            "one probe fails: nothing",
+            "one probe fails: nothing anywhere",
             [fail, ok, ok, ok, ok, ok],
             P,
-            [F, P, P],
+            [P, P, P],
+        ),
+        (
+            "one probe slow: nothing anywhere",
+            [slow, ok, ok, ok, ok, ok],
+            P,
+            [P, P, P],
         ),
         ("most slow", [slow, slow, slow, slow, ok, ok], W, [W, W, P]),
     ];
@@ -239,8 +245,8 @@ fn global_and_regional_verdicts() {
 }
 
 #[test]
-fn one_failing_probe_in_a_region_of_two_is_half() {
-    // 1 of 2 reaches 50%: the regional verdict fails. This is why quarantine matters.
+fn r11_one_failing_probe_in_a_region_of_two_is_not_a_regional_outage() {
+    // 1 of 2 reaches 50%, but one probe alone never declares an outage (issue 11).
     let fleet = six([fail, ok, ok, ok, ok, ok], 95 * S);
     let e = evaluate(
         &settings(),
@@ -249,13 +255,50 @@ fn one_failing_probe_in_a_region_of_two_is_half() {
         3,
         100 * S,
     );
-    assert_eq!(raw(&e, region("a")), Verdict::Failing);
-    let strict = Settings {
-        failing: Threshold::Share(0.51),
+    assert_eq!(raw(&e, region("a")), Verdict::Passing);
+    assert_eq!(raw(&e, Scope::Global), Verdict::Passing);
+    // Even a count of one, or a region quorum of one, needs two probes.
+    let loose = Settings {
+        failing: Threshold::Count(1),
+        regions: 1,
+        quorum: 1,
+        region_quorum: 1,
         ..settings()
     };
-    let e = evaluate(&strict, &CheckState::default(), &fleet.views(), 3, 100 * S);
+    let e = evaluate(&loose, &CheckState::default(), &fleet.views(), 3, 100 * S);
     assert_eq!(raw(&e, region("a")), Verdict::Passing);
+    assert_eq!(raw(&e, Scope::Global), Verdict::Passing);
+    // A region with one probe, failing: nothing is known there.
+    let alone = Fleet(vec![
+        ("a1", "a", vec![fail(95 * S)]),
+        ("b1", "b", vec![ok(95 * S)]),
+        ("b2", "b", vec![ok(95 * S)]),
+    ]);
+    let e = evaluate(&loose, &CheckState::default(), &alone.views(), 2, 100 * S);
+    assert_eq!(raw(&e, region("a")), Verdict::Unknown);
+    assert_eq!(raw(&e, Scope::Global), Verdict::Passing);
+    // Opting out, for a region with one probe: its probe alone decides there.
+    let lone = Settings {
+        lone_probe_pages: true,
+        ..loose
+    };
+    let e = evaluate(&lone, &CheckState::default(), &alone.views(), 2, 100 * S);
+    assert_eq!(raw(&e, region("a")), Verdict::Failing);
+    assert_eq!(raw(&e, Scope::Global), Verdict::Failing);
+}
+
+#[test]
+fn r11_two_failing_probes_in_a_region_are_a_regional_outage() {
+    let fleet = six([fail, fail, ok, ok, ok, ok], 95 * S);
+    let e = evaluate(
+        &settings(),
+        &CheckState::default(),
+        &fleet.views(),
+        3,
+        100 * S,
+    );
+    assert_eq!(raw(&e, region("a")), Verdict::Failing);
+    assert_eq!(e.evidence.regions["a"].failing, 2);
 }
 
 #[test]
@@ -777,4 +820,159 @@ fn a_consistency_problem_that_is_clearing_stays_a_consistency_problem() {
     // Without that memory (a failing check whose votes say nothing), it is an outage.
     let unexplained = vendor::derive_after(None, &[view(&clearing_votes)]);
     assert_eq!(unexplained.global.state, VendorState::HardDown);
+}
+
+mod suspects {
+    use super::*;
+    use crate::consensus::suspect::{self, Dissent, Finding};
+
+    type Lone = Option<(String, Dissent)>;
+
+    fn lone(fleet: &Fleet, now: Ms) -> Lone {
+        suspect::lone_dissenter(&settings(), &fleet.views(), now).map(|(p, d)| (p.to_owned(), d))
+    }
+
+    #[test]
+    fn the_lone_dissenter_fails_or_is_slow_within_the_window_while_two_peers_do_not() {
+        let now = 100 * S;
+        let seven = |a1: Vec<Run>, others: fn(Ms) -> Run| {
+            let mut f = vec![("a1", "a", a1)];
+            for (p, r) in [("a2", "a"), ("b1", "b"), ("b2", "b")] {
+                f.push((p, r, vec![others(80 * S), others(95 * S)]));
+            }
+            Fleet(f)
+        };
+        let cases: Vec<(&str, Fleet, Lone)> = vec![
+            (
+                "failed once in the window, passing now: still dissenting",
+                seven(vec![fail(75 * S), ok(95 * S)], ok),
+                Some(("a1".into(), Dissent::Failing)),
+            ),
+            (
+                "failing now",
+                seven(vec![ok(75 * S), fail(95 * S)], ok),
+                Some(("a1".into(), Dissent::Failing)),
+            ),
+            (
+                "slow alone",
+                seven(vec![slow(95 * S)], ok),
+                Some(("a1".into(), Dissent::Slow)),
+            ),
+            (
+                "its failure is older than the window",
+                seven(vec![fail(60 * S), ok(95 * S)], ok),
+                None,
+            ),
+            (
+                "probe errors are not dissent",
+                seven(vec![perr(90 * S), ok(95 * S)], ok),
+                None,
+            ),
+            (
+                "everybody fails: an outage, not a dissenter",
+                seven(vec![fail(95 * S)], fail),
+                None,
+            ),
+            (
+                "one peer only: one word against another",
+                Fleet(vec![
+                    ("a1", "a", vec![fail(95 * S)]),
+                    ("a2", "a", vec![ok(95 * S)]),
+                ]),
+                None,
+            ),
+            (
+                "two peers, one silent: one word against another",
+                Fleet(vec![
+                    ("a1", "a", vec![fail(95 * S)]),
+                    ("a2", "a", vec![ok(95 * S)]),
+                    ("b1", "b", vec![ok(10 * S)]),
+                ]),
+                None,
+            ),
+            (
+                "two dissenters: nobody alone",
+                Fleet(vec![
+                    ("a1", "a", vec![fail(95 * S)]),
+                    ("a2", "a", vec![slow(95 * S)]),
+                    ("b1", "b", vec![ok(95 * S)]),
+                    ("b2", "b", vec![ok(95 * S)]),
+                ]),
+                None,
+            ),
+        ];
+        for (name, fleet, want) in cases {
+            assert_eq!(lone(&fleet, now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_probe_is_suspect_after_dissenting_longer_than_the_window_and_clears_when_it_stops() {
+        let window = 30 * S;
+        let finding = |d: Option<(&str, Dissent)>| Finding {
+            check: "www".into(),
+            vendor: "acme".into(),
+            window_ms: window,
+            dissenter: d.map(|(p, d)| (p.to_owned(), d)),
+        };
+        let alone = Some(("a1", Dissent::Failing));
+        let (m, c) = suspect::assess(&Default::default(), &[finding(alone)], 10 * S);
+        assert!(c.is_empty());
+        let key = ("a1".to_owned(), "www".to_owned());
+        assert_eq!(m[&key].since_ms, 10 * S);
+        // Exactly a window later: not yet.
+        let (m, c) = suspect::assess(&m, &[finding(alone)], 40 * S);
+        assert!(c.is_empty() && m[&key].suspect_since_ms.is_none());
+        let (m, c) = suspect::assess(&m, &[finding(alone)], 41 * S);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].suspect && c[0].probe == "a1" && c[0].check == "www");
+        assert_eq!(m[&key].suspect_since_ms, Some(41 * S));
+        // Still dissenting: no new change.
+        let (m, c) = suspect::assess(&m, &[finding(alone)], 50 * S);
+        assert!(c.is_empty());
+        // No longer alone (or no longer failing): cleared at once.
+        let (m, c) = suspect::assess(&m, &[finding(None)], 51 * S);
+        assert_eq!(c.len(), 1);
+        assert!(!c[0].suspect);
+        assert!(m.is_empty());
+        // A break resets the clock.
+        let (m, _) = suspect::assess(&m, &[finding(alone)], 52 * S);
+        assert_eq!(m[&key].since_ms, 52 * S);
+        // Another probe dissenting is another mark; the check gone clears everything.
+        let (m, _) = suspect::assess(&m, &[finding(Some(("b1", Dissent::Slow)))], 53 * S);
+        assert!(m.contains_key(&("b1".to_owned(), "www".to_owned())) && m.len() == 1);
+        let (m, c) = suspect::assess(&m, &[], 54 * S);
+        assert!(m.is_empty() && c.is_empty(), "it was never suspect");
+    }
+}
+
+#[test]
+fn r11_a_vendor_whose_failing_checks_all_wait_out_recover_for_is_clearing() {
+    let failing = |pending: Option<Verdict>| CheckState {
+        global: ScopeState {
+            verdict: Verdict::Failing,
+            since_ms: 0,
+            pending: pending.map(|verdict| Pending {
+                verdict,
+                since_ms: 10 * S,
+            }),
+        },
+        regions: BTreeMap::new(),
+    };
+    let evidence = Evidence::default();
+    let recovering = failing(Some(Verdict::Passing));
+    let still = failing(None);
+    let view = |check: &'static str, state| CheckView {
+        check,
+        role: Role::Data,
+        state,
+        evidence: &evidence,
+    };
+    let v = vendor::derive(&[view("a", &recovering)]);
+    assert_eq!(v.global.state, VendorState::HardDown);
+    assert!(v.global.clearing);
+    let v = vendor::derive(&[view("a", &recovering), view("b", &still)]);
+    assert!(!v.global.clearing, "b is still failing");
+    let v = vendor::derive(&[view("a", &still)]);
+    assert!(!v.global.clearing);
 }

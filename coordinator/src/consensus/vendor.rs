@@ -135,6 +135,10 @@ pub struct ScopeStatus {
     /// Every active condition, worst first.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// Something is wrong, and every check behind it is waiting out `recover_for`: the raw
+    /// votes are already fine. A narrower page now would be noise just before the resolve.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clearing: bool,
 }
 
 /// A vendor's state, globally and per region.
@@ -205,6 +209,7 @@ fn scope_status(
     let mut by_kind: BTreeMap<ConditionKind, Condition> = BTreeMap::new();
     let mut any = false;
     let mut unknown = false;
+    let mut all_recovering = true;
     for c in checks {
         if let Scope::Region(r) = scope
             && !c.state.regions.contains_key(r)
@@ -248,6 +253,7 @@ fn scope_status(
             (Verdict::Failing, Role::Control) => ConditionKind::ApiDown,
             (Verdict::Failing, Role::Telemetry) => ConditionKind::LimitedVisibility,
         };
+        all_recovering &= recovering(c.state.scope(scope));
         let cond = by_kind.entry(kind).or_insert_with(|| Condition {
             kind,
             checks: Vec::new(),
@@ -288,7 +294,22 @@ fn scope_status(
         } else {
             VendorState::Operational
         });
-    Some(ScopeStatus { state, conditions })
+    let clearing = !conditions.is_empty() && all_recovering;
+    Some(ScopeStatus {
+        state,
+        conditions,
+        clearing,
+    })
+}
+
+/// True when a bad settled verdict is on its way out: the raw verdict is already better and
+/// only the hysteresis holds it.
+fn recovering(s: super::ScopeState) -> bool {
+    s.pending.is_some_and(|p| match s.verdict {
+        Verdict::Failing => p.verdict != Verdict::Failing,
+        Verdict::Slow => !matches!(p.verdict, Verdict::Slow | Verdict::Failing),
+        Verdict::Passing | Verdict::Unknown => false,
+    })
 }
 
 /// Derives a vendor's state from its checks.

@@ -179,7 +179,11 @@ mod tests {
     use crate::consensus::vendor::{Condition, ConditionKind, VendorStatus};
 
     fn scope(state: VendorState, conditions: Vec<Condition>) -> ScopeStatus {
-        ScopeStatus { state, conditions }
+        ScopeStatus {
+            state,
+            conditions,
+            clearing: false,
+        }
     }
 
     fn hard_down(checks: &[&str]) -> Condition {
@@ -286,6 +290,7 @@ mod tests {
             },
             summary: "Demo CDN is hard_down in ap-south".into(),
             opened_at: String::new(),
+            opened_state: String::new(),
             at: String::new(),
             resolved_at: None,
             detail: serde_json::Value::Null,

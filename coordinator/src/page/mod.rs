@@ -345,6 +345,8 @@ pub(crate) struct ProbeLine {
     pub(crate) record: ProbeRecord,
     /// Its health, when quarantined.
     pub(crate) quarantine: Option<ProbeHealth>,
+    /// The checks it is suspect on (the lone dissenter for longer than their window).
+    pub(crate) suspect: Vec<crate::engine::SuspectView>,
 }
 
 /// Everything the overview shows, read at one moment.
@@ -410,6 +412,7 @@ async fn read_overview(state: &AppState) -> Result<Overview, StoreError> {
     let now = now_ms();
     let vendors = state.engine.vendors().await;
     let health = state.engine.probe_health().await;
+    let suspects = state.engine.suspects().await;
     let catalog = state.catalogs.current();
     let checks: Vec<(String, String, &'static str)> = catalog
         .checks
@@ -510,6 +513,11 @@ async fn read_overview(state: &AppState) -> Result<Overview, StoreError> {
         .into_iter()
         .map(|record| ProbeLine {
             quarantine: health.get(&record.id).filter(|h| h.quarantined).cloned(),
+            suspect: suspects
+                .iter()
+                .filter(|s| s.probe == record.id)
+                .cloned()
+                .collect(),
             record,
         })
         .collect();

@@ -445,6 +445,22 @@ fn event_note(e: &IncidentEventRow) -> Option<String> {
         "notified" => d["receiver"]
             .as_str()
             .map(|r| format!("sent to {r}: {}", d["why"].as_str().unwrap_or_default())),
+        "cleared" => Some(format!(
+            "clear again; resolves at {} unless it fails again first",
+            d["resolves_at"]
+                .as_str()
+                .unwrap_or("the end of the flap window")
+        )),
+        "flapped" => Some(format!(
+            "failing again within the flap window (flap {}): same incident, nobody paged again. {}",
+            d["flap"],
+            d["summary"].as_str().unwrap_or_default()
+        )),
+        "changed" if d["not_paged"].is_string() => Some(format!(
+            "{} (not paged: {})",
+            d["summary"].as_str().unwrap_or_default(),
+            d["not_paged"].as_str().unwrap_or_default()
+        )),
         _ => d["summary"].as_str().map(str::to_owned),
     }
 }
@@ -639,6 +655,8 @@ fn incident_meta(now: Ms, i: &IncidentRow) -> Markup {
             "Incident #" (i.id) " · opened " (when(now, i.opened_ms))
             " · open for " (duration(now - i.opened_ms))
             @if i.updated_ms != i.opened_ms { " · changed " (when(now, i.updated_ms)) }
+            @if i.flaps > 0 { " · flapped " (i.flaps) (if i.flaps == 1 { " time" } else { " times" }) }
+            @if let Some(c) = i.clear_since_ms { " · " strong.clearing { "clear since " (when(now, c)) ", resolving" } }
         }
     }
 }
@@ -753,7 +771,7 @@ fn probes(now: Ms, list: &[ProbeLine]) -> Markup {
                     }
                     tbody {
                         @for p in list {
-                            @let health = if p.record.revoked_ms.is_some() { "revoked" } else if p.quarantine.is_some() { "quarantined" } else { "healthy" };
+                            @let health = if p.record.revoked_ms.is_some() { "revoked" } else if p.quarantine.is_some() { "quarantined" } else if !p.suspect.is_empty() { "suspect" } else { "healthy" };
                             tr data-probe=(p.record.id) data-health=(health) class={"health-" (health)} {
                                 td { code { (p.record.id) } }
                                 td { (p.record.region) }
@@ -780,6 +798,14 @@ fn probes(now: Ms, list: &[ProbeLine]) -> Markup {
                                     }
                                     @if let Some(r) = p.record.revoked_ms {
                                         span.reason { " " (when(now, r)) }
+                                    }
+                                    @for s in &p.suspect {
+                                        span.reason data-suspect-check=(s.check) {
+                                            " alone " (if s.dissent == crate::consensus::suspect::Dissent::Slow { "slow on " } else { "fails " })
+                                            code { (s.check) } " (" (s.vendor) ") since "
+                                            (when(now, s.dissenting_since_ms))
+                                            ": still votes, cannot page alone"
+                                        }
                                     }
                                 }
                             }
@@ -913,7 +939,11 @@ mod tests {
     const EVIL: &str = "<script>alert(1)</script>";
 
     fn scope(state: VendorState, conditions: Vec<Condition>) -> ScopeStatus {
-        ScopeStatus { state, conditions }
+        ScopeStatus {
+            state,
+            conditions,
+            clearing: false,
+        }
     }
 
     fn down_in_b() -> VendorView {
@@ -996,6 +1026,9 @@ mod tests {
                         updated_ms: NOW - 120_000,
                         resolved_ms: None,
                         detail: String::new(),
+                        opened_state: "hard_down".into(),
+                        clear_since_ms: None,
+                        flaps: 2,
                     },
                     events: vec![IncidentEventRow {
                         seq: 1,
@@ -1008,22 +1041,44 @@ mod tests {
                 transitions: vec![],
             }],
             resolved: vec![],
-            probes: vec![ProbeLine {
-                record: ProbeRecord {
-                    id: "b1".into(),
-                    region: "b".into(),
-                    labels: [("city".to_owned(), EVIL.to_owned())].into_iter().collect(),
-                    created_ms: NOW - 3_600_000,
-                    revoked_ms: None,
-                    last_seen_ms: Some(NOW - 4000),
+            probes: vec![
+                ProbeLine {
+                    record: ProbeRecord {
+                        id: "b1".into(),
+                        region: "b".into(),
+                        labels: [("city".to_owned(), EVIL.to_owned())].into_iter().collect(),
+                        created_ms: NOW - 3_600_000,
+                        revoked_ms: None,
+                        last_seen_ms: Some(NOW - 4000),
+                    },
+                    quarantine: Some(ProbeHealth {
+                        quarantined: true,
+                        since_ms: NOW - 60_000,
+                        vendors: vec!["acme".into(), "other".into()],
+                        ..ProbeHealth::default()
+                    }),
+                    suspect: vec![],
                 },
-                quarantine: Some(ProbeHealth {
-                    quarantined: true,
-                    since_ms: NOW - 60_000,
-                    vendors: vec!["acme".into(), "other".into()],
-                    ..ProbeHealth::default()
-                }),
-            }],
+                ProbeLine {
+                    record: ProbeRecord {
+                        id: "c1".into(),
+                        region: "c".into(),
+                        labels: BTreeMap::new(),
+                        created_ms: NOW - 3_600_000,
+                        revoked_ms: None,
+                        last_seen_ms: Some(NOW - 2000),
+                    },
+                    quarantine: None,
+                    suspect: vec![crate::engine::SuspectView {
+                        probe: "c1".into(),
+                        check: "www".into(),
+                        vendor: "acme".into(),
+                        dissent: crate::consensus::suspect::Dissent::Failing,
+                        dissenting_since_ms: NOW - 90_000,
+                        suspect_since_ms: NOW - 30_000,
+                    }],
+                },
+            ],
             charts: vec![],
         }
     }
@@ -1071,6 +1126,13 @@ mod tests {
         assert!(html.contains("1 of 3 fresh probes failing"));
         // The quarantined probe, with why.
         assert!(html.contains(r#"data-probe="b1" data-health="quarantined""#));
+        // The suspect probe, with the check it alone fails.
+        assert!(
+            html.contains(r#"data-probe="c1" data-health="suspect""#),
+            "{html}"
+        );
+        assert!(html.contains(r#"data-suspect-check="www""#), "{html}");
+        assert!(html.contains("flapped 2 times"), "{html}");
         assert!(html.contains("fails acme, other while its peers see them fine"));
     }
 

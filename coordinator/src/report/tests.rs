@@ -272,6 +272,7 @@ fn fixture() -> (tempfile::TempDir, SqliteStore) {
             resolve,
             events: vec![],
             deliveries: vec![],
+            ..IncidentWrite::default()
         };
         let id = store
             .write_incident(&write(None, at(opened), false))

@@ -206,4 +206,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
          json_each(CASE WHEN json_valid(v.status) THEN v.status ELSE '{}' END, '$.regions') r
     WHERE json_type(r.value, '$.state') = 'text';
     "#,
+    // 4: flapping. An incident whose subject has cleared waits out the flap window before it
+    // resolves (`clear_since_ms`); failing again within it is a flap of the same incident
+    // (`flaps`). `opened_state` keeps what the first page said, so that receivers that key
+    // on it (Alertmanager's labels) see one alert for the whole episode.
+    r#"
+    ALTER TABLE incidents ADD COLUMN opened_state TEXT NOT NULL DEFAULT '';
+    ALTER TABLE incidents ADD COLUMN clear_since_ms INTEGER;
+    ALTER TABLE incidents ADD COLUMN flaps INTEGER NOT NULL DEFAULT 0;
+    UPDATE incidents SET opened_state = COALESCE(
+        (SELECT e.state FROM incident_events e WHERE e.incident_id = incidents.id ORDER BY e.seq LIMIT 1),
+        state);
+    "#,
 ];

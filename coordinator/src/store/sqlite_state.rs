@@ -8,8 +8,7 @@ use super::state::{
 };
 use super::{SqliteStore, StoreError};
 
-pub(super) const INCIDENT_COLUMNS: &str =
-    "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail";
+pub(super) const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms, flaps";
 
 pub(super) fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
@@ -22,6 +21,9 @@ pub(super) fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRo
         updated_ms: r.get(6)?,
         resolved_ms: r.get(7)?,
         detail: r.get(8)?,
+        opened_state: r.get(9)?,
+        clear_since_ms: r.get(10)?,
+        flaps: r.get(11)?,
     })
 }
 
@@ -158,21 +160,22 @@ impl StateStore for SqliteStore {
     fn write_incident(&self, w: &IncidentWrite) -> Result<i64, StoreError> {
         self.write(|conn| {
             let tx = conn.transaction()?;
-            let resolved = w.resolve.then_some(w.at_ms);
+            let resolved = w.resolve.then_some(w.clear_since_ms.unwrap_or(w.at_ms));
             let id = match w.id {
                 None => {
                     tx.execute(
-                        "INSERT INTO incidents (subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
-                        params![w.subject_kind, w.subject, w.state, w.summary, w.at_ms, resolved, w.detail],
+                        "INSERT INTO incidents (subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?3, ?8)",
+                        params![w.subject_kind, w.subject, w.state, w.summary, w.at_ms, resolved, w.detail, w.clear_since_ms],
                     )?;
                     tx.last_insert_rowid()
                 }
                 Some(id) => {
                     tx.execute(
                         "UPDATE incidents SET state = ?2, summary = ?3, updated_ms = ?4,
-                         resolved_ms = COALESCE(resolved_ms, ?5), detail = ?6 WHERE id = ?1",
-                        params![id, w.state, w.summary, w.at_ms, resolved, w.detail],
+                         resolved_ms = COALESCE(resolved_ms, ?5), detail = ?6, clear_since_ms = ?7,
+                         flaps = flaps + ?8 WHERE id = ?1",
+                        params![id, w.state, w.summary, w.at_ms, resolved, w.detail, w.clear_since_ms, i64::from(w.flap)],
                     )?;
                     id
                 }

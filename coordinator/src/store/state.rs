@@ -62,10 +62,17 @@ pub struct IncidentRow {
     pub opened_ms: i64,
     /// Last changed (Unix ms).
     pub updated_ms: i64,
-    /// Resolved (Unix ms), if resolved.
+    /// Resolved (Unix ms), if resolved: when its subject cleared for good.
     pub resolved_ms: Option<i64>,
     /// JSON: what the incident is about now.
     pub detail: String,
+    /// The state it opened with (what the first page said).
+    pub opened_state: String,
+    /// While open: since when (Unix ms) its subject has been clear. It resolves once the flap
+    /// window has passed so; failing again before that is a flap of this same incident.
+    pub clear_since_ms: Option<i64>,
+    /// How many times its subject failed again within the flap window after clearing.
+    pub flaps: i64,
 }
 
 /// One entry of an incident's timeline.
@@ -108,7 +115,7 @@ pub struct NewDelivery {
 }
 
 /// An incident change to write in one transaction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct IncidentWrite {
     /// The incident; `None` opens a new one.
     pub id: Option<i64>,
@@ -124,8 +131,12 @@ pub struct IncidentWrite {
     pub detail: String,
     /// When.
     pub at_ms: i64,
-    /// Resolve it.
+    /// Resolve it: as of `clear_since_ms` when set, else `at_ms`.
     pub resolve: bool,
+    /// Since when its subject has been clear (`None`: failing, or never cleared).
+    pub clear_since_ms: Option<i64>,
+    /// Its subject failed again within the flap window: count one more flap.
+    pub flap: bool,
     /// Timeline entries to append: (kind, JSON detail).
     pub events: Vec<(String, String)>,
     /// Alerts to queue.

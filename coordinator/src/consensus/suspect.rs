@@ -1,0 +1,186 @@
+//! Suspect probes: a probe that fails a check alone is shown, not believed.
+//!
+//! The two-probe rule (rule 5 in [`super`]) keeps one probe's failures from ever making a
+//! verdict. They are still worth seeing: a probe whose own path to one vendor is bad (its ISP,
+//! the PoP it lands on) is the everyday case, and the SRE wants to know which probe it is and
+//! on which check, without being paged for it.
+//!
+//! A probe is the **lone dissenter** on a check when it has failing (or slow) runs within the
+//! check's `window` while at least two other fresh probes have none. Dissenting without a break
+//! for longer than `window` makes it **suspect** on that check; it stops being suspect as soon
+//! as it no longer dissents, that is after a whole window without a lone failure (or once a
+//! second probe fails too, when the problem is no longer its alone). A probe that fails half
+//! its runs at random is therefore suspect for as long as it keeps doing so.
+//!
+//! Suspicion is a label, not a penalty: the probe's results are still stored and still vote.
+//! Quarantine ([`super::quarantine`]), which sets votes aside, keeps its own rule: failures
+//! across several vendors at once.
+//!
+//! Pure, like the rest of consensus: the previous marks, this round's findings and `now` in,
+//! the new marks and the changes out. Marks live in memory only; after a restart they come back
+//! one window later, from the raw results the engine resumes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vantage_checks::model::Settings;
+
+use super::{Ms, Outcome, ProbeRuns};
+
+/// How a lone dissenter dissents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dissent {
+    /// It has failed runs within the window; nobody else does.
+    Failing,
+    /// It has slow (but no failed) runs within the window; nobody else has slow or failed ones.
+    Slow,
+}
+
+impl Dissent {
+    /// The stable label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Failing => "failing",
+            Self::Slow => "slow",
+        }
+    }
+}
+
+/// The fewest other fresh probes, all seeing the check fine, that make one probe's failures a
+/// dissent. With one peer it is one probe's word against another's: nobody is singled out.
+pub const MIN_PEERS: usize = 2;
+
+/// The lone dissenter on one check at `now`, if there is one.
+pub fn lone_dissenter<'a>(
+    settings: &Settings,
+    probes: &[ProbeRuns<'a>],
+    now: Ms,
+) -> Option<(&'a str, Dissent)> {
+    let window_start = now - settings.window.as_millis() as Ms;
+    let in_window = |started: Ms| started >= window_start && started <= now;
+    let mut fresh = 0usize;
+    let mut dissenter: Option<(&'a str, Dissent)> = None;
+    for p in probes {
+        let judged = || {
+            p.runs
+                .iter()
+                .filter(|r| r.outcome != Outcome::ProbeError && in_window(r.started_ms))
+        };
+        if judged().next().is_none() {
+            continue;
+        }
+        fresh += 1;
+        let failed = judged().any(|r| matches!(r.outcome, Outcome::Fail(_)));
+        let slow = judged().any(|r| r.outcome == Outcome::Slow);
+        let dissent = match (failed, slow) {
+            (true, _) => Dissent::Failing,
+            (false, true) => Dissent::Slow,
+            (false, false) => continue,
+        };
+        if dissenter.is_some() {
+            // A second probe sees trouble too: nobody is alone in it.
+            return None;
+        }
+        dissenter = Some((p.probe, dissent));
+    }
+    dissenter.filter(|_| fresh > MIN_PEERS)
+}
+
+/// One probe dissenting on one check. The key of the map is (probe, check).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dissenting {
+    /// The check's vendor.
+    pub vendor: String,
+    /// How it dissents now.
+    pub dissent: Dissent,
+    /// Since when (Unix ms) it has dissented without a break.
+    pub since_ms: Ms,
+    /// Since when (Unix ms) it is suspect: it has dissented for longer than the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect_since_ms: Option<Ms>,
+}
+
+/// What one check's evaluation found.
+#[derive(Clone, Debug)]
+pub struct Finding {
+    /// The check.
+    pub check: String,
+    /// Its vendor.
+    pub vendor: String,
+    /// Its window (ms): dissent must last longer than this to make a probe suspect.
+    pub window_ms: Ms,
+    /// Its lone dissenter now, if any.
+    pub dissenter: Option<(String, Dissent)>,
+}
+
+/// A probe became suspect on a check, or stopped being so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuspectChange {
+    /// The probe.
+    pub probe: String,
+    /// The check.
+    pub check: String,
+    /// The check's vendor.
+    pub vendor: String,
+    /// Suspect now (true) or no longer (false).
+    pub suspect: bool,
+    /// How it dissents (or last dissented).
+    pub dissent: Dissent,
+    /// When.
+    pub at_ms: Ms,
+}
+
+/// The marks, by (probe, check).
+pub type Marks = BTreeMap<(String, String), Dissenting>;
+
+/// Updates the marks from this round's findings. A check absent from `findings` has no lone
+/// dissenter any more (or is gone).
+pub fn assess(prev: &Marks, findings: &[Finding], now: Ms) -> (Marks, Vec<SuspectChange>) {
+    let mut next = Marks::new();
+    let mut changes = Vec::new();
+    for f in findings {
+        let Some((probe, dissent)) = &f.dissenter else {
+            continue;
+        };
+        let dissent = *dissent;
+        let key = (probe.clone(), f.check.clone());
+        let (since_ms, was_suspect) = prev
+            .get(&key)
+            .map_or((now, None), |d| (d.since_ms, d.suspect_since_ms));
+        let suspect_since_ms =
+            was_suspect.or_else(|| (now - since_ms > f.window_ms).then_some(now));
+        if was_suspect.is_none() && suspect_since_ms.is_some() {
+            changes.push(SuspectChange {
+                probe: key.0.clone(),
+                check: key.1.clone(),
+                vendor: f.vendor.clone(),
+                suspect: true,
+                dissent,
+                at_ms: now,
+            });
+        }
+        next.insert(
+            key,
+            Dissenting {
+                vendor: f.vendor.clone(),
+                dissent,
+                since_ms,
+                suspect_since_ms,
+            },
+        );
+    }
+    for ((probe, check), d) in prev {
+        if d.suspect_since_ms.is_some() && !next.contains_key(&(probe.clone(), check.clone())) {
+            changes.push(SuspectChange {
+                probe: probe.clone(),
+                check: check.clone(),
+                vendor: d.vendor.clone(),
+                suspect: false,
+                dissent: d.dissent,
+                at_ms: now,
+            });
+        }
+    }
+    (next, changes)
+}
