@@ -73,9 +73,8 @@ const TIMEOUT: &str = "4s";
 fn main() {
     let window = window();
     let start_load = load_average();
-    let target = target_dir();
-    let coordinator_bin = build(&target, "vantage-coordinator", "release");
-    let probe_bin = build(&target, "vantage-probe", "probe");
+    let coordinator_bin = vantage_e2e::build_binary("vantage-coordinator", "release");
+    let probe_bin = vantage_e2e::build_binary("vantage-probe", "probe");
     blackbox::binary();
     let ticks = blackbox::clock_ticks_per_second();
     let dir = tempfile::Builder::new()
@@ -140,54 +139,6 @@ fn window() -> Duration {
         }
         Err(_) => WINDOW,
     }
-}
-
-/// The target directory this bench was built into: `<target>/release/deps/footprint-…`.
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the bench's own path");
-    exe.ancestors()
-        .nth(3)
-        .expect("the bench runs from <target>/<profile>/deps")
-        .to_path_buf()
-}
-
-/// Builds binary `name` of the package of the same name with cargo `profile` into `target`,
-/// and returns its path.
-fn build(target: &Path, name: &str, profile: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let started = Instant::now();
-    let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--quiet",
-            "--profile",
-            profile,
-            "-p",
-            name,
-            "--bin",
-            name,
-        ])
-        .arg("--target-dir")
-        .arg(target)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("run cargo build");
-    assert!(
-        status.success(),
-        "`cargo build --profile {profile} -p {name}` failed"
-    );
-    let bin = target.join(profile).join(name);
-    assert!(
-        bin.is_file(),
-        "{} is not where cargo builds it",
-        bin.display()
-    );
-    eprintln!(
-        "footprint: built {} ({profile} profile) in {:.0?}",
-        bin.display(),
-        started.elapsed()
-    );
-    bin
 }
 
 struct Bins {

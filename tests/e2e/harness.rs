@@ -601,9 +601,26 @@ fn cdn_faults_hit_only_their_sources_and_clear() {
         "{plain:?}"
     );
 
+    // Flaky: about half of one source's requests get a 503, at random; its neighbours none.
+    let flaky = probe_source(5, 1);
+    cdn.set_faults(&[(&format!("{flaky}/32"), Fault::Flaky)]);
+    let statuses: Vec<u16> = (0..40).map(|_| fetch_from(&cdn, flaky).1).collect();
+    let errors = statuses.iter().filter(|s| **s == 503).count();
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+    // Binomial(40, 0.5): outside 6..=34 once in about 10^7 runs.
+    assert!(
+        (6..=34).contains(&errors),
+        "{errors} of 40 failed: {statuses:?}"
+    );
+    let neighbour = fetch_from(&cdn, probe_source(5, 2));
+    assert_eq!(neighbour.1, 200, "{neighbour:?}");
+
     cdn.clear_faults();
     assert_eq!(cdn.faults(), "");
-    for source in [eu_2, us_3, ap_5] {
+    for source in [eu_2, us_3, ap_5, flaky] {
         let got = fetch_from(&cdn, source);
         assert_eq!(
             (got.0, got.1),

@@ -16,8 +16,10 @@
 //! source gets a 503 from the edge ([`Fault::Error`]), a connection closed without an answer
 //! (nginx's `return 444`, [`Fault::Drop`]), or every request held for a while before it is
 //! served as usual, hit or miss ([`Fault::Slow`]: an `auth_request` to a location that
-//! `echo_sleep`s, from the echo module that Debian's nginx-light ships). The most specific
-//! CIDR wins, so a `/32` with [`Fault::Ok`] exempts one probe of a faulted region.
+//! `echo_sleep`s, from the echo module that Debian's nginx-light ships), or a 503 for about
+//! half of its requests at random ([`Fault::Flaky`]: `split_clients` on `$request_id`). The
+//! most specific CIDR wins, so a `/32` with [`Fault::Ok`] exempts one probe of a faulted
+//! region.
 //!
 //! nginx runs with a master process and one worker, because a reload needs the master (nginx
 //! without one serves garbage after a SIGHUP); dropping the [`Cdn`] stops it with SIGTERM so
@@ -66,6 +68,8 @@ pub enum Fault {
     /// Hold each request this long (millisecond precision, at least 1 ms), then serve it as
     /// usual, hit or miss.
     Slow(Duration),
+    /// Answer 503 from the edge to about half the requests, at random (a flaky path).
+    Flaky,
 }
 
 impl Fault {
@@ -75,6 +79,7 @@ impl Fault {
             Self::Ok => "ok".to_owned(),
             Self::Error => "error".to_owned(),
             Self::Drop => "drop".to_owned(),
+            Self::Flaky => "flaky".to_owned(),
             Self::Slow(d) => {
                 let ms = d.as_millis();
                 assert!(ms >= 1, "Fault::Slow needs at least 1ms, got {d:?}");
@@ -666,6 +671,7 @@ fn edge_location(origin: SocketAddr) -> String {
         location / {{
             if ($vantage_fault = error) {{ return 503 \"edge fault injected by the test\\n\"; }}
             if ($vantage_fault = drop) {{ return 444; }}
+            if ($vantage_flaky_error) {{ return 503 \"flaky edge fault injected by the test\\n\"; }}
             auth_request /_vantage/hold;
             proxy_pass http://{origin};
             proxy_http_version 1.1;
@@ -760,6 +766,15 @@ http {{
         ~^slow_(?<seconds>[0-9.]+)$ $seconds;
     }}
     include {d}/generation.conf;
+    # Fault::Flaky: a fair coin per request.
+    split_clients \"$request_id\" $vantage_coin {{
+        50% heads;
+        * tails;
+    }}
+    map \"$vantage_fault:$vantage_coin\" $vantage_flaky_error {{
+        default 0;
+        flaky:heads 1;
+    }}
 
     # The origin: files, a failing endpoint and redirects. It never compresses.
     server {{

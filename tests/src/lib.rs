@@ -14,7 +14,9 @@
 //! - [`relay`]: an in-process TCP relay that can be paused, to cut a probe off its coordinator;
 //! - [`netns`]: a network namespace that reaches only the coordinator, for a broken probe;
 //! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark;
-//! - [`browser`]: headless Chromium over WebDriver (ChromeDriver), screenshots as artefacts.
+//! - [`browser`]: headless Chromium over WebDriver (ChromeDriver), screenshots as artefacts;
+//! - [`world`]: the scenario corpus' world (all of the above, two vendors, six or seven
+//!   probes in three regions), shared by the scenarios and the time-to-detect benchmark.
 //!
 //! A server that cannot start fails the test loudly: nothing here skips.
 
@@ -28,6 +30,7 @@ pub mod netns;
 pub mod pki;
 pub mod relay;
 pub mod sink;
+pub mod world;
 
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -132,6 +135,53 @@ pub fn workspace_binary(name: &str) -> PathBuf {
         bin.is_file(),
         "{} is not built: run `cargo build --workspace --bins` (tests/run does)",
         bin.display()
+    );
+    bin
+}
+
+/// Builds workspace binary `name` (of the package of the same name) with cargo `profile`
+/// into the target directory this bench or test was built into, and returns its path: what a
+/// benchmark measures is built as an operator deploys it, not as the tests run it.
+pub fn build_binary(name: &str, profile: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("a bench runs from <target>/<profile>/deps")
+        .to_path_buf();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let started = Instant::now();
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            profile,
+            "-p",
+            name,
+            "--bin",
+            name,
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "`cargo build --profile {profile} -p {name}` failed"
+    );
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let bin = target.join(dir).join(name);
+    assert!(
+        bin.is_file(),
+        "{} is not where cargo builds it",
+        bin.display()
+    );
+    eprintln!(
+        "built {} ({profile} profile) in {:.0?}",
+        bin.display(),
+        started.elapsed()
     );
     bin
 }

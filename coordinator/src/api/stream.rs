@@ -30,7 +30,7 @@ use crate::stream::{ConsumerGuard, Filter, Frames, MAX_CONSUMERS};
 ///   `from`, `to`, `conditions`, `at`.
 /// - `probe`: a probe was quarantined or readmitted: `probe`, `region`, `quarantined`, `at`.
 /// - `incident`: `id`, `vendor` or `probe` (the subject), `kind` (`opened`, `changed`,
-///   `resolved`), `state` (the state the incident records), `at`.
+///   `cleared`, `flapped`, `resolved`), `state` (the state the incident records), `at`.
 /// - `dropped`: the last event to a consumer that left
 ///   [`CONSUMER_QUEUE`](crate::stream::CONSUMER_QUEUE) events unread: `{"reason": "…"}`. The
 ///   response ends after it (an HTTP/1.1 connection closes).
