@@ -700,6 +700,8 @@ pub async fn run(incidents: Arc<Incidents>, mut changes: mpsc::Receiver<Change>)
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::consensus::vendor::{Condition, ConditionKind, ScopeStatus};
 
@@ -878,34 +880,6 @@ mod tests {
         };
         assert_eq!(plan(Some(&open), &probe_fine, at), Some(Plan::Resolve));
     }
-}
-
-#[cfg(test)]
-mod props {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::consensus::vendor::{Condition, ConditionKind, ScopeStatus};
-
-    fn status(state: VendorState) -> VendorStatus {
-        VendorStatus {
-            global: ScopeStatus {
-                state,
-                conditions: if state.is_bad() {
-                    vec![Condition {
-                        kind: ConditionKind::HardDown,
-                        checks: vec!["c".into()],
-                        failures: vec![],
-                        detail: vec![],
-                    }]
-                } else {
-                    vec![]
-                },
-                clearing: false,
-            },
-            ..VendorStatus::default()
-        }
-    }
 
     proptest! {
         #![proptest_config(crate::consensus::props::config())]
@@ -929,7 +903,7 @@ mod props {
                 at += dt;
                 let state = [VendorState::HardDown, VendorState::Operational, VendorState::Unknown]
                     [kind as usize];
-                let now = vendor_now("v", "V", &status(state), flap);
+                let now = vendor_now("v", "V", &status(state, &[]), flap);
                 let p = plan(open.as_ref(), &now, at);
                 match p {
                     Some(Plan::Open) => {

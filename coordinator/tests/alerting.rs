@@ -225,6 +225,16 @@ impl World {
         failing
     }
 
+    /// Pushes rounds (every 250 ms) for `d`, checking nothing.
+    async fn rounds_for(&mut self, d: Duration, fails: impl Fn(&str, &str) -> bool) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.round(&fails).await;
+            // The probes' cadence, not a wait for an event.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Pushes rounds (every 250 ms) until `done` holds, or panics after `within`.
     async fn until(
         &mut self,
@@ -374,11 +384,7 @@ async fn hard_down_pages_once_and_resolves_once_across_a_kill_9() {
     // kill -9 mid-incident, restart, keep failing: no second page.
     w.coordinator.kill();
     w.coordinator.start().await;
-    let until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < until {
-        w.round(acme_everywhere).await;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    w.rounds_for(Duration::from_secs(4), acme_everywhere).await;
     assert_eq!(w.sink.events("/hook", "acme"), ["trigger"], "paged twice");
     assert_eq!(w.vendor_state("acme").await, "hard_down");
 
@@ -429,11 +435,7 @@ async fn a_probe_failing_every_vendor_is_quarantined_not_paged() {
     })
     .await;
     // Keep it broken a while: still no vendor page, and the probe is reported unhealthy.
-    let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until {
-        w.round(broken).await;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    w.rounds_for(Duration::from_secs(3), broken).await;
     assert!(
         w.sink.at("/hook").is_empty(),
         "a broken probe paged: {:?}",
@@ -772,11 +774,7 @@ async fn r11_a_probe_failing_one_check_alone_is_suspect_and_pages_nobody() {
     );
     assert_eq!(acme["regions"]["a"]["state"], "operational", "{acme}");
     // A while longer: nobody is paged, nowhere is down.
-    let until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < until {
-        w.round(a1_acme).await;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    w.rounds_for(Duration::from_secs(4), a1_acme).await;
     assert!(
         w.sink.at("/hook").is_empty(),
         "a lone probe paged: {:?}",

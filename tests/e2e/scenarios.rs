@@ -404,9 +404,20 @@ fn nothing_down_for(w: &World, d: Duration, probe: &str, check: &str) -> f64 {
     f64::from(suspect) / f64::from(samples.max(1))
 }
 
-/// The status page and `/metrics` show `probe` suspect on `check` (polled: the mark can
-/// lapse for a moment when a flaky probe passes a whole window).
-fn shown_suspect(w: &World, probe: &str, check: &str) {
+/// Waits until `probe` is suspect on FastCDN's `fast-css` in the API, the status page and
+/// `/metrics` (polled: the mark can lapse for a moment when a flaky probe passes a whole
+/// window), then runs the world for `d` with nothing `hard_down` and nobody paged (nor the
+/// probe quarantined: one vendor is not enough); returns the share of that time the probe was
+/// shown suspect.
+fn lone_probe_is_suspect_and_pages_nobody(w: &World, probe: &str, d: Duration) -> f64 {
+    let check = "fast-css";
+    let took = w.wait(&format!("{probe} suspect on {check}"), || {
+        w.suspect_checks(probe).iter().any(|c| c == check)
+    });
+    println!(
+        "lone probe: {probe} suspect on {check} {:.1} s after its path broke",
+        took.as_secs_f64()
+    );
     w.wait(
         &format!("{probe} suspect on {check} on the page and in /metrics"),
         || {
@@ -419,6 +430,16 @@ fn shown_suspect(w: &World, probe: &str, check: &str) {
                 ))
         },
     );
+    let share = nothing_down_for(w, d, probe, check);
+    println!(
+        "lone probe: {probe} shown suspect in {:.0}% of {d:?}",
+        share * 100.0
+    );
+    assert!(
+        w.sink.requests_to("/probes").is_empty(),
+        "one vendor is not quarantine"
+    );
+    share
 }
 
 #[test]
@@ -428,28 +449,11 @@ fn s13_one_probe_failing_half_its_runs_in_a_two_probe_region_pages_nobody_and_is
     // fails about half its requests, at random; b has only b1 and b2.
     let w = World::start(&SEVEN, "");
     w.cdn.set_faults(&[("127.0.2.1/32", Fault::Flaky)]);
-    let took = w.wait("b1 suspect on fast-css", || {
-        w.suspect_checks("b1").iter().any(|c| c == "fast-css")
-    });
-    println!(
-        "lone probe: b1 suspect on fast-css {:.1} s after its path turned flaky",
-        took.as_secs_f64()
-    );
-    shown_suspect(&w, "b1", "fast-css");
-    let share = nothing_down_for(&w, lone_for(), "b1", "fast-css");
-    println!(
-        "lone probe: b1 shown suspect in {:.0}% of {:?}",
-        share * 100.0,
-        lone_for()
-    );
+    let share = lone_probe_is_suspect_and_pages_nobody(&w, "b1", lone_for());
     assert!(
         share >= 0.8,
         "b1 suspect only {:.0}% of the time",
         share * 100.0
-    );
-    assert!(
-        w.sink.requests_to("/probes").is_empty(),
-        "one vendor is not quarantine"
     );
     let b1 = w
         .api("/api/v1/probes")
@@ -479,11 +483,7 @@ fn s14_one_probe_of_three_in_a_region_failing_every_run_pages_nobody() {
     let w = World::start(&SEVEN, "");
     // a3's path to FastCDN fails every request; a1 and a2 see it fine.
     w.cdn.set_faults(&[("127.0.1.3/32", Fault::Error)]);
-    w.wait("a3 suspect on fast-css", || {
-        w.suspect_checks("a3").iter().any(|c| c == "fast-css")
-    });
-    shown_suspect(&w, "a3", "fast-css");
-    let share = nothing_down_for(&w, lone_for() / 3, "a3", "fast-css");
+    let share = lone_probe_is_suspect_and_pages_nobody(&w, "a3", lone_for() / 3);
     assert!(
         share >= 0.99,
         "a3 suspect only {:.0}% of the time",
@@ -497,10 +497,6 @@ fn s14_one_probe_of_three_in_a_region_failing_every_run_pages_nobody() {
         "every FastCDN check"
     );
     assert_eq!(w.vendor("fastcdn")["regions"]["a"]["state"], "operational");
-    assert!(
-        w.sink.requests_to("/probes").is_empty(),
-        "one vendor is not quarantine"
-    );
     // Fixed: the mark clears once a window passes without its lone failures.
     w.cdn.clear_faults();
     w.wait("a3 no longer suspect", || w.suspect_checks("a3").is_empty());

@@ -132,43 +132,52 @@ fn any_case(max_probes: usize, max_steps: usize) -> impl Strategy<Value = Case> 
 const NAMES: [&str; 8] = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"];
 const REGIONS: [&str; 3] = ["r0", "r1", "r2"];
 
+/// Appends a step's new runs, as of `now`, to each probe's runs.
+fn append(step: &Step, runs: &mut [Vec<Run>], now: Ms) {
+    for (i, new) in step.runs.iter().enumerate() {
+        let Some((age, out)) = *new else { continue };
+        let started_ms = now - age;
+        // Runs of one probe start one after the other.
+        if runs[i].last().is_some_and(|r| r.started_ms >= started_ms) {
+            continue;
+        }
+        runs[i].push(Run {
+            started_ms,
+            outcome: out.outcome(),
+            total_ms: 10.0,
+        });
+    }
+}
+
+/// The probes with runs, as consensus sees them.
+fn views<'a>(case: &Case, runs: &'a [Vec<Run>]) -> Vec<ProbeRuns<'a>> {
+    (0..case.regions.len())
+        .filter(|&i| !runs[i].is_empty())
+        .map(|i| ProbeRuns {
+            probe: NAMES[i],
+            region: REGIONS[case.regions[i] as usize],
+            runs: &runs[i],
+            message: None,
+            quarantined: false,
+        })
+        .collect()
+}
+
 /// Plays a case: each step appends the new runs and evaluates with the state carried over.
-/// `each` sees every evaluation with the time it ran at.
-fn play(case: &Case, mut each: impl FnMut(Ms, &CheckState, &Evaluation)) {
-    let n = case.regions.len();
+/// `each` sees every evaluation with the time it ran at. Returns the last time and the runs.
+fn play(case: &Case, mut each: impl FnMut(Ms, &CheckState, &Evaluation)) -> (Ms, Vec<Vec<Run>>) {
     let expected = case.regions.iter().collect::<BTreeSet<_>>().len() as u32;
-    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); n];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); case.regions.len()];
     let mut state = CheckState::default();
     let mut now: Ms = 1_000_000;
     for step in &case.steps {
         now += step.after_ms;
-        for (i, new) in step.runs.iter().enumerate() {
-            let Some((age, out)) = *new else { continue };
-            let started_ms = now - age;
-            // Runs of one probe start one after the other.
-            if runs[i].last().is_some_and(|r| r.started_ms >= started_ms) {
-                continue;
-            }
-            runs[i].push(Run {
-                started_ms,
-                outcome: out.outcome(),
-                total_ms: 10.0,
-            });
-        }
-        let views: Vec<ProbeRuns<'_>> = (0..n)
-            .filter(|&i| !runs[i].is_empty())
-            .map(|i| ProbeRuns {
-                probe: NAMES[i],
-                region: REGIONS[case.regions[i] as usize],
-                runs: &runs[i],
-                message: None,
-                quarantined: false,
-            })
-            .collect();
-        let e = evaluate(&case.settings, &state, &views, expected, now);
+        append(step, &mut runs, now);
+        let e = evaluate(&case.settings, &state, &views(case, &runs), expected, now);
         each(now, &state, &e);
         state = e.state.clone();
     }
+    (now, runs)
 }
 
 fn bad(v: Verdict) -> bool {
@@ -269,33 +278,11 @@ proptest! {
         region in 0u8..3,
     ) {
         let s = &case.settings;
-        // The runs as they stand after the whole case.
-        let mut last: Option<(Ms, BTreeMap<Scope, Verdict>)> = None;
-        play(&case, |now, _, e| last = Some((now, e.raw.clone())));
-        let Some((now, before)) = last else { return Ok(()) };
-        let mut runs: Vec<Vec<Run>> = vec![Vec::new(); case.regions.len()];
-        let mut t: Ms = 1_000_000;
-        for step in &case.steps {
-            t += step.after_ms;
-            for (i, new) in step.runs.iter().enumerate() {
-                let Some((age, out)) = *new else { continue };
-                if runs[i].last().is_some_and(|r| r.started_ms >= t - age) {
-                    continue;
-                }
-                runs[i].push(Run { started_ms: t - age, outcome: out.outcome(), total_ms: 10.0 });
-            }
-        }
+        // The verdicts and runs as they stand after the whole case.
+        let mut before = BTreeMap::new();
+        let (now, runs) = play(&case, |_, _, e| before = e.raw.clone());
         let passing = [Run { started_ms: now, outcome: Outcome::Ok, total_ms: 10.0 }];
-        let mut views: Vec<ProbeRuns<'_>> = (0..case.regions.len())
-            .filter(|&i| !runs[i].is_empty())
-            .map(|i| ProbeRuns {
-                probe: NAMES[i],
-                region: REGIONS[case.regions[i] as usize],
-                runs: &runs[i],
-                message: None,
-                quarantined: false,
-            })
-            .collect();
+        let mut views = views(&case, &runs);
         let regions_before: BTreeSet<u8> = case.regions.iter().copied().collect();
         let mut regions_after = regions_before.clone();
         regions_after.insert(region);
