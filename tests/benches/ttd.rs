@@ -11,11 +11,12 @@
 //!
 //! It first builds the coordinator and the probe with `release`. Then, `TTD_RUNS` times
 //! (default 20), after a random pause (so that the fault lands at a random phase of the
-//! probes' schedules): FastCDN's edge starts answering 503 to every probe (a global outage),
-//! and the time from the fault to the trigger at the webhook sink is one time to detect; the
-//! fault is cleared, and the times from the fix to the vendor's state turning operational and
-//! to the resolve at the sink are one time to resolve each. The fault's clock starts before
-//! nginx is told to reload, so the reload's own time counts against Vantage.
+//! probes' schedules): both of Acme's authoritative name servers stop (a global outage of a
+//! vendor with one check, so the page is `hard_down` and nothing else), and the time from
+//! the fault to the trigger at the webhook sink is one time to detect; the servers start
+//! again, and the times from the fix to the vendor's state turning operational and to the
+//! resolve at the sink are one time to resolve each. The clocks start before the servers
+//! are told to stop or start, so their own stop and start times count against Vantage.
 //!
 //! It prints p50, p95 and max of each against its bound:
 //! - detect: `K·I/(N+1) + (confirm−1)·I + timeout + push + eval + for`, target p95 ≤ 1.2 ×
@@ -30,7 +31,6 @@
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use vantage_e2e::cdn::Fault;
 use vantage_e2e::world::*;
 
 /// The incident task's timer: a resolve goes out at its first tick after the flap window.
@@ -78,7 +78,7 @@ fn main() {
     vantage_e2e::build_binary("vantage-coordinator", "release");
     vantage_e2e::build_binary("vantage-probe", "release");
     let n = runs();
-    let w = World::start(&SIX, "");
+    let mut w = World::start(&SIX, "");
     let mut rng = rand::rng();
     let (mut detect, mut clear, mut resolve) = (Vec::new(), Vec::new(), Vec::new());
     for run in 1..=n {
@@ -86,32 +86,32 @@ fn main() {
         let pause = Duration::from_millis(rng.random_range(0..(INTERVAL_S * 1000.0) as u64))
             + Duration::from_secs(1);
         w.run_for(pause);
-        let triggers_before = w.triggers("fastcdn").len();
+        let triggers_before = w.triggers("acme").len();
         let fault = Instant::now();
-        w.cdn.set_faults(&[("127.0.0.0/8", Fault::Error)]);
+        w.stop_dns();
         w.wait(&format!("run {run}: the trigger"), || {
-            w.triggers("fastcdn").len() > triggers_before
+            w.triggers("acme").len() > triggers_before
         });
-        let (_, paged, body) = w.triggers("fastcdn").remove(triggers_before);
+        let (_, paged, body) = w.triggers("acme").remove(triggers_before);
         assert_eq!(body["state"], "hard_down", "{body}");
         assert_eq!(body["scope"], "global", "{body}");
         let resolves_before = w
-            .events("/hook", "fastcdn")
+            .events("/hook", "acme")
             .iter()
             .filter(|(e, ..)| e == "resolve")
             .count();
         let fixed = Instant::now();
-        w.cdn.clear_faults();
-        let cleared = w.wait_state("fastcdn", "operational");
+        w.start_dns([SERIAL_NOW, SERIAL_NOW]);
+        let cleared = fixed.elapsed() + w.wait_state("acme", "operational");
         w.wait(&format!("run {run}: the resolve"), || {
-            w.events("/hook", "fastcdn")
+            w.events("/hook", "acme")
                 .iter()
                 .filter(|(e, ..)| e == "resolve")
                 .count()
                 > resolves_before
         });
         let resolved = w
-            .events("/hook", "fastcdn")
+            .events("/hook", "acme")
             .into_iter()
             .filter(|(e, ..)| e == "resolve")
             .nth(resolves_before)
@@ -134,7 +134,7 @@ fn main() {
     let clear_bound = RECOVER_S + INTERVAL_S + PUSH_S + EVAL_S;
     let flap = 3.0 * RECOVER_S;
     println!(
-        "\ntime to detect and resolve: {n} global outages of FastCDN's edge (503 to every probe), six probes in three regions"
+        "\ntime to detect and resolve: {n} global outages of Acme's DNS (both authoritative servers stopped), six probes in three regions"
     );
     println!(
         "settings: interval {INTERVAL_S} s, timeout {TIMEOUT_S} s, for {FOR_S} s, recover_for {RECOVER_S} s, flap window {flap} s, confirm 1, K = {k} of N = {PROBES}, push {PUSH_S} s, eval {EVAL_S} s"

@@ -468,8 +468,15 @@ fn s13_one_probe_failing_half_its_runs_in_a_two_probe_region_pages_nobody_and_is
     let (at, body) = w.wait_trigger("fastcdn");
     let detected = at - fault;
     report("13 outage, a flaky probe", detected, 4, SEVEN.len());
-    assert_eq!(body["state"], "hard_down", "{body}");
+    // Every FastCDN check fails at once: whichever settles first pages (the control API's
+    // check can beat the data plane's by a moment, and the page is then updated).
+    assert!(
+        ["hard_down", "api_down", "limited_visibility"]
+            .contains(&body["state"].as_str().unwrap_or_default()),
+        "{body}"
+    );
     assert_eq!(body["scope"], "global", "{body}");
+    w.wait_state("fastcdn", "hard_down");
     let limit = 2.0 * bound(4, SEVEN.len()) + 2.0;
     assert!(
         detected.as_secs_f64() <= limit,
