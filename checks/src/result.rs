@@ -5,11 +5,15 @@
 //! could not test, and must never count against the vendor.
 //!
 //! The JSON shape is versioned by [`RESULT_SCHEMA_VERSION`] in the `v` field. Fields are only
-//! ever added; a change to the meaning of a field bumps the version.
+//! ever added; a change to the meaning of a field bumps the version. So a field this build
+//! does not know is ignored, not refused: a newer probe's results are still stored (the
+//! coordinator counts such fields, see [`crate::wire::decode_batch`]).
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 
 use crate::model::CheckKind;
@@ -19,7 +23,6 @@ pub const RESULT_SCHEMA_VERSION: u32 = 1;
 
 /// One run of one check from one probe.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct CheckResult {
     /// Schema version of this record ([`RESULT_SCHEMA_VERSION`]).
     pub v: u32,
@@ -57,6 +60,10 @@ pub struct CheckResult {
     pub timings: Timings,
     /// What the run observed, by kind.
     pub facts: Facts,
+    /// What the probe cut to keep the result within the limits ([`crate::limits`]), if
+    /// anything: `"message; assets: 64 of 1000 kept"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<String>,
 }
 
 impl CheckResult {
@@ -189,7 +196,6 @@ impl std::fmt::Display for FailureKind {
 
 /// Per-phase timings, in milliseconds. A phase that did not happen is absent.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Timings {
     /// Resolving host names (URL host, edge, NS names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,7 +222,7 @@ pub fn millis(d: std::time::Duration) -> f64 {
 /// What a run observed, by kind.
 // One value per run, built once and serialized: boxing the large variants would buy nothing.
 #[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Facts {
     /// Facts of a `dns` check.
@@ -231,9 +237,51 @@ pub enum Facts {
     None,
 }
 
+thread_local! {
+    /// Unknown fields met inside facts since the last [`take_ignored`]. Facts are internally
+    /// tagged, so they are read whole first and their fields after: this is how those fields
+    /// reach the count of the batch being decoded on this thread.
+    static IGNORED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Unknown fields met inside facts on this thread since the last call, and resets the count.
+pub(crate) fn take_ignored() -> u64 {
+    IGNORED.with(|c| c.replace(0))
+}
+
+impl<'de> Deserialize<'de> for Facts {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn part<T: DeserializeOwned, E: serde::de::Error>(v: serde_json::Value) -> Result<T, E> {
+            serde_ignored::deserialize(v, |_| IGNORED.with(|c| c.set(c.get() + 1)))
+                .map_err(E::custom)
+        }
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let kind = match map.remove("kind") {
+            Some(serde_json::Value::String(k)) => k,
+            _ => return Err(D::Error::missing_field("kind")),
+        };
+        let rest = serde_json::Value::Object(map);
+        match kind.as_str() {
+            "dns" => part(rest).map(Facts::Dns),
+            "http" => part(rest).map(Facts::Http),
+            "tls" => part(rest).map(Facts::Tls),
+            "tcp" => part(rest).map(Facts::Tcp),
+            "none" => {
+                if let serde_json::Value::Object(m) = &rest {
+                    IGNORED.with(|c| c.set(c.get() + m.len() as u64));
+                }
+                Ok(Facts::None)
+            }
+            other => Err(D::Error::unknown_variant(
+                other,
+                &["dns", "http", "tls", "tcp", "none"],
+            )),
+        }
+    }
+}
+
 /// What a DNS check saw.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct DnsFacts {
     /// The name asked.
     pub qname: String,
@@ -251,7 +299,6 @@ pub struct DnsFacts {
 
 /// The answer of one DNS server address.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct DnsServerResult {
     /// The server as named: an NS name, or the host or address from `servers`.
     pub server: String,
@@ -290,7 +337,6 @@ pub struct DnsServerResult {
 
 /// A delegation comparison.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Delegation {
     /// NS names the parent zone delegates to, sorted.
     pub parent: Vec<String>,
@@ -330,7 +376,6 @@ impl CacheStatus {
 
 /// What an HTTP or CDN check saw.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct HttpFacts {
     /// The URL requested, including the cache-busting parameter if any.
     pub url: String,
@@ -375,7 +420,6 @@ pub struct HttpFacts {
 
 /// One child asset of a page.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct AssetResult {
     /// The absolute URL of the asset.
     pub url: String,
@@ -391,7 +435,6 @@ pub struct AssetResult {
 
 /// A TLS session and the server's leaf certificate.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct TlsFacts {
     /// The address connected to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -423,7 +466,6 @@ pub struct TlsFacts {
 
 /// What a TCP check saw.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct TcpFacts {
     /// The address connected to (or tried last).
     #[serde(default, skip_serializing_if = "Option::is_none")]

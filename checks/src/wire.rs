@@ -28,8 +28,10 @@ pub struct ProbeCounters {
 }
 
 /// `POST /api/v1/results`: a batch of raw results.
+///
+/// Fields this build does not know are ignored, here and in every result: a newer probe may
+/// add some, and its results must still be stored ([`decode_batch`] counts them).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResultBatch {
     /// The results, each carrying `(probe_id, boot_id, seq)`.
     pub results: Vec<CheckResult>,
@@ -48,6 +50,128 @@ pub struct BatchAck {
     /// Checks whose verdict is failing anywhere: probes run these at `failing_interval`.
     #[serde(default)]
     pub failing_checks: Vec<String>,
+    /// Results of the batch that were not stored, each with why; every other result was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<Refused>,
+}
+
+/// One result of a batch the coordinator did not store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Its place in the batch, from 0.
+    pub index: usize,
+    /// Its `seq`, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Why, as a stable label.
+    pub reason: RefusalReason,
+    /// What was wrong, for people.
+    pub message: String,
+}
+
+/// Why the coordinator refused one result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// It started further in the future than the allowed clock skew: the probe's clock is
+    /// ahead. Send it again later: it becomes acceptable as time passes.
+    ClockSkew,
+    /// It started longer ago than the coordinator keeps accepting.
+    TooOld,
+    /// A field, or its facts, is larger than the coordinator's limits.
+    TooLarge,
+    /// Its `probe_id` is not the probe whose token sent it.
+    WrongProbe,
+    /// Its schema version is one this coordinator does not speak.
+    SchemaVersion,
+    /// It breaks another rule (an empty id, a timing that is not a number).
+    Invalid,
+    /// Its check is not one this probe is selected to run.
+    NotSelected,
+    /// The probe sent more runs of the check within a minute than its interval allows.
+    RateLimited,
+    /// A reason this build does not know (a newer coordinator's).
+    #[serde(other)]
+    Other,
+}
+
+impl RefusalReason {
+    /// Every reason, for metrics.
+    pub const ALL: [RefusalReason; 9] = [
+        Self::ClockSkew,
+        Self::TooOld,
+        Self::TooLarge,
+        Self::WrongProbe,
+        Self::SchemaVersion,
+        Self::Invalid,
+        Self::NotSelected,
+        Self::RateLimited,
+        Self::Other,
+    ];
+
+    /// The stable label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::ClockSkew => "clock_skew",
+            Self::TooOld => "too_old",
+            Self::TooLarge => "too_large",
+            Self::WrongProbe => "wrong_probe",
+            Self::SchemaVersion => "schema_version",
+            Self::Invalid => "invalid",
+            Self::NotSelected => "not_selected",
+            Self::RateLimited => "rate_limited",
+            Self::Other => "other",
+        }
+    }
+
+    /// True when sending the same result again later can succeed: the probe keeps it.
+    pub fn retry_later(self) -> bool {
+        self == Self::ClockSkew
+    }
+}
+
+/// A decoded `POST /api/v1/results` body: each result on its own, so that one the coordinator
+/// cannot read is refused alone ([`decode_batch`]).
+#[derive(Debug)]
+pub struct DecodedBatch {
+    /// Each result, or why it could not be read.
+    pub results: Vec<Result<CheckResult, serde_json::Error>>,
+    /// The probe's counters.
+    pub counters: Option<ProbeCounters>,
+    /// Fields this build does not know, ignored, in the batch and its results.
+    pub unknown_fields: u64,
+}
+
+#[derive(Deserialize)]
+struct RawBatch<'a> {
+    #[serde(borrow)]
+    results: Vec<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    counters: Option<ProbeCounters>,
+}
+
+/// Decodes a `POST /api/v1/results` body. The envelope must be a batch; each result is
+/// decoded on its own, so a result this build cannot read (a newer value of an enum, a
+/// missing field) fails alone. Fields this build does not know are ignored and counted.
+pub fn decode_batch(body: &[u8]) -> Result<DecodedBatch, serde_json::Error> {
+    let mut unknown = 0u64;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let raw: RawBatch<'_> = serde_ignored::deserialize(&mut de, |_| unknown += 1)?;
+    de.end()?;
+    crate::result::take_ignored();
+    let results = raw
+        .results
+        .iter()
+        .map(|r| {
+            let mut de = serde_json::Deserializer::from_str(r.get());
+            serde_ignored::deserialize(&mut de, |_| unknown += 1)
+        })
+        .collect();
+    Ok(DecodedBatch {
+        results,
+        counters: raw.counters,
+        unknown_fields: unknown + crate::result::take_ignored(),
+    })
 }
 
 /// `GET /api/v1/probe/config`: what this probe must run.

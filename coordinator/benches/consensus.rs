@@ -100,6 +100,7 @@ fn main() {
                                 ..Timings::default()
                             },
                             facts: Facts::None,
+                            truncated: None,
                         },
                     }
                 })

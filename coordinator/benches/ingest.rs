@@ -224,6 +224,7 @@ fn result(probe: &str, seq: u64, at: OffsetDateTime) -> CheckResult {
             bytes: 18_304,
             ..HttpFacts::default()
         }),
+        truncated: None,
     }
 }
 

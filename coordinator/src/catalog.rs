@@ -25,6 +25,8 @@ pub struct Catalog {
     pub loaded_at: SystemTime,
     /// Each check as probes receive it (JSON), encoded once at load, and its digest.
     encoded: Vec<(Box<RawValue>, [u8; 32])>,
+    /// Each check's place in `checks.checks`, by id: ingest looks every result's check up.
+    by_id: std::collections::HashMap<String, usize>,
 }
 
 /// A probe's config document (`GET /api/v1/probe/config`) and its ETag.
@@ -63,12 +65,24 @@ impl Catalog {
                 Ok((json, digest))
             })
             .collect::<Result<_, CatalogError>>()?;
+        let by_id = checks
+            .checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect();
         Ok(Self {
             sources,
             checks,
             loaded_at: SystemTime::now(),
             encoded,
+            by_id,
         })
+    }
+
+    /// The check with this id.
+    pub fn check(&self, id: &str) -> Option<&vantage_checks::model::Check> {
+        self.checks.checks.get(*self.by_id.get(id)?)
     }
 
     /// The checks selected for `probe` and their ETag; cheap (no encoding), so every poll,

@@ -73,10 +73,20 @@ struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApiFileConfig {
-    /// File holding the reader/operator token.
+    /// File holding the operator token: reads and changes (silences).
     token_file: Option<String>,
     /// Environment variable holding it.
     token_env: Option<String>,
+    /// File holding the reader token: reads only.
+    reader_token_file: Option<String>,
+    /// Environment variable holding it.
+    reader_token_env: Option<String>,
+    /// File holding the metrics token: `/metrics` only.
+    metrics_token_file: Option<String>,
+    /// Environment variable holding it.
+    metrics_token_env: Option<String>,
+    /// Reads are meant to be open to anyone, off loopback too (default false).
+    public_reads: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,9 +180,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_body_bytes: 4 * 1024 * 1024,
-            max_batch: 1000,
-            max_field_bytes: 4096,
+            // The probe packs and cuts its results to these same figures.
+            max_body_bytes: vantage_checks::limits::MAX_BODY_BYTES,
+            max_batch: vantage_checks::limits::MAX_BATCH,
+            max_field_bytes: vantage_checks::limits::MAX_FIELD_BYTES,
             clock_skew: Duration::from_secs(120),
             max_result_age: Duration::from_secs(7 * 86_400),
             queue_batches: 64,
@@ -210,8 +221,8 @@ pub struct CoordinatorConfig {
     pub quarantine: crate::consensus::quarantine::QuarantineSettings,
     /// Receivers, routes and configured silences.
     pub alerting: crate::alert::Alerting,
-    /// Token for the read API and silence changes (`[api] token_file` or `token_env`).
-    pub api_token: Option<crate::alert::Secret>,
+    /// Who may read and change what (`[api]`).
+    pub access: crate::access::Access,
 }
 
 /// The default listen address: loopback only.
@@ -233,7 +244,7 @@ impl Default for CoordinatorConfig {
             limits: Limits::default(),
             quarantine: Default::default(),
             alerting: Default::default(),
-            api_token: None,
+            access: crate::access::Access::default(),
         }
     }
 }
@@ -295,11 +306,22 @@ impl CoordinatorConfig {
         });
         let alerting = crate::alert::config::validate(raw.receiver, raw.route, raw.silence, base)
             .map_err(|errors| invalid(errors.join("; ")))?;
-        let api_token = match raw.api {
-            None => None,
+        let access = match raw.api {
+            None => crate::access::Access::default(),
             Some(a) => {
-                crate::alert::config::secret(None, a.token_file, a.token_env, "api.token", base)
-                    .map_err(invalid)?
+                let token = |file, env, what| {
+                    crate::alert::config::secret(None, file, env, what, base).map_err(invalid)
+                };
+                crate::access::Access {
+                    operator: token(a.token_file, a.token_env, "api.token")?,
+                    reader: token(a.reader_token_file, a.reader_token_env, "api.reader_token")?,
+                    metrics: token(
+                        a.metrics_token_file,
+                        a.metrics_token_env,
+                        "api.metrics_token",
+                    )?,
+                    public_reads: a.public_reads.unwrap_or(false),
+                }
             }
         };
         let config = Self {
@@ -351,7 +373,7 @@ impl CoordinatorConfig {
                 )?,
             },
             alerting,
-            api_token,
+            access,
         };
         Ok(config)
     }
@@ -365,6 +387,7 @@ impl CoordinatorConfig {
                 self.listen
             )));
         }
+        self.access.check(self.listen).map_err(ConfigError::Rule)?;
         if self.limits.max_batch == 0
             || self.limits.queue_batches == 0
             || self.limits.max_body_bytes < 1024
@@ -522,6 +545,44 @@ mod tests {
             insecure_http: true,
             ..c
         };
+        // r12: off loopback, reads open to anyone must be said to be meant.
+        assert!(
+            c.check()
+                .expect_err("open reads off loopback")
+                .to_string()
+                .contains("public_reads = true")
+        );
+        let mut c = c;
+        c.access.public_reads = true;
         c.check().expect("explicitly allowed");
+    }
+
+    #[test]
+    fn r12_api_tokens_by_role_each_at_least_32_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).expect("write token");
+        };
+        write("reader.token", "r-0123456789abcdef0123456789abcdef\n");
+        write("operator.token", "o-0123456789abcdef0123456789abcdef\n");
+        write("short.token", "short\n");
+        let config = |api: &str| {
+            CoordinatorConfig::parse(
+                &format!("listen = \"0.0.0.0:7470\"\ninsecure_http = true\n[api]\n{api}"),
+                &dir.path().join("coordinator.toml"),
+            )
+        };
+        let c = config("reader_token_file = \"reader.token\"\ntoken_file = \"operator.token\"\n")
+            .expect("parse");
+        assert!(c.access.reader.is_some() && c.access.operator.is_some());
+        c.check().expect("both roles, off loopback");
+        let c = config("reader_token_file = \"short.token\"\n").expect("parse");
+        let e = c.check().expect_err("short").to_string();
+        assert!(
+            e.contains("the reader token is 5 bytes; at least 32"),
+            "{e}"
+        );
+        let e = config("reader_token = \"inline\"\n").expect_err("unknown key");
+        assert!(e.to_string().contains("reader_token"), "{e}");
     }
 }

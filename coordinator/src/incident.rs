@@ -32,7 +32,7 @@ use crate::catalog::Catalogs;
 use crate::consensus::Ms;
 use crate::consensus::vendor::{VendorState, VendorStatus};
 use crate::engine::Change;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreOp};
 use crate::store::state::{IncidentRow, IncidentWrite, NewDelivery, SilenceRow, TransitionRecord};
 use crate::store::{ProbeRecord, Store, StoreError};
 
@@ -484,25 +484,20 @@ impl Incidents {
 
     /// Sends held-back triggers whose silence ended, reminders and Alertmanager re-sends.
     fn reconcile(&self, at: Ms) -> Result<(), StoreError> {
+        // The vendors' states against their incidents: opens, resolves or changes what a lost
+        // change left behind (the plans are no-ops when they agree), and resolves a clearing
+        // incident once its flap window has passed.
+        let vendors: Vec<(String, VendorStatus)> = self
+            .vendors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(v, s)| (v.clone(), s.clone()))
+            .collect();
+        for (vendor, status) in &vendors {
+            self.apply(&self.vendor_facts(vendor, status), at)?;
+        }
         for incident in self.store.open_incidents()? {
-            if let (Some(since), "vendor") =
-                (incident.clear_since_ms, incident.subject_kind.as_str())
-            {
-                // Clearing: resolve it once its vendor has stayed clear for the flap window.
-                let status = self
-                    .vendors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&incident.subject)
-                    .cloned();
-                if let Some(status) = status {
-                    let now = self.vendor_facts(&incident.subject, &status);
-                    if now.clear && at - since >= now.flap_window_ms {
-                        self.apply(&now, at)?;
-                        continue;
-                    }
-                }
-            }
             let Ok(saved) = serde_json::from_str::<serde_json::Value>(&incident.detail) else {
                 continue;
             };
@@ -600,8 +595,6 @@ impl Incidents {
     }
 
     fn handle(&self, change: Change) -> Result<(), StoreError> {
-        // The live stream hears of it first: the store writes below may take a while.
-        self.stream.change(&change);
         match change {
             Change::Checks {
                 states,
@@ -674,6 +667,11 @@ impl Incidents {
 }
 
 /// Runs the incident task until the engine's sender is dropped.
+///
+/// A change that cannot be recorded (a full disk, an I/O error) is never only logged: it is
+/// tried again, with backoff, until it is, and the changes after it wait their turn (they
+/// build on it). The timer goes on meanwhile, and its reconcile pass opens or resolves
+/// whatever the vendors' states and the open incidents disagree on.
 pub async fn run(incidents: Arc<Incidents>, mut changes: mpsc::Receiver<Change>) {
     let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -681,18 +679,53 @@ pub async fn run(incidents: Arc<Incidents>, mut changes: mpsc::Receiver<Change>)
         tokio::select! {
             change = changes.recv() => {
                 let Some(change) = change else { break };
-                let inc = Arc::clone(&incidents);
-                let outcome = tokio::task::spawn_blocking(move || inc.handle(change)).await;
-                if let Ok(Err(e)) = outcome {
-                    tracing::error!(error = %e, "cannot record a consensus change; it is recomputed at the next start");
-                }
+                // The live stream hears of it first, once: the store writes may take a while.
+                incidents.stream.change(&change);
+                record(&incidents, change).await;
             }
             _ = reconcile.tick() => {
                 let inc = Arc::clone(&incidents);
                 let outcome = tokio::task::spawn_blocking(move || inc.reconcile(now_ms())).await;
                 if let Ok(Err(e)) = outcome {
-                    tracing::error!(error = %e, "cannot reconcile open incidents");
+                    incidents.metrics.store_error(StoreOp::Reconcile);
+                    tracing::error!(error = %e, "cannot reconcile open incidents; trying again at the next tick");
                 }
+            }
+        }
+    }
+}
+
+/// Shortest and longest pause between attempts to record a change.
+const RECORD_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
+
+/// Records one change, trying again with backoff until it is recorded. Every step of a change
+/// is idempotent (upserts, and incident plans made from what is stored), so a change half
+/// written by a failed attempt is completed, not doubled, by the next.
+async fn record(incidents: &Arc<Incidents>, change: Change) {
+    let mut wait = RECORD_BACKOFF.0;
+    for attempt in 1u32.. {
+        let inc = Arc::clone(incidents);
+        let c = change.clone();
+        match tokio::task::spawn_blocking(move || inc.handle(c)).await {
+            Ok(Ok(())) => {
+                if attempt > 1 {
+                    tracing::info!(
+                        attempts = attempt,
+                        "recorded a consensus change after store errors"
+                    );
+                }
+                return;
+            }
+            Ok(Err(e)) => {
+                incidents.metrics.store_error(StoreOp::RecordChange);
+                tracing::error!(error = %e, attempt, retry_in_ms = wait.as_millis() as u64, "cannot record a consensus change (vendor state, incident or alert); trying again");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECORD_BACKOFF.1);
+            }
+            Err(e) => {
+                // A panic is a bug, not a store error: trying again would panic again.
+                tracing::error!(error = %e, "recording a consensus change panicked; it is recomputed at the next start");
+                return;
             }
         }
     }
@@ -704,6 +737,7 @@ mod tests {
 
     use super::*;
     use crate::consensus::vendor::{Condition, ConditionKind, ScopeStatus};
+    use crate::store::StateStore as _;
 
     const FLAP: Ms = 90_000;
 
@@ -959,5 +993,109 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// An incident task over a real SQLite store in `dir`, one vendor `v` with one check, one
+    /// webhook receiver taking everything.
+    fn incidents(dir: &std::path::Path) -> (Arc<Incidents>, Arc<crate::store::SqliteStore>) {
+        let checks = dir.join("checks.toml");
+        std::fs::write(
+            &checks,
+            "[defaults]\nrecover_for = \"1s\"\n[[vendor]]\nid = \"v\"\nname = \"V\"\n[[check]]\nid = \"c\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\n",
+        )
+        .expect("write checks");
+        let store = Arc::new(
+            crate::store::SqliteStore::open(
+                &dir.join("vantage.db"),
+                crate::store::Synchronous::Normal,
+            )
+            .expect("open the store"),
+        );
+        let alerting = crate::alert::Alerting {
+            receivers: vec![crate::alert::Receiver {
+                name: "hook".into(),
+                kind: ReceiverKind::Webhook,
+                url: crate::alert::Secret::new("http://127.0.0.1:9/hook"),
+                routing_key: None,
+                timeout: Duration::from_secs(1),
+                resend: Duration::from_secs(60),
+                max_attempts: 3,
+            }],
+            routes: vec![],
+            silences: vec![],
+        };
+        let inc = Arc::new(Incidents {
+            store: Arc::clone(&store) as Arc<dyn Store>,
+            alerting: Arc::new(alerting),
+            catalogs: Arc::new(Catalogs::load(vec![checks]).expect("load checks")),
+            wake: Arc::new(Notify::new()),
+            metrics: Arc::new(Metrics::new()),
+            stream: Arc::new(crate::stream::Hub::new()),
+            vendors: std::sync::Mutex::new(BTreeMap::new()),
+        });
+        (inc, store)
+    }
+
+    /// Issue 12: a vendor going down while the store refuses writes (a full disk) still
+    /// opens its incident and queues its page, once the store takes writes again; the
+    /// failures are counted.
+    #[tokio::test]
+    async fn r12_a_change_the_store_refuses_is_recorded_once_it_can_be() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (inc, store) = incidents(dir.path());
+        store.fail_next_writes(3);
+        let change = Change::Vendor {
+            vendor: "v".into(),
+            status: status(VendorState::HardDown, &[]),
+            previous: VendorStatus::default(),
+            at_ms: now_ms(),
+        };
+        record(&inc, change).await;
+        let open = store
+            .open_incident("vendor", "v")
+            .expect("read")
+            .expect("the incident is open");
+        assert_eq!(open.state, "hard_down");
+        assert_eq!(
+            store.outbox_pending().expect("read"),
+            1,
+            "the trigger is queued"
+        );
+        let text = inc.metrics.render(&crate::metrics::Scrape::default());
+        assert!(
+            text.contains("vantage_store_errors_total{op=\"record_change\"} 3"),
+            "{text}"
+        );
+    }
+
+    /// Issue 12: when a change was lost for good (the process stopped while the store
+    /// refused it), the timer's reconcile pass opens the incident the vendor's state calls for,
+    /// and later resolves it.
+    #[tokio::test]
+    async fn r12_reconcile_opens_and_resolves_what_the_vendor_state_calls_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (inc, store) = incidents(dir.path());
+        inc.vendors
+            .lock()
+            .expect("lock")
+            .insert("v".into(), status(VendorState::HardDown, &[]));
+        let t0 = now_ms();
+        inc.reconcile(t0).expect("reconcile");
+        assert!(store.open_incident("vendor", "v").expect("read").is_some());
+        inc.reconcile(t0 + 1000).expect("reconcile");
+        assert_eq!(
+            store.outbox_pending().expect("read"),
+            1,
+            "one trigger, not two"
+        );
+        inc.vendors
+            .lock()
+            .expect("lock")
+            .insert("v".into(), status(VendorState::Operational, &[]));
+        // Clear, then resolved once the flap window (3 x recover_for = 3 s) has passed.
+        inc.reconcile(t0 + 2000).expect("reconcile");
+        assert!(store.open_incident("vendor", "v").expect("read").is_some());
+        inc.reconcile(t0 + 6000).expect("reconcile");
+        assert!(store.open_incident("vendor", "v").expect("read").is_none());
     }
 }

@@ -6,112 +6,195 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+use vantage_checks::limits;
 use vantage_checks::result::{CheckResult, RESULT_SCHEMA_VERSION};
-use vantage_checks::wire::ResultBatch;
+use vantage_checks::wire::{RefusalReason, Refused};
 
+use crate::catalog::Catalog;
 use crate::config::Limits;
 use crate::store::{IngestRow, InsertOutcome, ProbeRecord, Store, StoreError};
 
 /// Most batches the writer commits in one transaction.
 const GROUP_COMMIT_MAX: usize = 64;
 
-/// A batch refused before it reached the store; the message says which result and why.
+/// A whole batch refused before it reached the store (it holds too many results); the
+/// message says why.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Rejected(pub String);
 
-/// Checks a decoded batch from `probe` and turns it into rows for the store.
+/// What validation made of a batch: the rows to store, and the results refused, each alone.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// Rows for the store.
+    pub rows: Vec<IngestRow>,
+    /// Results not stored, with why.
+    pub refused: Vec<Refused>,
+}
+
+/// Checks a decoded batch from `probe` against the limits and the catalog, and turns its
+/// good results into rows for the store. One bad result is refused alone: the rest of its
+/// batch is stored. Only a batch with more results than allowed is refused whole.
 pub fn validate_batch(
-    batch: ResultBatch,
+    results: Vec<Result<CheckResult, serde_json::Error>>,
     probe: &ProbeRecord,
+    catalog: &Catalog,
     limits: &Limits,
     now: OffsetDateTime,
-) -> Result<Vec<IngestRow>, Rejected> {
-    if batch.results.len() > limits.max_batch {
+) -> Result<Checked, Rejected> {
+    if results.len() > limits.max_batch {
         return Err(Rejected(format!(
             "the batch has {} results; at most {} are allowed per request: send smaller batches",
-            batch.results.len(),
+            results.len(),
             limits.max_batch
         )));
     }
     let received_ms = unix_ms(now);
-    let newest = now + limits.clock_skew;
-    let oldest = now - limits.max_result_age;
-    let mut rows = Vec::with_capacity(batch.results.len());
-    for (i, r) in batch.results.into_iter().enumerate() {
-        let at = |what: String| {
-            Rejected(format!(
-                "results[{i}] (check `{}`, seq {}): {what}",
-                short(&r.check_id),
-                r.seq
-            ))
+    let mut out = Checked {
+        rows: Vec::with_capacity(results.len()),
+        refused: Vec::new(),
+    };
+    for (index, r) in results.into_iter().enumerate() {
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                out.refused.push(Refused {
+                    index,
+                    seq: None,
+                    reason: RefusalReason::Invalid,
+                    message: format!("results[{index}] cannot be read: {e}"),
+                });
+                continue;
+            }
         };
-        if r.v != RESULT_SCHEMA_VERSION {
-            return Err(at(format!(
+        match check_result(&r, probe, catalog, limits, now) {
+            Ok(()) => out.rows.push(IngestRow {
+                region: probe.region.clone(),
+                received_ms,
+                result: r,
+            }),
+            Err((reason, what)) => out.refused.push(Refused {
+                index,
+                seq: Some(r.seq),
+                reason,
+                message: format!(
+                    "results[{index}] (check `{}`, seq {}): {what}",
+                    short(&r.check_id),
+                    r.seq
+                ),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Why one result cannot be stored, if it cannot.
+fn check_result(
+    r: &CheckResult,
+    probe: &ProbeRecord,
+    catalog: &Catalog,
+    limits: &Limits,
+    now: OffsetDateTime,
+) -> Result<(), (RefusalReason, String)> {
+    if r.v != RESULT_SCHEMA_VERSION {
+        return Err((
+            RefusalReason::SchemaVersion,
+            format!(
                 "schema version {} is not supported; this coordinator speaks v{RESULT_SCHEMA_VERSION}",
                 r.v
-            )));
-        }
-        if r.probe_id != probe.id {
-            return Err(at(format!(
+            ),
+        ));
+    }
+    if r.probe_id != probe.id {
+        return Err((
+            RefusalReason::WrongProbe,
+            format!(
                 "probe_id `{}` is not the probe this token belongs to (`{}`)",
                 short(&r.probe_id),
                 probe.id
-            )));
-        }
-        if let Some((field, len)) = oversized_field(&r, limits.max_field_bytes) {
-            return Err(at(format!(
+            ),
+        ));
+    }
+    if let Some((field, len)) = oversized_field(r, limits.max_field_bytes) {
+        return Err((
+            RefusalReason::TooLarge,
+            format!(
                 "{field} is {len} bytes; at most {} are allowed",
                 limits.max_field_bytes
-            )));
+            ),
+        ));
+    }
+    if r.check_id.is_empty() || r.boot_id.is_empty() {
+        return Err((
+            RefusalReason::Invalid,
+            "check_id and boot_id must not be empty".to_owned(),
+        ));
+    }
+    match catalog.check(&r.check_id) {
+        None => {
+            return Err((
+                RefusalReason::NotSelected,
+                "no check by this id is in force on the coordinator".to_owned(),
+            ));
         }
-        if r.check_id.is_empty() || r.boot_id.is_empty() {
-            return Err(at("check_id and boot_id must not be empty".to_owned()));
+        Some(c) if !c.probes.selects(&probe.region, &probe.labels) => {
+            return Err((
+                RefusalReason::NotSelected,
+                format!(
+                    "probe `{}` (region `{}`) is not one this check selects",
+                    probe.id, probe.region
+                ),
+            ));
         }
-        if r.started_at > newest {
-            return Err(at(format!(
-                "started_at {} is {}s in the future, beyond the allowed clock skew of {}s: check the probe's clock (NTP)",
+        Some(_) => {}
+    }
+    if r.started_at > now + limits.clock_skew {
+        return Err((
+            RefusalReason::ClockSkew,
+            format!(
+                "started_at {} is {}s in the future, beyond the allowed clock skew of {}s: check the probe's clock (NTP); it is sent again later",
                 r.started_at,
                 (r.started_at - now).whole_seconds(),
                 limits.clock_skew.as_secs()
-            )));
-        }
-        if r.started_at < oldest {
-            return Err(at(format!(
+            ),
+        ));
+    }
+    if r.started_at < now - limits.max_result_age {
+        return Err((
+            RefusalReason::TooOld,
+            format!(
                 "started_at {} is older than the {}s this coordinator accepts",
                 r.started_at,
                 limits.max_result_age.as_secs()
-            )));
-        }
-        if !r.timings.total_ms.is_finite() || r.timings.total_ms < 0.0 {
-            return Err(at(
-                "timings.total_ms must be a finite, non-negative number".to_owned()
-            ));
-        }
-        rows.push(IngestRow {
-            region: probe.region.clone(),
-            received_ms,
-            result: r,
-        });
+            ),
+        ));
     }
-    Ok(rows)
+    if !r.timings.total_ms.is_finite() || r.timings.total_ms < 0.0 {
+        return Err((
+            RefusalReason::Invalid,
+            "timings.total_ms must be a finite, non-negative number".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// The first string field longer than `max` bytes, with its length.
 fn oversized_field(r: &CheckResult, max: usize) -> Option<(&'static str, usize)> {
-    let fields: [(&'static str, usize); 5] = [
+    let fields: [(&'static str, usize); 6] = [
         ("check_id", r.check_id.len()),
         ("vendor", r.vendor.len()),
         ("probe_id", r.probe_id.len()),
         ("boot_id", r.boot_id.len()),
         ("message", r.message.as_ref().map_or(0, String::len)),
+        ("truncated", r.truncated.as_ref().map_or(0, String::len)),
     ];
     if let Some(f) = fields.into_iter().find(|(_, len)| *len > max) {
         return Some(f);
     }
-    // Facts hold server names, answers, URLs and assets: bound the whole of them.
+    // Facts hold server names, answers, URLs and assets: bound the whole of them, as the
+    // probe does (vantage_checks::limits::MAX_FACTS_BYTES with the default limits).
     let facts = serde_json::to_string(&r.facts).map_or(0, |s| s.len());
-    (facts > max * 16).then_some(("facts", facts))
+    (facts > max * (limits::MAX_FACTS_BYTES / limits::MAX_FIELD_BYTES)).then_some(("facts", facts))
 }
 
 /// A prefix of a probe-supplied string that is safe to echo in an error.
@@ -186,7 +269,7 @@ impl Writer {
         })?;
         match answer.await {
             Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(SubmitError::Store(StoreError::Corrupt(e.to_string()))),
+            Ok(Err(e)) => Err(SubmitError::Store(StoreError::Commit(e.to_string()))),
             Err(_) => Err(SubmitError::Store(StoreError::WriterGone)),
         }
     }
@@ -270,56 +353,120 @@ mod tests {
                 ..Timings::default()
             },
             facts: Facts::None,
+            truncated: None,
         }
     }
 
-    fn check(mutate: impl FnOnce(&mut CheckResult)) -> Result<Vec<IngestRow>, Rejected> {
+    /// One check `c` of vendor `v`, run by every probe; and one `eu-only` that probes in
+    /// region `eu` do not run.
+    fn catalog() -> (tempfile::TempDir, std::sync::Arc<Catalog>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("checks.toml");
+        std::fs::write(
+            &path,
+            "[[vendor]]\nid = \"v\"\n[[check]]\nid = \"c\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\n\n[[check]]\nid = \"us-only\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\nprobes = { regions = [\"us\"] }\n",
+        )
+        .expect("write checks");
+        let catalogs = crate::catalog::Catalogs::load(vec![path]).expect("load");
+        (dir, catalogs.current())
+    }
+
+    /// Validates a batch of one result, `mutate`d.
+    fn check(mutate: impl FnOnce(&mut CheckResult)) -> Checked {
         let now = OffsetDateTime::now_utc();
         let mut r = result(now);
         mutate(&mut r);
-        validate_batch(
-            ResultBatch {
-                results: vec![r],
-                counters: None,
-            },
-            &probe(),
-            &Limits::default(),
-            now,
-        )
+        let (_dir, catalog) = catalog();
+        validate_batch(vec![Ok(r)], &probe(), &catalog, &Limits::default(), now)
+            .expect("one result is never too many")
     }
 
     #[test]
     fn limits_table() {
-        assert_eq!(check(|_| {}).expect("valid").len(), 1);
+        assert_eq!(check(|_| {}).rows.len(), 1);
         type Mutation = Box<dyn FnOnce(&mut CheckResult)>;
-        let cases: [(&str, Mutation); 6] = [
+        let cases: [(&str, RefusalReason, Mutation); 7] = [
             (
                 "is not the probe this token belongs to",
+                RefusalReason::WrongProbe,
                 Box::new(|r| r.probe_id = "p2".into()),
             ),
             (
                 "in the future, beyond the allowed clock skew",
+                RefusalReason::ClockSkew,
                 Box::new(|r| r.started_at += time::Duration::minutes(10)),
             ),
             (
                 "older than",
+                RefusalReason::TooOld,
                 Box::new(|r| r.started_at -= time::Duration::days(8)),
             ),
             (
                 "message is 1048576 bytes; at most 4096",
+                RefusalReason::TooLarge,
                 Box::new(|r| r.message = Some("x".repeat(1 << 20))),
             ),
-            ("schema version 2 is not supported", Box::new(|r| r.v = 2)),
-            ("finite", Box::new(|r| r.timings.total_ms = f64::NAN)),
+            (
+                "schema version 2 is not supported",
+                RefusalReason::SchemaVersion,
+                Box::new(|r| r.v = 2),
+            ),
+            (
+                "finite",
+                RefusalReason::Invalid,
+                Box::new(|r| r.timings.total_ms = f64::NAN),
+            ),
+            (
+                "probe `p1` (region `eu`) is not one this check selects",
+                RefusalReason::NotSelected,
+                Box::new(|r| r.check_id = "us-only".into()),
+            ),
         ];
-        for (want, mutate) in cases {
-            let err = check(mutate).expect_err(want);
-            assert!(err.0.contains(want), "{want}: {err}");
+        for (want, reason, mutate) in cases {
+            let checked = check(mutate);
+            assert!(checked.rows.is_empty(), "{want}");
+            let refused = &checked.refused[0];
+            assert_eq!(refused.reason, reason, "{want}");
+            assert_eq!(refused.index, 0);
             assert!(
-                err.0.starts_with("results[0] (check `c`, seq 7): "),
-                "{err}"
+                refused.message.contains(want),
+                "{want}: {}",
+                refused.message
+            );
+            assert!(
+                refused.message.starts_with("results[0] (check `"),
+                "{}",
+                refused.message
             );
         }
+    }
+
+    #[test]
+    fn r12_one_bad_result_is_refused_alone() {
+        let now = OffsetDateTime::now_utc();
+        let (_dir, catalog) = catalog();
+        let mut bad = result(now);
+        bad.message = Some("x".repeat(1 << 20));
+        let unreadable: Result<CheckResult, serde_json::Error> = serde_json::from_str("{}");
+        let checked = validate_batch(
+            vec![Ok(result(now)), Ok(bad), unreadable, Ok(result(now))],
+            &probe(),
+            &catalog,
+            &Limits::default(),
+            now,
+        )
+        .expect("validated");
+        assert_eq!(checked.rows.len(), 2, "the good results are kept");
+        let refused: Vec<(usize, RefusalReason)> = checked
+            .refused
+            .iter()
+            .map(|r| (r.index, r.reason))
+            .collect();
+        assert_eq!(
+            refused,
+            [(1, RefusalReason::TooLarge), (2, RefusalReason::Invalid)]
+        );
+        assert_eq!(checked.refused[1].seq, None);
     }
 
     #[test]
@@ -329,11 +476,9 @@ mod tests {
             max_batch: 2,
             ..Limits::default()
         };
-        let batch = ResultBatch {
-            results: vec![result(now); 3],
-            counters: None,
-        };
-        let err = validate_batch(batch, &probe(), &limits, now).expect_err("too many");
+        let (_dir, catalog) = catalog();
+        let results = (0..3).map(|_| Ok(result(now))).collect();
+        let err = validate_batch(results, &probe(), &catalog, &limits, now).expect_err("too many");
         assert!(
             err.0.contains("the batch has 3 results; at most 2"),
             "{err}"

@@ -7,6 +7,7 @@
 //! - [`ingest`]: batch limits and the single writer that group-commits batches.
 //! - [`catalog`]: the check files served to probes, hot-reloaded.
 //! - [`auth`]: probe tokens, stored hashed.
+//! - [`access`]: the `[api]` tokens: who may read, change, scrape.
 //! - [`consensus`]: the pure consensus core: votes, verdicts, hysteresis, quarantine, vendor state.
 //! - [`engine`]: keeps recent runs and states in memory and runs consensus on every batch.
 //! - [`incident`]: incidents opened, changed and resolved by state changes, and their alerts.
@@ -21,6 +22,7 @@
 //! - [`demo`]: `demo`, a simulated vendor world with faults, the coordinator and six probes
 //!   (cargo feature `demo`, on by default).
 
+pub mod access;
 pub mod alert;
 pub mod api;
 pub mod auth;

@@ -55,6 +55,9 @@ enum Command {
         /// Allow plain HTTP on a non-loopback address (a warning is logged at every start).
         #[arg(long)]
         insecure_http: bool,
+        /// Reads (API, page, metrics) are meant to be open to anyone, off loopback too.
+        #[arg(long, env = "VANTAGE_PUBLIC_READS")]
+        public_reads: bool,
         /// Also run a probe in this process, in region `local`: the whole system in one command.
         #[arg(long)]
         local_probe: bool,
@@ -263,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             insecure_http,
+            public_reads,
             local_probe: with_local_probe,
         } => {
             let mut config = load_config(&args)?;
@@ -276,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.tls = Some(TlsConfig { cert, key });
             }
             config.insecure_http |= insecure_http;
+            config.access.public_reads |= public_reads;
             config.check()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -83,6 +83,35 @@ pub enum EvalTrigger {
     tick,
 }
 
+/// What the coordinator was doing when the store failed (`vantage_store_errors_total{op}`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum StoreOp {
+    /// Recording a consensus change: check states, a vendor's state, an incident and its
+    /// alerts (tried again until it succeeds).
+    RecordChange,
+    /// The incident timer's reconcile pass.
+    Reconcile,
+    /// The outbox marking an alert sent, or scheduling its retry.
+    Outbox,
+}
+
+impl StoreOp {
+    const ALL: [StoreOp; 3] = [Self::RecordChange, Self::Reconcile, Self::Outbox];
+
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::RecordChange => "record_change",
+            Self::Reconcile => "reconcile",
+            Self::Outbox => "outbox",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreOpLabels {
+    op: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TriggerLabels {
     trigger: EvalTrigger,
@@ -109,6 +138,11 @@ struct ReceiverLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiverOnlyLabels {
+    receiver: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabels {
     state: &'static str,
 }
@@ -116,6 +150,11 @@ struct StateLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProbeLabels {
     probe: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,6 +170,9 @@ pub struct Metrics {
     results_ingested: Counter,
     results_duplicate: Counter,
     batches_rejected: Family<ReasonLabels, Counter>,
+    results_refused: Family<RefusedLabels, Counter>,
+    store_errors: Family<StoreOpLabels, Counter>,
+    result_unknown_fields: Counter,
     checks_loaded: Gauge,
     checks_config_error: Gauge,
     checks_reload_failures: Counter,
@@ -141,6 +183,7 @@ pub struct Metrics {
     probe_rejected: Family<ProbeLabels, Gauge>,
     probe_spool_bytes: Family<ProbeLabels, Gauge>,
     alerts_sent: Family<ReceiverLabels, Counter>,
+    dead_letters: Family<ReceiverOnlyLabels, Counter>,
     alerts_pending: Gauge,
     incidents_opened: Family<StateLabels, Counter>,
     probes_quarantined: Gauge,
@@ -190,6 +233,9 @@ impl Metrics {
             results_ingested: Counter::default(),
             results_duplicate: Counter::default(),
             batches_rejected: Family::default(),
+            results_refused: Family::default(),
+            store_errors: Family::default(),
+            result_unknown_fields: Counter::default(),
             checks_loaded: Gauge::default(),
             checks_config_error: Gauge::default(),
             checks_reload_failures: Counter::default(),
@@ -200,6 +246,7 @@ impl Metrics {
             probe_rejected: Family::default(),
             probe_spool_bytes: Family::default(),
             alerts_sent: Family::default(),
+            dead_letters: Family::default(),
             alerts_pending: Gauge::default(),
             incidents_opened: Family::default(),
             probes_quarantined: Gauge::default(),
@@ -218,6 +265,16 @@ impl Metrics {
         // Known label sets start at zero, so rates and dashboards work before the first event.
         for reason in RejectReason::ALL {
             let _ = m.batches_rejected.get_or_create(&ReasonLabels { reason });
+        }
+        for op in StoreOp::ALL {
+            let _ = m
+                .store_errors
+                .get_or_create(&StoreOpLabels { op: op.as_label() });
+        }
+        for reason in vantage_checks::wire::RefusalReason::ALL {
+            let _ = m.results_refused.get_or_create(&RefusedLabels {
+                reason: reason.as_label(),
+            });
         }
         for trigger in [EvalTrigger::batch, EvalTrigger::tick] {
             let _ = m
@@ -303,6 +360,26 @@ impl Metrics {
             "alert_outbox_pending",
             "Alerts queued and not yet delivered",
             m.alerts_pending.clone(),
+        );
+        registry.register(
+            "results_refused",
+            "Results refused one by one (the rest of their batch stored), by reason",
+            m.results_refused.clone(),
+        );
+        registry.register(
+            "alert_dead_letters",
+            "Alerts given up after every attempt their receiver allows failed, by receiver",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store failures outside ingest (which answers 503), by what was being done; each is retried",
+            m.store_errors.clone(),
+        );
+        registry.register(
+            "result_unknown_fields",
+            "Fields of results this coordinator does not know (a newer probe's), ignored",
+            m.result_unknown_fields.clone(),
         );
         registry.register(
             "incidents_opened",
@@ -398,6 +475,36 @@ impl Metrics {
                 outcome: if delivered { "delivered" } else { "failed" },
             })
             .inc();
+    }
+
+    /// Counts a result refused alone.
+    pub fn refused(&self, reason: vantage_checks::wire::RefusalReason) {
+        self.results_refused
+            .get_or_create(&RefusedLabels {
+                reason: reason.as_label(),
+            })
+            .inc();
+    }
+
+    /// Counts an alert given up.
+    pub fn dead_letter(&self, receiver: &str) {
+        self.dead_letters
+            .get_or_create(&ReceiverOnlyLabels {
+                receiver: receiver.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a store failure while doing `op`.
+    pub fn store_error(&self, op: StoreOp) {
+        self.store_errors
+            .get_or_create(&StoreOpLabels { op: op.as_label() })
+            .inc();
+    }
+
+    /// Counts fields of results this build does not know.
+    pub fn unknown_fields(&self, n: u64) {
+        self.result_unknown_fields.inc_by(n);
     }
 
     /// Counts an incident opened in `state`.
@@ -496,6 +603,9 @@ impl Metrics {
         }
         self.probes_suspect.set(scrape.suspects.len() as i64);
         for receiver in &scrape.receivers {
+            let _ = self.dead_letters.get_or_create(&ReceiverOnlyLabels {
+                receiver: receiver.clone(),
+            });
             for outcome in ["delivered", "failed"] {
                 let _ = self.alerts_sent.get_or_create(&ReceiverLabels {
                     receiver: receiver.clone(),

@@ -150,7 +150,7 @@ pub async fn run(
         metrics,
         engine,
         alerting,
-        api_token: config.api_token.clone(),
+        access: config.access.clone(),
         secure_cookies: tls.is_some(),
         stream: Arc::clone(&live),
     });

@@ -32,12 +32,14 @@ struct Received {
     body: Value,
 }
 
-/// An HTTP sink on loopback recording every POST; answers 500 to the next `fail` requests.
+/// An HTTP sink on loopback recording every POST; answers 500 to the next `fail` requests,
+/// and always to the paths in `broken`.
 #[derive(Clone)]
 struct Sink {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     fail: Arc<AtomicUsize>,
+    broken: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sink {
@@ -49,6 +51,7 @@ impl Sink {
             addr: listener.local_addr().expect("sink addr"),
             received: Arc::default(),
             fail: Arc::default(),
+            broken: Arc::default(),
         };
         let s = sink.clone();
         tokio::spawn(async move {
@@ -66,12 +69,12 @@ impl Sink {
                                     .await
                                     .map(|b| b.to_bytes())
                                     .unwrap_or_default();
-                                let refuse = s
-                                    .fail
-                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                        n.checked_sub(1)
-                                    })
-                                    .is_ok();
+                                let refuse = s.broken.lock().expect("sink lock").contains(&path)
+                                    || s.fail
+                                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                            n.checked_sub(1)
+                                        })
+                                        .is_ok();
                                 let status = if refuse {
                                     StatusCode::INTERNAL_SERVER_ERROR
                                 } else {
@@ -136,6 +139,7 @@ readmit_after = "2s"
 
 [api]
 token_file = "api.token"
+reader_token_file = "reader.token"
 
 [[receiver]]
 name = "hook"
@@ -162,6 +166,7 @@ receivers = ["probes"]
 states = ["probe_quarantined"]
 {extra}
 "#,
+        extra = extra.replace("SINK", &sink.url("")),
         hook = sink.url("/hook"),
         pd = sink.url("/pd"),
         probes = sink.url("/probes"),
@@ -183,6 +188,11 @@ impl World {
         std::fs::write(coordinator.path("pd.key"), "R0UT1NGKEY\n").expect("write pd key");
         std::fs::write(coordinator.path("api.token"), format!("{API_TOKEN}\n"))
             .expect("write api token");
+        std::fs::write(
+            coordinator.path("reader.token"),
+            format!("{READER_TOKEN}\n"),
+        )
+        .expect("write the reader token");
         let tokens = PROBES
             .iter()
             .map(|(p, r)| (*p, coordinator.add_probe(p, r)))
@@ -329,7 +339,9 @@ impl World {
 const SETTLE: Duration = Duration::from_secs(30);
 
 /// The reader/operator token of the coordinators here.
-const API_TOKEN: &str = "t0ken-for-readers-and-operators";
+const API_TOKEN: &str = "operator-t0ken-for-the-alerting-tests";
+/// The reader token: reads only.
+const READER_TOKEN: &str = "reader-t0ken-for-the-alerting-tests-01";
 
 fn never(_: &str, _: &str) -> bool {
     false
@@ -560,6 +572,35 @@ async fn api_silences_need_the_token_and_routes_can_remind() {
         r.status,
         StatusCode::UNAUTHORIZED,
         "reads need the token once it is set"
+    );
+    // r12: every read needs a token once tokens are set (raw results and /metrics too), the
+    // reader token reads and never changes, and the operator token does both.
+    for path in ["/api/v1/results?limit=1", "/metrics", "/api/v1/probes"] {
+        let r = get(addr, path, None, &[]).await.expect("GET");
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "GET {path} without a token"
+        );
+        for token in [READER_TOKEN, API_TOKEN] {
+            let r = get(addr, path, Some(token), &[]).await.expect("GET");
+            assert_eq!(r.status, StatusCode::OK, "GET {path}");
+        }
+    }
+    let r = send(
+        addr,
+        Method::POST,
+        path,
+        Some(READER_TOKEN),
+        &[],
+        body.clone(),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the reader token changes nothing"
     );
     let bad = Bytes::from_static(b"{\"duration\": \"1h\", \"comment\": \"everything\"}");
     let r = send(addr, Method::POST, path, Some(API_TOKEN), &[], bad)
@@ -798,4 +839,70 @@ async fn r11_a_probe_failing_one_check_alone_is_suspect_and_pages_nobody() {
         },
     )
     .await;
+}
+
+/// Issue 12: a receiver that fails every attempt it allows (`max_attempts`) gets its alert
+/// given up: a dead letter, on the incident's timeline (`undeliverable`) and in
+/// `vantage_alert_dead_letters_total`, instead of being retried for ever; the other receivers
+/// are paged as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_an_alert_failing_every_allowed_attempt_is_a_dead_letter() {
+    let mut w = World::start(
+        "[[receiver]]\nname = \"dead\"\nkind = \"webhook\"\nurl = \"SINK/dead\"\nmax_attempts = 2\n\n[[route]]\nreceivers = [\"dead\"]\nvendors = [\"acme\"]\n",
+    )
+    .await;
+    w.sink.broken.lock().expect("lock").push("/dead".into());
+    w.until_state("acme", "operational", never).await;
+    w.until("the trigger", SETTLE, acme_everywhere, |w| {
+        w.sink.events("/hook", "acme") == ["trigger"]
+    })
+    .await;
+    let list = w.api("/api/v1/incidents?subject=acme").await;
+    let id = list[0]["id"].as_i64().expect("id");
+    let incident = w
+        .until_api(
+            "the dead letter",
+            SETTLE,
+            acme_everywhere,
+            &format!("/api/v1/incidents/{id}"),
+            |v| {
+                v["timeline"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|e| e["kind"] == "undeliverable"))
+            },
+        )
+        .await;
+    let dead = incident["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["kind"] == "undeliverable").cloned())
+        .expect("undeliverable");
+    assert_eq!(dead["detail"]["receiver"], "dead", "{dead}");
+    assert_eq!(dead["detail"]["attempts"], 2, "{dead}");
+    assert!(
+        dead["detail"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("500")),
+        "{dead}"
+    );
+    let metrics = get(w.coordinator.addr, "/metrics", Some(API_TOKEN), &[])
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("vantage_alert_dead_letters_total{receiver=\"dead\"} 1"),
+        "{text}"
+    );
+    // Given up, it is tried no more.
+    w.rounds_for(Duration::from_secs(4), acme_everywhere).await;
+    assert_eq!(
+        w.sink.at("/dead").len(),
+        0,
+        "the broken receiver's requests are refused, never recorded"
+    );
+    let attempts = w
+        .coordinator
+        .log()
+        .matches("alert delivery failed; will retry")
+        .count();
+    assert_eq!(attempts, 1, "one retry, then given up");
 }

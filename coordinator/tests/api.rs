@@ -18,7 +18,7 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vantage_checks::model::CheckSpec;
 use vantage_checks::result::CheckResult;
-use vantage_checks::wire::ProbeConfig;
+use vantage_checks::wire::{ProbeConfig, RefusalReason};
 
 mod support;
 
@@ -271,19 +271,54 @@ async fn bad_input_is_refused_with_a_clear_4xx() {
         .assert_refused(StatusCode::BAD_REQUEST, "not a valid result batch");
     post_body(addr, Some(&token), b"{\"checks\": []}".to_vec())
         .await
-        .assert_refused(StatusCode::BAD_REQUEST, "unknown field `checks`");
+        .assert_refused(StatusCode::BAD_REQUEST, "missing field `results`");
     post_body(addr, Some(&token), b"[1, 2, 3]".to_vec())
         .await
         .assert_refused(StatusCode::BAD_REQUEST, "not a valid result batch");
+    // r12: a result that cannot be read is refused alone; the rest of its batch is stored.
     let mut half = serde_json::to_value(&good[0]).expect("to value");
     half.as_object_mut().expect("object").remove("started_at");
-    post_body(
+    let whole = serde_json::to_value(result("fra-1", 10, "www", "fastcdn", now)).expect("value");
+    let ack = post_body(
         addr,
         Some(&token),
-        serde_json::to_vec(&serde_json::json!({ "results": [half] })).expect("encode"),
+        serde_json::to_vec(&serde_json::json!({ "results": [half, whole] })).expect("encode"),
     )
     .await
-    .assert_refused(StatusCode::BAD_REQUEST, "missing field `started_at`");
+    .ack();
+    assert_eq!(ack.accepted, 1, "{ack:?}");
+    assert_eq!(ack.refused.len(), 1, "{ack:?}");
+    assert_eq!(ack.refused[0].index, 0);
+    assert_eq!(ack.refused[0].reason, RefusalReason::Invalid);
+    assert!(
+        ack.refused[0]
+            .message
+            .contains("missing field `started_at`"),
+        "{ack:?}"
+    );
+    // r12: a newer probe's fields (in the batch, a result and its facts) are ignored and
+    // counted, and the result is stored.
+    let mut newer =
+        serde_json::to_value(result("fra-1", 11, "www", "fastcdn", now)).expect("value");
+    newer["from_the_future"] = serde_json::json!({"nested": true});
+    newer["facts"]["also_new"] = serde_json::json!(1);
+    let ack = post_body(
+        addr,
+        Some(&token),
+        serde_json::to_vec(&serde_json::json!({ "results": [newer], "envelope_field": 1 }))
+            .expect("encode"),
+    )
+    .await
+    .ack();
+    assert_eq!((ack.accepted, ack.refused.len()), (1, 0), "{ack:?}");
+    let metrics = get(addr, "/metrics", None, &[])
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("vantage_result_unknown_fields_total 3"),
+        "{text}"
+    );
     c.assert_alive("JSON that is not a batch").await;
 
     // Larger than max_body_bytes, with a truthful Content-Length and chunked.
@@ -351,41 +386,56 @@ async fn bad_input_is_refused_with_a_clear_4xx() {
         .assert_refused(StatusCode::UNAUTHORIZED, "revoked");
     c.assert_alive("bad tokens").await;
 
-    // A probe clock an hour ahead.
-    let future = vec![result(
-        "fra-1",
-        1,
-        "www",
-        "fastcdn",
-        now + time::Duration::hours(1),
-    )];
-    post_batch(addr, &token, &future)
-        .await
-        .assert_refused(StatusCode::UNPROCESSABLE_ENTITY, "clock skew");
-
-    // A 1 MB message field.
+    // r12: each bad result is refused alone, with its index and why, and every good one in
+    // the same batch is stored: a clock an hour ahead, a 1 MB message, another probe's result,
+    // a check this probe does not run.
     let mut huge = result("fra-1", 2, "www", "fastcdn", now);
     huge.message = Some("x".repeat(1 << 20));
-    post_batch(addr, &token, &[huge]).await.assert_refused(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "message is 1048576 bytes; at most 4096",
+    let batch = [
+        result("fra-1", 1, "www", "fastcdn", now + time::Duration::hours(1)),
+        result("fra-1", 3, "www", "fastcdn", now),
+        huge,
+        result("lhr-1", 0, "www", "fastcdn", now),
+        result("fra-1", 4, "nope", "fastcdn", now),
+        result("fra-1", 5, "www", "fastcdn", now),
+    ];
+    let ack = post_batch(addr, &token, &batch).await.ack();
+    assert_eq!(ack.accepted, 2, "{ack:?}");
+    let refused: Vec<(usize, RefusalReason)> =
+        ack.refused.iter().map(|r| (r.index, r.reason)).collect();
+    assert_eq!(
+        refused,
+        [
+            (0, RefusalReason::ClockSkew),
+            (2, RefusalReason::TooLarge),
+            (3, RefusalReason::WrongProbe),
+            (4, RefusalReason::NotSelected),
+        ]
     );
-    c.assert_alive("a 1 MB message").await;
+    let say = |i: usize| ack.refused[i].message.clone();
+    assert!(say(0).contains("clock skew"), "{}", say(0));
+    assert!(
+        say(1).contains("message is 1048576 bytes; at most 4096"),
+        "{}",
+        say(1)
+    );
+    assert!(
+        say(2).contains(
+            "results[3] (check `www`, seq 0): probe_id `lhr-1` is not the probe this token belongs to (`fra-1`)"
+        ),
+        "{}",
+        say(2)
+    );
+    assert!(say(3).contains("no check by this id"), "{}", say(3));
+    c.assert_alive("a batch of bad results").await;
 
-    // Another probe's result, sent with this probe's token.
-    post_batch(
-        addr,
-        &token,
-        &[
-            result("fra-1", 3, "www", "fastcdn", now),
-            result("lhr-1", 0, "www", "fastcdn", now),
-        ],
-    )
-    .await
-    .assert_refused(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "results[1] (check `www`, seq 0): probe_id `lhr-1` is not the probe this token belongs to (`fra-1`)",
-    );
+    // More results than a batch may hold: refused whole, as too large, so the probe splits it.
+    let many: Vec<CheckResult> = (100..1101)
+        .map(|i| result("fra-1", i, "www", "fastcdn", now))
+        .collect();
+    post_batch(addr, &token, &many)
+        .await
+        .assert_refused(StatusCode::PAYLOAD_TOO_LARGE, "at most 1000 are allowed");
 
     // Wrong method and path.
     get(addr, "/api/v1/nope", None, &[])
@@ -404,12 +454,14 @@ async fn bad_input_is_refused_with_a_clear_4xx() {
     .expect("DELETE")
     .assert_refused(StatusCode::METHOD_NOT_ALLOWED, "DELETE is not allowed");
 
-    // None of the refused batches left a trace; the good one still goes through.
+    // Only the good results of those batches were stored; the good one still goes through.
     let stored = get(addr, "/api/v1/results?probe=fra-1", None, &[])
         .await
         .expect("GET")
         .results();
-    assert!(stored.is_empty(), "refused results were stored: {stored:?}");
+    let mut seqs: Vec<u64> = stored.iter().map(|r| r.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [3, 5, 10, 11], "stored: {stored:?}");
     let ack = post_batch(addr, &token, &good).await.ack();
     assert_eq!(ack.accepted, 1);
     c.assert_alive("all the bad input").await;

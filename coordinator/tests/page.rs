@@ -20,7 +20,7 @@ kind = "tcp"
 target = "192.0.2.2:443"
 "#;
 
-const TOKEN: &str = "page-reader-token";
+const TOKEN: &str = "page-reader-token-0123456789abcdef";
 
 fn body(r: &Reply) -> String {
     String::from_utf8_lossy(&r.body).into_owned()

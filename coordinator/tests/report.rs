@@ -14,7 +14,7 @@ mod support;
 
 use support::*;
 
-const TOKEN: &str = "reader-token-for-tests";
+const TOKEN: &str = "reader-token-for-the-report-tests-01";
 
 const CHECKS: &str = r#"
 [[vendor]]

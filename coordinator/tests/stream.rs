@@ -26,7 +26,7 @@ mod support;
 use support::*;
 
 /// The reader token of the first test's coordinator.
-const API_TOKEN: &str = "t0ken-for-stream-readers";
+const API_TOKEN: &str = "t0ken-for-the-live-stream-readers-0123";
 
 const SETTLE: Duration = Duration::from_secs(30);
 
@@ -294,7 +294,7 @@ impl World {
     }
 
     async fn metrics(&self) -> String {
-        let r = get(self.coordinator.addr, "/metrics", None, &[])
+        let r = get(self.coordinator.addr, "/metrics", self.token, &[])
             .await
             .expect("GET /metrics");
         String::from_utf8_lossy(&r.body).into_owned()

@@ -538,35 +538,65 @@ async fn spool_results(
 ) {
     let mut buf = Vec::with_capacity(256);
     let mut next_seq: u64 = 0;
+    // Results lost to spool write failures since the last good write, and when that was said.
+    let mut write_failures: u64 = 0;
+    let mut last_logged: Option<tokio::time::Instant> = None;
     while rx.recv_many(&mut buf, 256).await > 0 {
         let mut batch = std::mem::take(&mut buf);
         for result in &mut batch {
             result.seq = next_seq;
             next_seq += 1;
         }
-        let n = batch.len();
+        let n = batch.len() as u64;
         // Encoded here and handed over as bytes: the results are allocated and freed on this
         // thread, the spool thread's buffers on that one (see SpoolThread).
-        let written = match Encoded::new(&batch) {
-            Ok(encoded) => {
-                drop(batch);
-                spool
-                    .run(move |s| {
-                        s.append_encoded(&encoded)?;
-                        Ok((s.pending(), s.dropped(), s.bytes()))
-                    })
-                    .await
-            }
-            Err(e) => Err(AgentError::Spool(e.to_string())),
-        };
+        let encoded = Encoded::new(&batch).map_err(|e| e.to_string());
+        drop(batch);
+        // A spool that cannot be written (its disk full, failing) drops these new results,
+        // counted, and keeps the oldest; the probe runs on, and the next append tries again.
+        let written = spool
+            .run(move |s| {
+                let failed = match encoded {
+                    Ok(encoded) => s.append_encoded(&encoded).err().map(|e| e.to_string()),
+                    Err(e) => Some(e),
+                };
+                if failed.is_some() {
+                    s.lost(n);
+                }
+                Ok((failed, s.pending(), s.dropped(), s.bytes()))
+            })
+            .await;
         match written {
-            Ok((pending, dropped, bytes)) => {
+            Ok((failed, pending, dropped, bytes)) => {
                 // The gauges follow appends too: while pushes back off, nothing else moves them.
                 counters.spool(pending, dropped, bytes);
-                spooled.notify_one();
+                match failed {
+                    None => {
+                        if write_failures > 0 {
+                            tracing::info!(
+                                lost = write_failures,
+                                "the spool is written again; results are kept from now on"
+                            );
+                            write_failures = 0;
+                        }
+                        spooled.notify_one();
+                    }
+                    Some(e) => {
+                        // Once at first, then about once a minute: a full disk stays full.
+                        if write_failures == 0
+                            || last_logged.is_none_or(|t: tokio::time::Instant| {
+                                t.elapsed() > Duration::from_secs(60)
+                            })
+                        {
+                            tracing::error!(error = %e, lost = n, lost_so_far = write_failures + n, "cannot write results to the spool (disk full?): they are dropped and counted, the spooled ones kept; the probe runs on");
+                            last_logged = Some(tokio::time::Instant::now());
+                        }
+                        write_failures += n;
+                    }
+                }
             }
             Err(e) => {
-                tracing::error!(error = %e, lost = n, "cannot write results to the spool");
+                tracing::error!(error = %e, lost = n, "the spool thread stopped");
                 let _ = fatal.send(e).await;
                 return;
             }
@@ -594,6 +624,21 @@ struct Shipper {
     reachable: Arc<Notify>,
 }
 
+/// The next batch's body stays this far under the coordinator's limit: room for the
+/// envelope and the probe's counters.
+const BATCH_ENVELOPE: usize = 4096;
+
+/// What to do after a push.
+enum Next {
+    /// Acknowledge the batch in the spool through this position.
+    Ack,
+    /// Keep the batch and send it again at once, in smaller batches.
+    Split,
+    /// Keep the batch and wait before the next push: this long, or (`early`) until a config
+    /// pull shows the coordinator is back.
+    Wait { wait: Duration, early: bool },
+}
+
 async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
     let Shipper {
         client,
@@ -605,6 +650,11 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
         reachable,
     } = shipper;
     let mut backoff = BACKOFF_MIN;
+    // Most results in the next batch: halved when the coordinator refuses a batch whole (too
+    // large for it, or an older coordinator refusing all for one bad result), until the one
+    // it refuses is alone; doubled back after each success.
+    let mut limit = BATCH_MAX;
+    let max_bytes = vantage_checks::limits::MAX_BODY_BYTES as usize - BATCH_ENVELOPE;
     let mut stopping_since: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() && stopping_since.is_none() {
@@ -614,7 +664,7 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
             return;
         }
         let pending = spool
-            .run(|s| Ok((s.peek_raw(BATCH_MAX)?, s.pending(), s.dropped(), s.bytes())))
+            .run(move |s| Ok((s.peek_raw(limit)?, s.pending(), s.dropped(), s.bytes())))
             .await;
         let (raw, pending, dropped, bytes) = match pending {
             Ok(x) => x,
@@ -624,7 +674,7 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
             }
         };
         counters.spool(pending, dropped, bytes);
-        let (items, unreadable) = raw.decode();
+        let (mut items, unreadable) = raw.decode();
         if !unreadable.is_empty()
             && let Err(e) = spool.run(move |s| s.discard(&unreadable)).await
         {
@@ -647,20 +697,52 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
             }
             continue;
         }
+        // Packed by bytes as well as by count: never more than the coordinator takes.
+        let mut body = 0usize;
+        let fits = items
+            .iter()
+            .take_while(|p| {
+                body += p.bytes + 1;
+                body <= max_bytes
+            })
+            .count();
+        items.truncate(fits.max(1));
         let through = items.last().map_or(0, |p| p.position);
-        let n = items.len() as u64;
+        let n = items.len();
         let batch = ResultBatch {
             results: items.into_iter().map(|p| p.result).collect(),
             counters: Some(counters.wire()),
         };
-        let outcome = client.push(&batch).await;
-        let ack = match outcome {
-            Ok(ack) => {
-                backoff = BACKOFF_MIN;
-                counters.sent.inc_by(n);
+        let next = match client.push(&batch).await {
+            Ok((ack, date)) => {
                 *failing.write().unwrap_or_else(|p| p.into_inner()) =
-                    ack.failing_checks.into_iter().collect();
-                true
+                    ack.failing_checks.iter().cloned().collect();
+                limit = (limit * 2).min(BATCH_MAX);
+                let again = settle_refused(&ack, batch.results, date, &counters);
+                counters.sent.inc_by(ack.accepted + ack.duplicates);
+                if again.is_empty() {
+                    backoff = BACKOFF_MIN;
+                    Next::Ack
+                } else {
+                    // Kept for later (the probe's clock is ahead): spooled again behind the
+                    // rest, before this batch is acknowledged, and the next push waits.
+                    let n_again = again.len();
+                    let written = match Encoded::new(&again) {
+                        Ok(encoded) => spool.run(move |s| s.append_encoded(&encoded)).await,
+                        Err(e) => Err(AgentError::Spool(e.to_string())),
+                    };
+                    if let Err(e) = written {
+                        tracing::error!(error = %e, results = n_again, "cannot spool refused results again");
+                        let _ = fatal.send(e).await;
+                        return;
+                    }
+                    if ack_spool(&spool, through, &fatal).await.is_none() {
+                        return;
+                    }
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    Next::Wait { wait, early: false }
+                }
             }
             Err(ClientError::Unauthorized(m)) => {
                 let _ = fatal
@@ -670,10 +752,27 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                     .await;
                 return;
             }
+            // Refused whole: too large, or (an older coordinator) one result in it is bad.
+            // Smaller batches find the one it refuses; only that one is dropped.
+            Err(ClientError::Rejected { status, message }) if matches!(status, 400 | 413 | 422) => {
+                if n > 1 {
+                    limit = (n / 2).max(1);
+                    tracing::warn!(status, results = n, next = limit, reason = %message, "the coordinator refused a batch whole; sending it in smaller batches");
+                    Next::Split
+                } else {
+                    counters.rejected.inc();
+                    let r = &batch.results[0];
+                    tracing::error!(status, check = %r.check_id, seq = r.seq, reason = %message, "the coordinator refused a result; it is dropped");
+                    Next::Ack
+                }
+            }
+            // Any other refusal (403, 404 …) is about the request, not the results: keep them.
             Err(ClientError::Rejected { status, message }) => {
-                counters.rejected.inc_by(n);
-                tracing::error!(status, results = n, reason = %message, "the coordinator rejected a batch; it will not be retried");
-                true
+                counters.retried.inc();
+                let wait = jitter(backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tracing::error!(status, reason = %message, pending, retry_in_ms = wait.as_millis() as u64, "the coordinator refused the push; results stay spooled (check the coordinator URL)");
+                Next::Wait { wait, early: true }
             }
             Err(ClientError::Retry {
                 message,
@@ -683,13 +782,43 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                 let wait = retry_after.unwrap_or_else(|| jitter(backoff));
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 tracing::warn!(error = %message, pending, retry_in_ms = wait.as_millis() as u64, "push failed; results stay spooled");
+                Next::Wait {
+                    wait,
+                    early: retry_after.is_none(),
+                }
+            }
+            Err(e @ ClientError::Setup(_)) => {
+                tracing::error!(error = %e, "cannot push");
+                Next::Wait {
+                    wait: BACKOFF_MAX,
+                    early: false,
+                }
+            }
+        };
+        match next {
+            Next::Ack => match ack_spool(&spool, through, &fatal).await {
+                None => return,
+                Some(true) => {}
+                // Not recorded: the same results come back next; give the disk a moment.
+                Some(false) => {
+                    let wait = jitter(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            },
+            Next::Split => {}
+            Next::Wait { wait, early } => {
                 if stopping_since.is_some() {
                     return;
                 }
                 // Without a Retry-After, a successful config pull ends the wait early: after a
-                // long outage results flow as soon as the coordinator is back, not a backoff later.
+                // long outage results flow as soon as the coordinator is back, not a backoff
+                // later.
                 let back = async {
-                    if retry_after.is_some() {
+                    if !early {
                         std::future::pending::<()>().await;
                     }
                     reachable.notified().await;
@@ -699,18 +828,77 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                     () = back => backoff = BACKOFF_MIN,
                     _ = stop.changed() => {}
                 }
-                false
             }
-            Err(e @ ClientError::Setup(_)) => {
-                tracing::error!(error = %e, "cannot push");
-                false
-            }
-        };
-        if ack && let Err(e) = spool.run(move |s| s.ack(through)).await {
-            let _ = fatal.send(e).await;
-            return;
         }
     }
+}
+
+/// Acknowledges the spool through `through`. A failure to write the acknowledgement (a full
+/// disk) is logged and survived: the results are sent again later, and the coordinator keeps
+/// each once. `Some(recorded)`, or `None` when the spool thread is gone (the agent must stop).
+async fn ack_spool(
+    spool: &SpoolThread,
+    through: u64,
+    fatal: &mpsc::Sender<AgentError>,
+) -> Option<bool> {
+    match spool
+        .run(move |s| Ok(s.ack(through).err().map(|e| e.to_string())))
+        .await
+    {
+        Ok(None) => Some(true),
+        Ok(Some(e)) => {
+            tracing::error!(error = %e, through, "cannot record the acknowledgement in the spool (disk full?); those results will be sent again, and stored once");
+            Some(false)
+        }
+        Err(e) => {
+            let _ = fatal.send(e).await;
+            None
+        }
+    }
+}
+
+/// Sorts the results the coordinator refused: those worth sending again later (returned) and
+/// those dropped (counted and logged, a line per reason). With a clock skew refusal, logs this
+/// probe's clock offset from the coordinator's `Date`.
+fn settle_refused(
+    ack: &vantage_checks::wire::BatchAck,
+    results: Vec<CheckResult>,
+    coordinator_date: Option<std::time::SystemTime>,
+    counters: &Counters,
+) -> Vec<CheckResult> {
+    use std::collections::BTreeMap;
+    let mut keep = HashSet::new();
+    let mut by_reason: BTreeMap<&'static str, (usize, &str)> = BTreeMap::new();
+    for r in ack.refused.iter().filter(|r| r.index < results.len()) {
+        let e = by_reason
+            .entry(r.reason.as_label())
+            .or_insert((0, &r.message));
+        e.0 += 1;
+        if r.reason.retry_later() {
+            keep.insert(r.index);
+        } else {
+            counters.rejected.inc();
+        }
+    }
+    let again = results
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r)
+        .collect();
+    for (reason, (n, first)) in by_reason {
+        if reason == vantage_checks::wire::RefusalReason::ClockSkew.as_label() {
+            let offset =
+                coordinator_date.map(|d| match std::time::SystemTime::now().duration_since(d) {
+                    Ok(ahead) => ahead.as_secs_f64(),
+                    Err(e) => -e.duration().as_secs_f64(),
+                });
+            tracing::warn!(results = n, clock_offset_s = ?offset.map(|o| o.round()), example = %first, "the coordinator refused results for clock skew: this probe's clock is ahead of the coordinator's by about the offset shown (its Date header); fix NTP. They stay spooled and are sent again later");
+        } else {
+            tracing::error!(results = n, reason, example = %first, "the coordinator refused results; they are dropped (the rest of the batch was stored)");
+        }
+    }
+    again
 }
 
 #[cfg(test)]

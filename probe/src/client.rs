@@ -211,8 +211,13 @@ impl CoordinatorClient {
         Ok(ConfigAnswer::Changed(body, tag))
     }
 
-    /// Pushes a batch; `Ok` only once the coordinator committed it.
-    pub async fn push(&self, batch: &ResultBatch) -> Result<BatchAck, ClientError> {
+    /// Pushes a batch; `Ok` only once the coordinator committed it (every result but those
+    /// the answer lists as refused), with the coordinator's clock (its `Date` header) if it
+    /// sent one.
+    pub async fn push(
+        &self,
+        batch: &ResultBatch,
+    ) -> Result<(BatchAck, Option<std::time::SystemTime>), ClientError> {
         let body = serde_json::to_vec(batch)
             .map_err(|e| ClientError::Setup(format!("cannot encode a batch: {e}")))?;
         let req = Request::builder()
@@ -222,11 +227,15 @@ impl CoordinatorClient {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::Setup(e.to_string()))?;
-        let (_, _, body) = self.send(req).await?;
-        serde_json::from_slice(&body).map_err(|e| ClientError::Retry {
+        let (_, headers, body) = self.send(req).await?;
+        let date = headers
+            .get(header::DATE)
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());
+        let ack = serde_json::from_slice(&body).map_err(|e| ClientError::Retry {
             message: format!("the coordinator's acknowledgement is not valid: {e}"),
             retry_after: None,
-        })
+        })?;
+        Ok((ack, date))
     }
 }
 

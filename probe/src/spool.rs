@@ -129,6 +129,8 @@ pub struct Pending {
     pub position: u64,
     /// The result as appended.
     pub result: CheckResult,
+    /// Its JSON's length, as spooled (what it adds to a batch's body).
+    pub bytes: usize,
 }
 
 /// Results encoded for the spool ([`Spool::append_encoded`]): their JSON, end to end.
@@ -195,6 +197,7 @@ impl Raw {
                 Ok(result) => pending.push(Pending {
                     position: r.position,
                     result,
+                    bytes: r.len,
                 }),
                 Err(e) => {
                     warn!(
@@ -796,6 +799,12 @@ impl Spool {
     }
 
     /// One named event for drops at a bound: counted and logged together.
+    /// Counts `n` new results that could not be written (a full or failing disk) as dropped:
+    /// the spool keeps what it holds, the oldest results, and the next append tries again.
+    pub fn lost(&mut self, n: u64) {
+        self.dropped += n;
+    }
+
     fn report_drop(&mut self, n: u64, reason: &'static str) {
         if n == 0 {
             return;
@@ -951,6 +960,7 @@ mod tests {
                 ..Timings::default()
             },
             facts: Facts::Tcp(TcpFacts::default()),
+            truncated: None,
         }
     }
 

@@ -62,6 +62,7 @@ fn result(seq: u64) -> CheckResult {
             bytes: seq,
             ..HttpFacts::default()
         }),
+        truncated: None,
     }
 }
 

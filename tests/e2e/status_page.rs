@@ -92,7 +92,7 @@ const PROBES: [(&str, &str, &str); 6] = [
 ];
 
 /// The reader token.
-const TOKEN: &str = "status-page-reader-t0ken";
+const TOKEN: &str = "status-page-reader-t0ken-0123456789";
 
 /// A failure message that tries to be markup.
 const HOSTILE: &str = "connect to 192.0.2.10:443 timed out <script>window.__pwned=2</script>";
@@ -149,6 +149,7 @@ fn result(
             ..Timings::default()
         },
         facts: Facts::Tcp(TcpFacts::default()),
+        truncated: None,
     }
 }
 

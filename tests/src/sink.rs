@@ -6,7 +6,8 @@
 //! `webhook_configs` receiver. A path answers `200` with an empty body until the test says
 //! otherwise: [`Sink::set_reply`] for every later request, [`Sink::fail_next`] or
 //! [`Sink::reply_next`] for the next few only (a receiver that fails, then recovers), with an
-//! optional delay or a hang-up without an answer ([`Reply::hang_up`]).
+//! optional delay or a hang-up without an answer ([`Reply::hang_up`]), or
+//! [`Sink::set_responder`] for an answer worked out from each request (a fake coordinator).
 //!
 //! The server is plain std: a thread accepts, and a thread per connection serves it with
 //! keep-alive, `Content-Length` and chunked request bodies, and `Expect: 100-continue`. Every
@@ -44,6 +45,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Close the connection without any answer, as a crashed receiver would.
     pub hang_up: bool,
+    /// More headers to send, e.g. `Date` or `Retry-After`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -54,6 +57,7 @@ impl Reply {
             body: String::new(),
             delay: Duration::ZERO,
             hang_up: false,
+            headers: Vec::new(),
         }
     }
 
@@ -75,6 +79,23 @@ impl Reply {
     pub fn with_delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self
+    }
+
+    /// The same reply with one more header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+}
+
+/// Works out the answer to one request ([`Sink::set_responder`]). It runs while the sink holds
+/// its lock, so it must not call the sink.
+#[derive(Clone)]
+pub struct Responder(std::sync::Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder(..)")
     }
 }
 
@@ -176,6 +197,7 @@ struct State {
 struct Rule {
     next: VecDeque<Reply>,
     always: Option<Reply>,
+    respond: Option<Responder>,
 }
 
 impl Shared {
@@ -298,6 +320,21 @@ impl Sink {
             .always = Some(reply);
     }
 
+    /// From now on, `path` answers what `respond` works out from each request (after any
+    /// queued one-shot replies; instead of a standing [`Sink::set_reply`]).
+    pub fn set_responder(
+        &self,
+        path: &str,
+        respond: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) {
+        self.shared
+            .state()
+            .rules
+            .entry(path.to_owned())
+            .or_default()
+            .respond = Some(Responder(std::sync::Arc::new(respond)));
+    }
+
     /// The next `n` requests to `path` are answered with `reply`; later ones as before.
     pub fn reply_next(&self, path: &str, n: usize, reply: Reply) {
         let mut state = self.shared.state();
@@ -393,14 +430,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         let head_only = request.method == "HEAD";
         let reply = {
             let mut state = shared.state();
-            let reply = state
-                .rules
-                .get_mut(&request.path)
-                .and_then(|rule| rule.next.pop_front().or_else(|| rule.always.clone()))
-                .unwrap_or_default();
             let seq = state.next_seq;
             state.next_seq += 1;
-            state.requests.push(Recorded {
+            let mut recorded = Recorded {
                 seq,
                 method: request.method,
                 target: request.target,
@@ -409,8 +441,20 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
                 body: request.body,
                 at: Instant::now(),
                 received: SystemTime::now(),
-                replied: (!reply.hang_up).then_some(reply.status),
-            });
+                replied: None,
+            };
+            let reply = state
+                .rules
+                .get_mut(&recorded.path)
+                .and_then(|rule| {
+                    rule.next.pop_front().or_else(|| match &rule.respond {
+                        Some(r) => Some((r.0)(&recorded)),
+                        None => rule.always.clone(),
+                    })
+                })
+                .unwrap_or_default();
+            recorded.replied = (!reply.hang_up).then_some(reply.status);
+            state.requests.push(recorded);
             reply
         };
         if !pause(reply.delay, shared) {
@@ -618,6 +662,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         413 => "Content Too Large",
+        422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -652,6 +697,9 @@ fn write_reply(
             "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
             reply.body.len()
         ));
+    }
+    for (name, value) in &reply.headers {
+        out.push_str(&format!("{name}: {value}\r\n"));
     }
     out.push_str("\r\n");
     if !bodiless && !head_only {

@@ -169,7 +169,7 @@ pub async fn run_check(check: &Check, env: &RunEnv, seq: u64) -> CheckResult {
             .settings
             .slow
             .is_some_and(|slow| obs.timings.total_ms > millis(slow));
-    CheckResult {
+    let mut result = CheckResult {
         v: RESULT_SCHEMA_VERSION,
         check_id: check.id.clone(),
         vendor: check.vendor.clone(),
@@ -185,7 +185,11 @@ pub async fn run_check(check: &Check, env: &RunEnv, seq: u64) -> CheckResult {
         retried,
         timings: obs.timings,
         facts: obs.facts,
-    }
+        truncated: None,
+    };
+    // Within the limits before it is spooled: cut, never refused whole.
+    crate::limits::fit(&mut result);
+    result
 }
 
 /// One attempt, under the hard timeout, with sockets bound to `source` when set.

@@ -24,6 +24,7 @@ pub(crate) struct ReceiverFile {
     routing_key_env: Option<String>,
     timeout: Option<String>,
     resend: Option<String>,
+    max_attempts: Option<u32>,
 }
 
 /// A route as written.
@@ -95,7 +96,13 @@ pub struct Receiver {
     pub timeout: Duration,
     /// Alertmanager: re-send firing alerts this often.
     pub resend: Duration,
+    /// Attempts at one alert before it is given up (dead-lettered): with the backoff capped
+    /// at 5 minutes, the default 50 keeps trying for about 3.5 hours.
+    pub max_attempts: u32,
 }
+
+/// Attempts at one alert before it is dead-lettered, unless a receiver says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 50;
 
 /// A validated route: which incidents go to which receivers.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -248,6 +255,16 @@ pub(crate) fn validate(
         }
         let timeout = duration(r.timeout, "timeout", Duration::from_secs(10));
         let resend = duration(r.resend, "resend", Duration::from_secs(60));
+        let max_attempts = match r.max_attempts {
+            Some(0) => {
+                errors.push(format!(
+                    "{at}: max_attempts must be at least 1, e.g. `max_attempts = {DEFAULT_MAX_ATTEMPTS}`"
+                ));
+                continue;
+            }
+            Some(n) => n,
+            None => DEFAULT_MAX_ATTEMPTS,
+        };
         match (timeout, resend) {
             (Ok(timeout), Ok(resend)) => out.receivers.push(Receiver {
                 name: r.name,
@@ -256,6 +273,7 @@ pub(crate) fn validate(
                 routing_key,
                 timeout,
                 resend,
+                max_attempts,
             }),
             (Err(e), _) | (_, Err(e)) => errors.push(format!("{at}: {e}")),
         }

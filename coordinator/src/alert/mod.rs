@@ -265,6 +265,7 @@ mod render_tests {
             routing_key: Some(Secret::new("KEY")),
             timeout: Duration::from_secs(10),
             resend: Duration::from_secs(60),
+            max_attempts: 3,
         }
     }
 

@@ -2,7 +2,15 @@
 //! retries failures with exponential backoff and jitter. Delivery is at least once: an alert
 //! is marked delivered only after a 2xx, so a crash in between sends it again (PagerDuty and
 //! Alertmanager de-duplicate by incident; the webhook carries the incident id and event).
+//!
+//! An alert that fails every attempt its receiver allows (`max_attempts`) is given up: a dead
+//! letter, on its incident's timeline (`undeliverable`) and in
+//! `vantage_alert_dead_letters_total`, so that it no longer holds back the alerts after it.
+//! When the store itself fails (a full disk), the dispatcher backs off instead of spinning,
+//! and an alert already delivered is never sent again only because its mark could not be
+//! written: the mark is tried again first.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::Notify;
 
 use super::{Alert, Alerting, ReceiverKind, alertmanager, pagerduty, slack, webhook};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StoreOp};
 use crate::store::Store;
 use crate::store::state::OutboxRow;
 
@@ -22,6 +30,8 @@ use crate::store::state::OutboxRow;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Sends in flight at once.
 const PARALLEL: usize = 16;
+/// Shortest and longest pause after the store failed.
+const STORE_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(30));
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -121,17 +131,53 @@ pub async fn run(
             return;
         }
     };
+    // Alerts delivered whose `delivered` mark the store refused: (id, when delivered).
+    let mut unmarked: HashMap<i64, i64> = HashMap::new();
+    let mut store_wait = STORE_BACKOFF.0;
     loop {
-        let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
-        let s = Arc::clone(&store);
-        let due = tokio::task::spawn_blocking(move || s.outbox_due(now, PARALLEL as u32))
-            .await
-            .ok()
-            .and_then(|r| {
-                r.map_err(|e| tracing::error!(error = %e, "cannot read the outbox"))
-                    .ok()
+        let mut store_failed = false;
+        if !unmarked.is_empty() {
+            let marks: Vec<(i64, i64)> = unmarked.iter().map(|(id, at)| (*id, *at)).collect();
+            let s = Arc::clone(&store);
+            let still: Vec<i64> = tokio::task::spawn_blocking(move || {
+                marks
+                    .into_iter()
+                    .filter(|(id, at)| s.outbox_delivered(*id, *at).is_err())
+                    .map(|(id, _)| id)
+                    .collect()
             })
-            .unwrap_or_default();
+            .await
+            .unwrap_or_else(|_| unmarked.keys().copied().collect());
+            unmarked.retain(|id, _| still.contains(id));
+            store_failed = !unmarked.is_empty();
+        }
+        let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
+        let due = if store_failed {
+            Vec::new()
+        } else {
+            let s = Arc::clone(&store);
+            match tokio::task::spawn_blocking(move || s.outbox_due(now, PARALLEL as u32)).await {
+                Ok(Ok(due)) => due,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    store_failed = true;
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            }
+        };
+        if store_failed {
+            metrics.store_error(StoreOp::Outbox);
+            tracing::warn!(
+                unmarked = unmarked.len(),
+                retry_in_ms = store_wait.as_millis() as u64,
+                "the store fails: the alert dispatcher waits"
+            );
+            tokio::time::sleep(store_wait).await;
+            store_wait = (store_wait * 2).min(STORE_BACKOFF.1);
+            continue;
+        }
+        store_wait = STORE_BACKOFF.0;
         if due.is_empty() {
             tokio::select! {
                 () = wake.notified() => {}
@@ -152,21 +198,38 @@ pub async fn run(
             let Ok((row, outcome)) = done else { continue };
             let now = crate::ingest::unix_ms(time::OffsetDateTime::now_utc());
             let s = Arc::clone(&store);
-            match outcome {
+            let id = row.id;
+            let written = match outcome {
                 Ok(()) => {
                     tracing::info!(receiver = %row.receiver, incident = row.incident_id, event = %row.event, attempts = row.attempts + 1, "alert delivered");
                     metrics.alert_sent(&row.receiver, true);
-                    let _ =
-                        tokio::task::spawn_blocking(move || s.outbox_delivered(row.id, now)).await;
+                    let marked =
+                        tokio::task::spawn_blocking(move || s.outbox_delivered(id, now)).await;
+                    if !matches!(marked, Ok(Ok(()))) {
+                        // Delivered: never sent again only because the store failed.
+                        unmarked.insert(id, now);
+                    }
+                    marked
                 }
                 Err(e) => {
-                    let wait = backoff(row.attempts);
-                    tracing::warn!(receiver = %row.receiver, incident = row.incident_id, event = %row.event, attempts = row.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %e, "alert delivery failed; will retry");
                     metrics.alert_sent(&row.receiver, false);
-                    let next = now + wait.as_millis() as i64;
-                    let _ =
-                        tokio::task::spawn_blocking(move || s.outbox_retry(row.id, &e, next)).await;
+                    let allowed = alerting
+                        .receiver(&row.receiver)
+                        .map_or(super::config::DEFAULT_MAX_ATTEMPTS, |r| r.max_attempts);
+                    if row.attempts + 1 >= allowed {
+                        tracing::error!(receiver = %row.receiver, incident = row.incident_id, event = %row.event, attempts = row.attempts + 1, error = %e, "alert undeliverable: every attempt failed; it is given up (a dead letter on the incident's timeline)");
+                        metrics.dead_letter(&row.receiver);
+                        tokio::task::spawn_blocking(move || s.outbox_dead(id, &e, now)).await
+                    } else {
+                        let wait = backoff(row.attempts);
+                        tracing::warn!(receiver = %row.receiver, incident = row.incident_id, event = %row.event, attempts = row.attempts + 1, retry_in_ms = wait.as_millis() as u64, error = %e, "alert delivery failed; will retry");
+                        let next = now + wait.as_millis() as i64;
+                        tokio::task::spawn_blocking(move || s.outbox_retry(id, &e, next)).await
+                    }
                 }
+            };
+            if let Ok(Err(e)) = &written {
+                tracing::error!(error = %e, outbox = id, "cannot record an alert's outcome in the outbox");
             }
         }
     }

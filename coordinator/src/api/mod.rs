@@ -15,14 +15,15 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use serde::Serialize;
 use time::OffsetDateTime;
-use vantage_checks::wire::{ApiError, BatchAck, ResultBatch};
+use vantage_checks::wire::{ApiError, BatchAck};
 
 mod report;
 mod state;
 mod stream;
 
 pub use self::state::{SilenceRequest, silence_row};
-use crate::alert::{Alerting, Secret};
+use crate::access::Need;
+use crate::alert::Alerting;
 use crate::auth;
 use crate::catalog::Catalogs;
 use crate::config::Limits;
@@ -52,7 +53,7 @@ pub struct AppState {
     /// Receivers, routes and configured silences.
     pub alerting: Arc<Alerting>,
     /// The reader/operator token; when set, the read API and silence changes need it.
-    pub api_token: Option<Secret>,
+    pub access: crate::access::Access,
     /// The coordinator serves TLS: the status page's session cookie is `Secure`.
     pub secure_cookies: bool,
     /// The live stream (`GET /api/v1/stream`).
@@ -74,9 +75,25 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let api =
-        path.starts_with("/api/v1/") && path != "/api/v1/results" && path != "/api/v1/probe/config";
-    if api && let Some(resp) = authorize_reader(&state, &req, method != Method::GET) {
+    // Probes authenticate with their own tokens; everything else under /api/v1 is a read or
+    // a change, and /metrics has its own rule.
+    // (Other methods on the results path are not changes: the router answers 405.)
+    let probes_own =
+        (path == "/api/v1/results" && method != Method::GET) || path == "/api/v1/probe/config";
+    let need = if path == "/metrics" {
+        Some(Need::Metrics)
+    } else if path.starts_with("/api/v1/") && !probes_own {
+        Some(if method == Method::GET {
+            Need::Read
+        } else {
+            Need::Change
+        })
+    } else {
+        None
+    };
+    if let Some(need) = need
+        && let Some(resp) = authorize(&state, &req, need)
+    {
         return resp;
     }
     let (collection, item) = match path.strip_prefix("/api/v1/") {
@@ -189,36 +206,45 @@ pub(crate) async fn blocking<T: Send + 'static>(
 /// coordinator listens on loopback by default) but nothing can be changed over it. A status
 /// page session cookie (`/login`) counts for reads, so the page's live stream works; changes
 /// need the bearer token. Returns the refusal, if any.
-fn authorize_reader<B>(state: &AppState, req: &Request<B>, changes: bool) -> Option<Resp> {
-    let Some(want) = &state.api_token else {
-        return if changes {
-            Some(error(
-                StatusCode::FORBIDDEN,
-                "changes over the API need a token: set `[api] token_file` in coordinator.toml, or use `vantage-coordinator silence add`",
-            ))
-        } else {
-            None
-        };
-    };
-    let given = auth::bearer(req.headers().get(header::AUTHORIZATION));
-    let ok = given.is_some_and(|t| {
-        let (a, b) = (t.hash(), auth::Token::new(want.expose()).hash());
-        a == b
-    }) || (!changes
-        && crate::page::session::signed_in(req.headers(), want, crate::page::session::now_s()));
-    if ok {
-        None
-    } else {
-        let mut r = error(
+/// The refusal for a request that lacks the token `need` asks for, if it does. A status page
+/// session (its cookie) reads, and never changes anything.
+fn authorize<B>(state: &AppState, req: &Request<B>, need: Need) -> Option<Resp> {
+    let bearer = auth::bearer(req.headers().get(header::AUTHORIZATION));
+    if state.access.allows(need, bearer.as_ref()) {
+        return None;
+    }
+    if need == Need::Read && crate::page::session::signed_in_any(req.headers(), &state.access) {
+        return None;
+    }
+    if need == Need::Change && state.access.operator.is_none() {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "changes over the API need the operator token: set `[api] token_file` in coordinator.toml, or use `vantage-coordinator silence add`",
+        ));
+    }
+    let reads = bearer.is_some() && state.access.allows(Need::Read, bearer.as_ref());
+    let (status, message) = match (need, reads) {
+        (Need::Change, true) => (
+            StatusCode::FORBIDDEN,
+            "this token may read, not change: changes need the operator token",
+        ),
+        (Need::Metrics, _) => (
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong `Authorization: Bearer <metrics, reader or operator token>`",
+        ),
+        _ => (
             StatusCode::UNAUTHORIZED,
             "missing or wrong `Authorization: Bearer <api token>`",
-        );
+        ),
+    };
+    let mut r = error(status, message);
+    if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"vantage\""),
         );
-        Some(r)
     }
+    Some(r)
 }
 
 /// The probe a bearer token belongs to, or the 401 to answer.
@@ -444,7 +470,7 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
             return (resp, Some(reason));
         }
     };
-    let batch: ResultBatch = match serde_json::from_slice(&body) {
+    let batch = match vantage_checks::wire::decode_batch(&body) {
         Ok(b) => b,
         Err(e) => {
             let message = format!(
@@ -456,20 +482,48 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
             );
         }
     };
+    if batch.unknown_fields > 0 {
+        // A newer probe's fields: ignored, the results stored all the same.
+        state.metrics.unknown_fields(batch.unknown_fields);
+    }
     if let Some(counters) = &batch.counters {
         state.metrics.probe_counters(&probe.id, counters);
     }
-    let rows = match ingest::validate_batch(batch, &probe, &state.limits, OffsetDateTime::now_utc())
-    {
-        Ok(rows) => rows,
+    let catalog = state.catalogs.current();
+    let checked = match ingest::validate_batch(
+        batch.results,
+        &probe,
+        &catalog,
+        &state.limits,
+        OffsetDateTime::now_utc(),
+    ) {
+        Ok(c) => c,
         Err(rejected) => {
-            tracing::warn!(probe = %probe.id, reason = %rejected, "result batch rejected");
+            tracing::warn!(probe = %probe.id, reason = %rejected, "result batch refused whole");
             return (
-                error(StatusCode::UNPROCESSABLE_ENTITY, rejected.0),
-                Some(RejectReason::invalid),
+                error(StatusCode::PAYLOAD_TOO_LARGE, rejected.0),
+                Some(RejectReason::too_large),
             );
         }
     };
+    drop(catalog);
+    let refused = checked.refused;
+    if let Some(first) = refused.first() {
+        for r in &refused {
+            state.metrics.refused(r.reason);
+        }
+        tracing::warn!(probe = %probe.id, refused = refused.len(), stored = checked.rows.len(), first = %first.message, "results refused; the rest of the batch is stored");
+    }
+    let rows = checked.rows;
+    if rows.is_empty() {
+        let ack = BatchAck {
+            accepted: 0,
+            duplicates: 0,
+            failing_checks: state.engine.failing_checks(),
+            refused,
+        };
+        return (json(StatusCode::OK, &ack), None);
+    }
     // The engine sees the rows only once they are committed; duplicates are harmless to it
     // (the same run lands in the same place).
     let observed = rows.clone();
@@ -489,6 +543,7 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
                 accepted: outcome.inserted,
                 duplicates: outcome.duplicates,
                 failing_checks: state.engine.failing_checks(),
+                refused,
             };
             (json(StatusCode::OK, &ack), None)
         }

@@ -6,11 +6,11 @@
 //! on which check, without being paged for it.
 //!
 //! A probe is the **lone dissenter** on a check when it has failing (or slow) runs within the
-//! check's `window` while at least two other fresh probes have none. Dissenting without a break
-//! for longer than `window` makes it **suspect** on that check; it stops being suspect as soon
-//! as it no longer dissents, that is after a whole window without a lone failure (or once a
-//! second probe fails too, when the problem is no longer its alone). A probe that fails half
-//! its runs at random is therefore suspect for as long as it keeps doing so.
+//! check's `window` while at least two other fresh probes have none. Dissenting for longer
+//! than `window` makes it **suspect** on that check. Breaks shorter than a window do not end a
+//! dissent (another probe's one-off timeout, or a lucky run of passes), so a probe that fails
+//! half its runs at random stays suspect for as long as it keeps doing so; it stops being
+//! suspect once it has not dissented for a whole window.
 //!
 //! Suspicion is a label, not a penalty: the probe's results are still stored and still vote.
 //! Quarantine ([`super::quarantine`]), which sets votes aside, keeps its own rule: failures
@@ -94,8 +94,10 @@ pub struct Dissenting {
     pub vendor: String,
     /// How it dissents now.
     pub dissent: Dissent,
-    /// Since when (Unix ms) it has dissented without a break.
+    /// Since when (Unix ms) it has dissented, without a break longer than the window.
     pub since_ms: Ms,
+    /// When (Unix ms) it last dissented.
+    pub last_ms: Ms,
     /// Since when (Unix ms) it is suspect: it has dissented for longer than the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspect_since_ms: Option<Ms>,
@@ -134,18 +136,31 @@ pub struct SuspectChange {
 /// The marks, by (probe, check).
 pub type Marks = BTreeMap<(String, String), Dissenting>;
 
-/// Updates the marks from this round's findings. A check absent from `findings` has no lone
-/// dissenter any more (or is gone).
+/// Updates the marks from this round's findings. A mark whose probe has not dissented for a
+/// whole window (or whose check is gone from `findings`) is dropped.
 pub fn assess(prev: &Marks, findings: &[Finding], now: Ms) -> (Marks, Vec<SuspectChange>) {
     let mut next = Marks::new();
     let mut changes = Vec::new();
+    let windows: BTreeMap<&str, Ms> = findings
+        .iter()
+        .map(|f| (f.check.as_str(), f.window_ms))
+        .collect();
+    // Marks still within a window of their last dissent carry over, as they were.
+    for (key, d) in prev {
+        if windows
+            .get(key.1.as_str())
+            .is_some_and(|w| now - d.last_ms <= *w)
+        {
+            next.insert(key.clone(), d.clone());
+        }
+    }
     for f in findings {
         let Some((probe, dissent)) = &f.dissenter else {
             continue;
         };
         let dissent = *dissent;
         let key = (probe.clone(), f.check.clone());
-        let (since_ms, was_suspect) = prev
+        let (since_ms, was_suspect) = next
             .get(&key)
             .map_or((now, None), |d| (d.since_ms, d.suspect_since_ms));
         let suspect_since_ms =
@@ -166,6 +181,7 @@ pub fn assess(prev: &Marks, findings: &[Finding], now: Ms) -> (Marks, Vec<Suspec
                 vendor: f.vendor.clone(),
                 dissent,
                 since_ms,
+                last_ms: now,
                 suspect_since_ms,
             },
         );

@@ -907,7 +907,8 @@ mod suspects {
     }
 
     #[test]
-    fn a_probe_is_suspect_after_dissenting_longer_than_the_window_and_clears_when_it_stops() {
+    fn a_probe_is_suspect_after_dissenting_longer_than_the_window_and_clears_a_window_after_it_stops()
+     {
         let window = 30 * S;
         let finding = |d: Option<(&str, Dissent)>| Finding {
             check: "www".into(),
@@ -930,19 +931,29 @@ mod suspects {
         // Still dissenting: no new change.
         let (m, c) = suspect::assess(&m, &[finding(alone)], 50 * S);
         assert!(c.is_empty());
-        // No longer alone (or no longer failing): cleared at once.
-        let (m, c) = suspect::assess(&m, &[finding(None)], 51 * S);
+        // A break shorter than the window (another probe's blip, a few lucky passes) keeps
+        // the mark and the streak.
+        let (m, c) = suspect::assess(&m, &[finding(None)], 60 * S);
+        assert!(c.is_empty());
+        assert_eq!(m[&key].suspect_since_ms, Some(41 * S));
+        let (m, c) = suspect::assess(&m, &[finding(alone)], 70 * S);
+        assert!(c.is_empty());
+        assert_eq!(m[&key].since_ms, 10 * S, "the same dissent");
+        // A whole window without dissent: cleared.
+        let (m, c) = suspect::assess(&m, &[finding(None)], 100 * S);
+        assert!(c.is_empty(), "exactly a window: not yet");
+        let (m, c) = suspect::assess(&m, &[finding(None)], 101 * S);
         assert_eq!(c.len(), 1);
         assert!(!c[0].suspect);
         assert!(m.is_empty());
-        // A break resets the clock.
-        let (m, _) = suspect::assess(&m, &[finding(alone)], 52 * S);
-        assert_eq!(m[&key].since_ms, 52 * S);
-        // Another probe dissenting is another mark; the check gone clears everything.
-        let (m, _) = suspect::assess(&m, &[finding(Some(("b1", Dissent::Slow)))], 53 * S);
-        assert!(m.contains_key(&("b1".to_owned(), "www".to_owned())) && m.len() == 1);
-        let (m, c) = suspect::assess(&m, &[], 54 * S);
-        assert!(m.is_empty() && c.is_empty(), "it was never suspect");
+        // Dissenting again starts a new streak.
+        let (m, _) = suspect::assess(&m, &[finding(alone)], 102 * S);
+        assert_eq!(m[&key].since_ms, 102 * S);
+        // Another probe dissenting is another mark; a check gone takes its marks along.
+        let (m, _) = suspect::assess(&m, &[finding(Some(("b1", Dissent::Slow)))], 103 * S);
+        assert!(m.contains_key(&("b1".to_owned(), "www".to_owned())) && m.len() == 2);
+        let (m, c) = suspect::assess(&m, &[], 104 * S);
+        assert!(m.is_empty() && c.is_empty(), "neither was suspect yet");
     }
 }
 

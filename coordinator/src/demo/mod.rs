@@ -231,6 +231,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
                 routing_key: None,
                 timeout: Duration::from_secs(5),
                 resend: Duration::from_secs(60),
+                max_attempts: crate::alert::config::DEFAULT_MAX_ATTEMPTS,
             }],
             routes: Vec::new(),
             silences: Vec::new(),

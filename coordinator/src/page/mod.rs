@@ -255,14 +255,17 @@ fn asset(path: &str) -> Resp {
 /// Who is reading: `Ok(true)` when signed in with the cookie (the page offers to sign out),
 /// `Ok(false)` when open or with the bearer token, `Err` when a token is needed.
 fn reader<B>(state: &AppState, req: &Request<B>) -> Result<bool, ()> {
-    let Some(want) = &state.api_token else {
+    if state.access.reads_open() {
         return Ok(false);
-    };
-    if session::signed_in(req.headers(), want, session::now_s()) {
+    }
+    if session::signed_in_any(req.headers(), &state.access) {
         return Ok(true);
     }
     let bearer = crate::auth::bearer(req.headers().get(header::AUTHORIZATION));
-    if bearer.is_some_and(|t| t.hash() == crate::auth::Token::new(want.expose()).hash()) {
+    if state
+        .access
+        .allows(crate::access::Need::Read, bearer.as_ref())
+    {
         return Ok(false);
     }
     Err(())
@@ -677,7 +680,7 @@ fn query_value<B>(req: &Request<B>, key: &str) -> Option<String> {
 
 fn login_form(state: &AppState, req: &Request<Incoming>) -> Resp {
     let next = safe_next(query_value(req, "next").as_deref());
-    if state.api_token.is_none() {
+    if state.access.reads_open() {
         // Nothing to sign in to: the page is open.
         return redirect(&next, None);
     }
@@ -712,9 +715,9 @@ fn cross_site<B>(req: &Request<B>) -> bool {
 }
 
 async fn login(state: &AppState, req: Request<Incoming>) -> Resp {
-    let Some(want) = state.api_token.clone() else {
+    if state.access.reads_open() {
         return redirect("/", None);
-    };
+    }
     if cross_site(&req) {
         return page_error(
             StatusCode::FORBIDDEN,
@@ -746,11 +749,12 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Resp {
         }
     }
     let next = safe_next(next.as_deref());
-    let ok = token.as_deref().is_some_and(|t| {
-        !t.trim().is_empty()
-            && crate::auth::Token::new(t).hash() == crate::auth::Token::new(want.expose()).hash()
-    });
-    if !ok {
+    let given = token
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+        .map(crate::auth::Token::new);
+    let key = given.as_ref().and_then(|t| state.access.sign_in(t));
+    let Some(want) = key else {
         tracing::info!("status page sign-in refused: wrong token");
         return html(
             StatusCode::UNAUTHORIZED,
@@ -759,8 +763,8 @@ async fn login(state: &AppState, req: Request<Incoming>) -> Resp {
                 Some("That token is not the reader token. Try again."),
             ),
         );
-    }
-    let value = session::issue(&want, session::now_s());
+    };
+    let value = session::issue(want, session::now_s());
     redirect(
         &next,
         Some(session::set_cookie(&value, state.secure_cookies)),
@@ -774,10 +778,10 @@ fn logout(state: &AppState, req: &Request<Incoming>) -> Resp {
             "Sign out from this coordinator's own page.",
         );
     }
-    let to = if state.api_token.is_some() {
-        "/login"
-    } else {
+    let to = if state.access.reads_open() {
         "/"
+    } else {
+        "/login"
     };
     redirect(to, Some(session::clear_cookie(state.secure_cookies)))
 }

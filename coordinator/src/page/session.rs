@@ -85,6 +85,12 @@ pub(crate) fn signed_in(headers: &HeaderMap, token: &Secret, now_s: i64) -> bool
     cookie(headers, COOKIE).is_some_and(|v| verify(token, v, now_s))
 }
 
+/// True when the request carries a valid session cookie for any token that may sign in.
+pub(crate) fn signed_in_any(headers: &HeaderMap, access: &crate::access::Access) -> bool {
+    let now = now_s();
+    access.session_keys().any(|k| signed_in(headers, k, now))
+}
+
 /// The `Set-Cookie` value that signs a browser in.
 pub(crate) fn set_cookie(value: &str, secure: bool) -> String {
     format!(

@@ -73,6 +73,7 @@ impl Runs {
                     ..Timings::default()
                 },
                 facts: Facts::Tcp(TcpFacts::default()),
+                truncated: None,
             },
         });
     }

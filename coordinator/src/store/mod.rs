@@ -41,6 +41,9 @@ pub enum StoreError {
     /// The writer task has stopped (the coordinator is shutting down).
     #[error("the store writer has stopped")]
     WriterGone,
+    /// The writer's commit failed (a full disk, an I/O error): the batch was not stored.
+    #[error("the store could not commit: {0}")]
+    Commit(String),
     /// A probe id that must be new already exists.
     #[error("probe `{0}` already exists")]
     ProbeExists(String),

@@ -218,4 +218,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
         (SELECT e.state FROM incident_events e WHERE e.incident_id = incidents.id ORDER BY e.seq LIMIT 1),
         state);
     "#,
+    // 5: dead letters. An alert that failed every attempt a receiver allows is given up:
+    // `dead_ms` says when, and it no longer blocks the alerts queued after it.
+    r#"
+    ALTER TABLE outbox ADD COLUMN dead_ms INTEGER;
+    "#,
 ];

@@ -42,6 +42,8 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     sync: Synchronous,
+    /// Fault injection for tests: this many next writes fail as on a full disk.
+    failing_writes: std::sync::atomic::AtomicU32,
 }
 
 impl SqliteStore {
@@ -56,6 +58,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             sync,
+            failing_writes: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -88,8 +91,26 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        use std::sync::atomic::Ordering;
+        let injected = self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if injected {
+            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full (injected by a test)".into()),
+            )));
+        }
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn)
+    }
+
+    /// Fault injection for tests: the next `n` writes fail as they would on a full disk.
+    #[doc(hidden)]
+    pub fn fail_next_writes(&self, n: u32) {
+        self.failing_writes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The `synchronous` setting in force.
@@ -620,6 +641,7 @@ mod tests {
                     ..Timings::default()
                 },
                 facts: Facts::Tcp(TcpFacts::default()),
+                truncated: None,
             },
         }
     }

@@ -284,9 +284,10 @@ impl StateStore for SqliteStore {
             let mut stmt = conn.prepare_cached(
                 "SELECT o.id, o.incident_id, o.receiver, o.event, o.payload, o.attempts, o.created_ms
                  FROM outbox o
-                 WHERE o.delivered_ms IS NULL AND o.next_ms <= ?1
+                 WHERE o.delivered_ms IS NULL AND o.dead_ms IS NULL AND o.next_ms <= ?1
                    AND o.id = (SELECT MIN(p.id) FROM outbox p
-                               WHERE p.delivered_ms IS NULL AND p.receiver = o.receiver AND p.incident_id = o.incident_id)
+                               WHERE p.delivered_ms IS NULL AND p.dead_ms IS NULL
+                                 AND p.receiver = o.receiver AND p.incident_id = o.incident_id)
                  ORDER BY o.id LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![now_ms, limit], |r| {
@@ -322,10 +323,50 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn outbox_dead(&self, id: i64, error: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let row: Option<(i64, String, String, u32)> = tx
+                .query_row(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, dead_ms = ?3
+                     WHERE id = ?1 AND dead_ms IS NULL
+                     RETURNING incident_id, receiver, event, attempts",
+                    params![id, error, now_ms],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            if let Some((incident, receiver, event, attempts)) = row {
+                let state: String =
+                    tx.query_row("SELECT state FROM incidents WHERE id = ?1", [incident], |r| {
+                        r.get(0)
+                    })?;
+                let seq: i64 = tx.query_row(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 FROM incident_events WHERE incident_id = ?1",
+                    [incident],
+                    |r| r.get(0),
+                )?;
+                let detail = serde_json::json!({
+                    "receiver": receiver,
+                    "event": event,
+                    "attempts": attempts,
+                    "last_error": error,
+                    "why": "every attempt the receiver allows failed; this alert is given up",
+                })
+                .to_string();
+                tx.execute(
+                    "INSERT INTO incident_events (incident_id, seq, at_ms, kind, state, detail) VALUES (?1, ?2, ?3, 'undeliverable', ?4, ?5)",
+                    params![incident, seq, now_ms, state, detail],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
     fn outbox_pending(&self) -> Result<u64, StoreError> {
         self.read(|conn| {
             let n: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE delivered_ms IS NULL",
+                "SELECT COUNT(*) FROM outbox WHERE delivered_ms IS NULL AND dead_ms IS NULL",
                 [],
                 |r| r.get(0),
             )?;

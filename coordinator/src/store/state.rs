@@ -246,7 +246,10 @@ pub trait StateStore {
     fn outbox_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
     /// Records a failed attempt and when to try again.
     fn outbox_retry(&self, id: i64, error: &str, next_ms: i64) -> Result<(), StoreError>;
-    /// Alerts not yet delivered.
+    /// Gives up a queued alert after its last failed attempt (a dead letter), with an
+    /// `undeliverable` entry on its incident's timeline, in one transaction.
+    fn outbox_dead(&self, id: i64, error: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// Alerts not yet delivered (dead letters aside).
     fn outbox_pending(&self) -> Result<u64, StoreError>;
 
     /// Stores a silence; returns its id.

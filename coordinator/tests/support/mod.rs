@@ -35,16 +35,15 @@ pub(crate) struct Coordinator {
 
 impl Coordinator {
     /// A coordinator configured by `config` (the text of `coordinator.toml`), serving
-    /// `checks` (the text of `checks.toml`) if given. Not started yet.
+    /// `checks` (the text of `checks.toml`), or [`default_checks`]. Not started yet.
     pub(crate) fn new(config: &str, checks: Option<&str>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("coordinator.toml"), config).expect("write config");
-        if let Some(checks) = checks {
-            std::fs::write(dir.path().join("checks.toml"), checks).expect("write checks");
-        }
+        let checks = checks.map_or_else(default_checks, str::to_owned);
+        std::fs::write(dir.path().join("checks.toml"), checks).expect("write checks");
         Self {
             dir,
-            with_checks: checks.is_some(),
+            with_checks: true,
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
@@ -364,6 +363,7 @@ pub(crate) fn result(
             bytes: 1024,
             ..HttpFacts::default()
         }),
+        truncated: None,
     }
 }
 
@@ -380,6 +380,26 @@ pub(crate) fn keys(results: &[CheckResult]) -> BTreeSet<(String, u64)> {
 
 pub(crate) fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The checks of a coordinator given none: `www` (fastcdn), `api` and `check-0` to
+/// `check-19` (acme). The results the tests make up name them, and a coordinator refuses
+/// results for a check it does not have.
+pub(crate) fn default_checks() -> String {
+    let check = |id: &str, vendor: &str| {
+        format!(
+            "\n[[check]]\nid = \"{id}\"\nvendor = \"{vendor}\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:9\"\n"
+        )
+    };
+    let mut out = String::from(
+        "[[vendor]]\nid = \"fastcdn\"\nname = \"FastCDN\"\n\n[[vendor]]\nid = \"acme\"\nname = \"Acme\"\n",
+    );
+    out.push_str(&check("www", "fastcdn"));
+    out.push_str(&check("api", "acme"));
+    for i in 0..20 {
+        out.push_str(&check(&format!("check-{i}"), "acme"));
+    }
+    out
 }
 
 /// Six probes, two in each of regions a, b and c.
