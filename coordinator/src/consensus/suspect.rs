@@ -5,12 +5,14 @@
 //! the PoP it lands on) is the everyday case, and the SRE wants to know which probe it is and
 //! on which check, without being paged for it.
 //!
-//! A probe is the **lone dissenter** on a check when it has failing (or slow) runs within the
-//! check's `window` while at least two other fresh probes have none. Dissenting for longer
-//! than `window` makes it **suspect** on that check. Breaks shorter than a window do not end a
-//! dissent (another probe's one-off timeout, or a lucky run of passes), so a probe that fails
-//! half its runs at random stays suspect for as long as it keeps doing so; it stops being
-//! suspect once it has not dissented for a whole window.
+//! A probe is the **lone dissenter** on a check when, within the check's `window`, it has
+//! failed (or been slow) while at least two other fresh probes have not; or it has failed at
+//! least twice while each other probe did at most once, a blip that says nothing (a loaded
+//! host's one timeout must not hide the probe that fails every other run). Dissenting for
+//! longer than `window` makes it **suspect** on that check. Breaks shorter than a window do
+//! not end a dissent (a lucky run of passes), so a probe that fails half its runs at random
+//! stays suspect for as long as it keeps doing so; it stops being suspect once it has not
+//! dissented for a whole window.
 //!
 //! Suspicion is a label, not a penalty: the probe's results are still stored and still vote.
 //! Quarantine ([`super::quarantine`]), which sets votes aside, keeps its own rule: failures
@@ -51,6 +53,10 @@ impl Dissent {
 /// dissent. With one peer it is one probe's word against another's: nobody is singled out.
 pub const MIN_PEERS: usize = 2;
 
+/// Failed or slow runs within the window that make a probe's trouble more than a blip, when
+/// other probes have blips too.
+pub const MIN_TROUBLE: usize = 2;
+
 /// The lone dissenter on one check at `now`, if there is one.
 pub fn lone_dissenter<'a>(
     settings: &Settings,
@@ -59,32 +65,48 @@ pub fn lone_dissenter<'a>(
 ) -> Option<(&'a str, Dissent)> {
     let window_start = now - settings.window.as_millis() as Ms;
     let in_window = |started: Ms| started >= window_start && started <= now;
+    // Each fresh probe's failed and slow runs in the window.
+    let mut troubled: Vec<(&'a str, usize, Dissent)> = Vec::new();
     let mut fresh = 0usize;
-    let mut dissenter: Option<(&'a str, Dissent)> = None;
     for p in probes {
-        let judged = || {
-            p.runs
-                .iter()
-                .filter(|r| r.outcome != Outcome::ProbeError && in_window(r.started_ms))
-        };
-        if judged().next().is_none() {
+        let (mut runs, mut failed, mut slow) = (0usize, 0usize, 0usize);
+        for r in p.runs.iter().filter(|r| in_window(r.started_ms)) {
+            match r.outcome {
+                Outcome::ProbeError => continue,
+                Outcome::Fail(_) => failed += 1,
+                Outcome::Slow => slow += 1,
+                Outcome::Ok => {}
+            }
+            runs += 1;
+        }
+        if runs == 0 {
             continue;
         }
         fresh += 1;
-        let failed = judged().any(|r| matches!(r.outcome, Outcome::Fail(_)));
-        let slow = judged().any(|r| r.outcome == Outcome::Slow);
-        let dissent = match (failed, slow) {
-            (true, _) => Dissent::Failing,
-            (false, true) => Dissent::Slow,
-            (false, false) => continue,
-        };
-        if dissenter.is_some() {
-            // A second probe sees trouble too: nobody is alone in it.
-            return None;
+        if failed + slow > 0 {
+            let dissent = if failed > 0 {
+                Dissent::Failing
+            } else {
+                Dissent::Slow
+            };
+            troubled.push((p.probe, failed + slow, dissent));
         }
-        dissenter = Some((p.probe, dissent));
     }
-    dissenter.filter(|_| fresh > MIN_PEERS)
+    if fresh <= MIN_PEERS {
+        return None;
+    }
+    let lone = match troubled.as_slice() {
+        [only] => Some(only),
+        more => {
+            // Blips aside, is one probe alone in its trouble?
+            let mut real = more.iter().filter(|(_, n, _)| *n >= MIN_TROUBLE);
+            match (real.next(), real.next()) {
+                (Some(one), None) => Some(one),
+                _ => None,
+            }
+        }
+    };
+    lone.map(|(p, _, d)| (*p, *d))
 }
 
 /// One probe dissenting on one check. The key of the map is (probe, check).

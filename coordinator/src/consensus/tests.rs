@@ -844,39 +844,59 @@ mod suspects {
         };
         let cases: Vec<(&str, Fleet, Lone)> = vec![
             (
-                "failed once in the window, passing now: still dissenting",
-                seven(vec![fail(75 * S), ok(95 * S)], ok),
+                "failed twice in the window, passing now: still dissenting",
+                seven(vec![fail(75 * S), fail(85 * S), ok(95 * S)], ok),
                 Some(("a1".into(), Dissent::Failing)),
             ),
             (
-                "failing now",
+                "failed once while nobody else did",
                 seven(vec![ok(75 * S), fail(95 * S)], ok),
                 Some(("a1".into(), Dissent::Failing)),
             ),
             (
                 "slow alone",
-                seven(vec![slow(95 * S)], ok),
+                seven(vec![slow(85 * S), slow(95 * S)], ok),
                 Some(("a1".into(), Dissent::Slow)),
             ),
             (
-                "its failure is older than the window",
-                seven(vec![fail(60 * S), ok(95 * S)], ok),
+                "once each, two probes: nobody stands out",
+                Fleet(vec![
+                    ("a1", "a", vec![fail(95 * S)]),
+                    ("a2", "a", vec![fail(90 * S), ok(95 * S)]),
+                    ("b1", "b", vec![ok(95 * S)]),
+                    ("b2", "b", vec![ok(95 * S)]),
+                ]),
+                None,
+            ),
+            (
+                "its failures are older than the window",
+                seven(vec![fail(55 * S), fail(60 * S), ok(95 * S)], ok),
                 None,
             ),
             (
                 "probe errors are not dissent",
-                seven(vec![perr(90 * S), ok(95 * S)], ok),
+                seven(vec![perr(85 * S), perr(90 * S), ok(95 * S)], ok),
                 None,
             ),
             (
                 "everybody fails: an outage, not a dissenter",
-                seven(vec![fail(95 * S)], fail),
+                seven(vec![fail(85 * S), fail(95 * S)], fail),
                 None,
+            ),
+            (
+                "the others' one blip each does not hide it",
+                Fleet(vec![
+                    ("a1", "a", vec![fail(75 * S), fail(85 * S), fail(95 * S)]),
+                    ("a2", "a", vec![fail(80 * S), ok(95 * S)]),
+                    ("b1", "b", vec![ok(80 * S), slow(95 * S)]),
+                    ("b2", "b", vec![ok(95 * S)]),
+                ]),
+                Some(("a1".into(), Dissent::Failing)),
             ),
             (
                 "one peer only: one word against another",
                 Fleet(vec![
-                    ("a1", "a", vec![fail(95 * S)]),
+                    ("a1", "a", vec![fail(85 * S), fail(95 * S)]),
                     ("a2", "a", vec![ok(95 * S)]),
                 ]),
                 None,
@@ -884,7 +904,7 @@ mod suspects {
             (
                 "two peers, one silent: one word against another",
                 Fleet(vec![
-                    ("a1", "a", vec![fail(95 * S)]),
+                    ("a1", "a", vec![fail(85 * S), fail(95 * S)]),
                     ("a2", "a", vec![ok(95 * S)]),
                     ("b1", "b", vec![ok(10 * S)]),
                 ]),
@@ -893,8 +913,8 @@ mod suspects {
             (
                 "two dissenters: nobody alone",
                 Fleet(vec![
-                    ("a1", "a", vec![fail(95 * S)]),
-                    ("a2", "a", vec![slow(95 * S)]),
+                    ("a1", "a", vec![fail(85 * S), fail(95 * S)]),
+                    ("a2", "a", vec![slow(85 * S), slow(95 * S)]),
                     ("b1", "b", vec![ok(95 * S)]),
                     ("b2", "b", vec![ok(95 * S)]),
                 ]),
