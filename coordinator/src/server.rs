@@ -153,6 +153,7 @@ pub async fn run(
         access: config.access.clone(),
         secure_cookies: tls.is_some(),
         stream: Arc::clone(&live),
+        logins: Default::default(),
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));
@@ -202,8 +203,9 @@ pub async fn run(
         let state = Arc::clone(&state);
         let served = Arc::new(AtomicBool::new(false));
         let first_request = Arc::clone(&served);
-        let service = service_fn(move |req| {
+        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             first_request.store(true, Ordering::Relaxed);
+            req.extensions_mut().insert(api::Peer(peer));
             let state = Arc::clone(&state);
             async move { Ok::<_, std::convert::Infallible>(api::handle(state, req).await) }
         });

@@ -202,4 +202,22 @@ async fn with_a_token_the_page_needs_a_sign_in_whose_cookie_only_reads() {
     assert_eq!(r.status, StatusCode::SEE_OTHER);
     assert_eq!(header(&r, header::LOCATION), "/login");
     assert!(header(&r, header::SET_COOKIE).contains("Max-Age=0"));
+
+    // r12: ten tries a minute per address (three so far), then 429 with Retry-After, right
+    // token or not; the page itself still reads with the bearer token.
+    for n in 3..10 {
+        let r = login(form("wrong"), vec![]).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "try {n}");
+    }
+    for token in ["wrong", TOKEN] {
+        let r = login(form(token), vec![]).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", body(&r));
+        let wait: u64 = header(&r, header::RETRY_AFTER)
+            .parse()
+            .expect("Retry-After");
+        assert!((1..=60).contains(&wait), "{wait}");
+        assert!(body(&r).contains("Too many sign-in tries"), "{}", body(&r));
+    }
+    let r = get(addr, "/", Some(TOKEN), &[]).await.expect("GET /");
+    assert_eq!(r.status, StatusCode::OK);
 }

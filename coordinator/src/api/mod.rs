@@ -52,13 +52,19 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// Receivers, routes and configured silences.
     pub alerting: Arc<Alerting>,
-    /// The reader/operator token; when set, the read API and silence changes need it.
+    /// Who may read, change and scrape (`[api]`).
     pub access: crate::access::Access,
     /// The coordinator serves TLS: the status page's session cookie is `Secure`.
     pub secure_cookies: bool,
     /// The live stream (`GET /api/v1/stream`).
     pub stream: Arc<crate::stream::Hub>,
+    /// Sign-in attempts per client address.
+    pub(crate) logins: crate::page::limit::LoginLimiter,
 }
+
+/// The client's address, put in every request's extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// The body of every response: a whole buffer, or a stream (Server-Sent Events).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;

@@ -16,6 +16,7 @@
 //! [`chart`] merges rollups into percentiles and draws them; [`session`] signs browsers in.
 
 pub(crate) mod chart;
+pub(crate) mod limit;
 mod render;
 pub(crate) mod session;
 
@@ -717,6 +718,21 @@ fn cross_site<B>(req: &Request<B>) -> bool {
 async fn login(state: &AppState, req: Request<Incoming>) -> Resp {
     if state.access.reads_open() {
         return redirect("/", None);
+    }
+    if let Some(crate::api::Peer(peer)) = req.extensions().get::<crate::api::Peer>()
+        && let Err(wait) = state.logins.attempt(peer.ip(), std::time::Instant::now())
+    {
+        tracing::warn!(%peer, retry_after_s = wait, "status page sign-in refused: too many tries from this address");
+        let mut r = page_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "Too many sign-in tries from your address ({} a minute); try again in {wait} s.",
+                limit::TRIES
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return r;
     }
     if cross_site(&req) {
         return page_error(
