@@ -146,6 +146,10 @@ struct LimitsFileConfig {
     /// A request must arrive whole within this (default `"10s"`), and a client must take some of
     /// its answer within this whenever there is some to send: slow clients are cut off.
     request_timeout: Option<String>,
+    /// A connection with no request in flight is closed after this long (default `"120s"`).
+    idle_timeout: Option<String>,
+    /// Connections one client address may hold at once; more are closed on arrival (default 256).
+    max_connections_per_address: Option<usize>,
 }
 
 /// TLS material for the listener.
@@ -175,6 +179,11 @@ pub struct Limits {
     /// Deadline for a whole request to arrive, and for a client to take any of the bytes
     /// waiting for it.
     pub request_timeout: Duration,
+    /// A connection with no request in flight (an HTTP/2 one with no stream open) is closed
+    /// after this long.
+    pub idle_timeout: Duration,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for Limits {
@@ -188,6 +197,8 @@ impl Default for Limits {
             max_result_age: Duration::from_secs(7 * 86_400),
             queue_batches: 64,
             request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connections_per_address: 256,
         }
     }
 }
@@ -297,6 +308,8 @@ impl CoordinatorConfig {
             max_result_age: None,
             queue_batches: None,
             request_timeout: None,
+            idle_timeout: None,
+            max_connections_per_address: None,
         });
         let dl = Limits::default();
         let dq = crate::consensus::quarantine::QuarantineSettings::default();
@@ -363,6 +376,10 @@ impl CoordinatorConfig {
                     "limits.request_timeout",
                     dl.request_timeout,
                 )?,
+                idle_timeout: dur(l.idle_timeout, "limits.idle_timeout", dl.idle_timeout)?,
+                max_connections_per_address: l
+                    .max_connections_per_address
+                    .unwrap_or(dl.max_connections_per_address),
             },
             quarantine: crate::consensus::quarantine::QuarantineSettings {
                 min_vendors: q.min_vendors.unwrap_or(dq.min_vendors),
@@ -389,11 +406,12 @@ impl CoordinatorConfig {
         }
         self.access.check(self.listen).map_err(ConfigError::Rule)?;
         if self.limits.max_batch == 0
+            || self.limits.max_connections_per_address == 0
             || self.limits.queue_batches == 0
             || self.limits.max_body_bytes < 1024
         {
             return Err(ConfigError::Rule(
-                "limits must allow something: max_batch and queue_batches at least 1, max_body_bytes at least 1024".to_owned(),
+                "limits must allow something: max_batch, queue_batches and max_connections_per_address at least 1, max_body_bytes at least 1024".to_owned(),
             ));
         }
         if self.retention_rollups < self.retention_raw {

@@ -18,6 +18,7 @@
 //! - [`stream`]: the live stream hub (`GET /api/v1/stream`) and its per-consumer queues.
 //! - [`metrics`]: `/metrics`, Prometheus exposition.
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
+//! - [`conn`]: what bounds one client connection: per-address slots, the idle deadline.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
 //! - [`demo`]: `demo`, a simulated vendor world with faults, the coordinator and six probes
 //!   (cargo feature `demo`, on by default).
@@ -28,6 +29,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod conn;
 pub mod consensus;
 #[cfg(feature = "demo")]
 pub mod demo;

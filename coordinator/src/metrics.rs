@@ -83,6 +83,21 @@ pub enum EvalTrigger {
     tick,
 }
 
+/// Why a connection was closed on arrival.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ShedReason {
+    /// The server holds as many connections as it serves.
+    capacity,
+    /// The client's address holds its share (`max_connections_per_address`).
+    per_address,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: ShedReason,
+}
+
 /// What the coordinator was doing when the store failed (`vantage_store_errors_total{op}`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum StoreOp {
@@ -172,6 +187,7 @@ pub struct Metrics {
     batches_rejected: Family<ReasonLabels, Counter>,
     results_refused: Family<RefusedLabels, Counter>,
     store_errors: Family<StoreOpLabels, Counter>,
+    connections_shed: Family<ShedLabels, Counter>,
     result_unknown_fields: Counter,
     checks_loaded: Gauge,
     checks_config_error: Gauge,
@@ -235,6 +251,7 @@ impl Metrics {
             batches_rejected: Family::default(),
             results_refused: Family::default(),
             store_errors: Family::default(),
+            connections_shed: Family::default(),
             result_unknown_fields: Counter::default(),
             checks_loaded: Gauge::default(),
             checks_config_error: Gauge::default(),
@@ -265,6 +282,9 @@ impl Metrics {
         // Known label sets start at zero, so rates and dashboards work before the first event.
         for reason in RejectReason::ALL {
             let _ = m.batches_rejected.get_or_create(&ReasonLabels { reason });
+        }
+        for reason in [ShedReason::capacity, ShedReason::per_address] {
+            let _ = m.connections_shed.get_or_create(&ShedLabels { reason });
         }
         for op in StoreOp::ALL {
             let _ = m
@@ -365,6 +385,11 @@ impl Metrics {
             "results_refused",
             "Results refused one by one (the rest of their batch stored), by reason",
             m.results_refused.clone(),
+        );
+        registry.register(
+            "connections_shed",
+            "Connections closed on arrival: the server full, or the client's address holding its share",
+            m.connections_shed.clone(),
         );
         registry.register(
             "alert_dead_letters",
@@ -483,6 +508,13 @@ impl Metrics {
             .get_or_create(&RefusedLabels {
                 reason: reason.as_label(),
             })
+            .inc();
+    }
+
+    /// Counts a connection closed on arrival.
+    pub fn connection_shed(&self, reason: ShedReason) {
+        self.connections_shed
+            .get_or_create(&ShedLabels { reason })
             .inc();
     }
 

@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,8 +22,13 @@ use crate::config::{CoordinatorConfig, TlsConfig};
 use crate::ingest::{self, Writer};
 use crate::store::{SqliteStore, Store};
 
-/// Most connections served at once; more wait in the kernel's accept queue.
+/// Most connections served at once; more are closed on arrival (the accept loop never stops
+/// accepting, so a flood of idle connections cannot keep a probe's push waiting in the
+/// kernel's queue).
 const MAX_CONNECTIONS: usize = 4096;
+/// HTTP/2: a ping after this much silence from the peer, and the connection is closed when its
+/// answer does not come within as long (a peer gone without a FIN).
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// How often check files are looked at for changes.
 const RELOAD_POLL: Duration = Duration::from_secs(2);
 /// How often old results are pruned.
@@ -176,17 +180,13 @@ pub async fn run(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(64);
+        .max_concurrent_streams(64)
+        .keep_alive_interval(Some(H2_KEEPALIVE))
+        .keep_alive_timeout(H2_KEEPALIVE);
     let builder = Arc::new(builder);
     tokio::pin!(shutdown);
+    let slots = Arc::new(crate::conn::PeerSlots::default());
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -199,29 +199,60 @@ pub async fn run(
                 }
             },
         };
+        // Shed at once, with a close, what the server cannot take: never stop accepting.
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            state
+                .metrics
+                .connection_shed(crate::metrics::ShedReason::capacity);
+            drop(stream);
+            continue;
+        };
+        let Some(slot) = slots.take(peer.ip(), config.limits.max_connections_per_address) else {
+            state
+                .metrics
+                .connection_shed(crate::metrics::ShedReason::per_address);
+            tracing::debug!(%peer, "connection refused: this address holds its share of connections");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        let served = Arc::new(AtomicBool::new(false));
-        let first_request = Arc::clone(&served);
+        let activity = crate::conn::Activity::new();
+        let requests = Arc::clone(&activity);
         let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            first_request.store(true, Ordering::Relaxed);
+            let in_flight = requests.start();
             req.extensions_mut().insert(api::Peer(peer));
             let state = Arc::clone(&state);
-            async move { Ok::<_, std::convert::Infallible>(api::handle(state, req).await) }
+            async move {
+                let resp = api::handle(state, req).await;
+                let (parts, body) = resp.into_parts();
+                let body = crate::conn::Tracked::new(body, in_flight);
+                Ok::<_, std::convert::Infallible>(hyper::Response::from_parts(
+                    parts,
+                    http_body_util::BodyExt::boxed_unsync(body),
+                ))
+            }
         });
         let request_timeout = config.limits.request_timeout;
+        let idle_timeout = config.limits.idle_timeout;
         let builder = Arc::clone(&builder);
         let watcher = graceful.watcher();
         let tls = tls.clone();
         let handshake_timeout = config.limits.request_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let io = WriteStall::new(tls_stream, request_timeout);
-                            let io = FirstRequestDeadline::new(io, request_timeout, served);
+                            let io = crate::conn::IdleDeadline::new(
+                                io,
+                                activity,
+                                request_timeout,
+                                idle_timeout,
+                            );
                             let conn = builder
                                 .serve_connection(TokioIo::new(io), service)
                                 .into_owned();
@@ -235,7 +266,8 @@ pub async fn run(
                 }
                 None => {
                     let io = WriteStall::new(stream, request_timeout);
-                    let io = FirstRequestDeadline::new(io, request_timeout, served);
+                    let io =
+                        crate::conn::IdleDeadline::new(io, activity, request_timeout, idle_timeout);
                     let conn = builder
                         .serve_connection(TokioIo::new(io), service)
                         .into_owned();
@@ -272,73 +304,6 @@ pub async fn run(
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
     tracing::info!("coordinator stopped");
     Ok(())
-}
-
-/// Cuts a connection off when its first request has not reached the API within the request
-/// timeout. hyper's header timeout starts only once the protocol is known, so without this a
-/// client that sends nothing, or the HTTP/2 preface a byte at a time, holds a connection (and
-/// one of the [`MAX_CONNECTIONS`] permits) forever. Later requests on the connection are bounded
-/// by hyper's own header timeout.
-struct FirstRequestDeadline<I> {
-    io: I,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    served: Arc<AtomicBool>,
-}
-
-impl<I> FirstRequestDeadline<I> {
-    fn new(io: I, timeout: Duration, served: Arc<AtomicBool>) -> Self {
-        Self {
-            io,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-            served,
-        }
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for FirstRequestDeadline<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.served.load(Ordering::Relaxed) && self.deadline.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no request arrived within the request timeout",
-            )));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for FirstRequestDeadline<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 /// Cuts a connection off when the peer accepts no bytes for `timeout` while the server has

@@ -946,3 +946,125 @@ async fn overload_is_shed_with_429_and_retry_after() {
     assert_eq!(u64::try_from(stored).ok(), Some(accepted));
     c.assert_alive("the overload").await;
 }
+
+/// One HTTP/1.1 POST of a batch from `source` (a loopback address of its own).
+async fn post_from(
+    source: [u8; 4],
+    addr: SocketAddr,
+    token: &str,
+    results: &[CheckResult],
+) -> StatusCode {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((source, 0)))
+        .expect("bind the source address");
+    let stream = socket.connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = http::Request::post("/api/v1/results")
+        .header(header::HOST, addr.to_string())
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body_of(results))))
+        .expect("request");
+    sender.send_request(req).await.expect("POST").status()
+}
+
+/// Issue 12: a few hundred HTTP/2 connections from one address neither keep a probe's push
+/// out nor stay open: those past the address's share are closed on arrival (the server never
+/// stops accepting), the rest once idle for `idle_timeout` after their last request, and a
+/// probe on another address pushes all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_idle_http2_connections_are_shed_or_closed_while_a_probe_pushes() {
+    let mut c = Coordinator::new(
+        "[limits]\nidle_timeout = \"2s\"\nmax_connections_per_address = 100\n",
+        None,
+    );
+    let token = c.add_probe("fra-1", "eu-west");
+    c.start().await;
+    let addr = c.addr;
+    // Each: an HTTP/2 handshake (prior knowledge), one request, then silence until the
+    // server closes it. Returns (served, seconds from the answer to the close).
+    let mut idle = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        idle.spawn(async move {
+            let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                return (false, 0.0);
+            };
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let Ok((mut sender, conn)) = hyper::client::conn::http2::handshake::<
+                _,
+                _,
+                http_body_util::Empty<Bytes>,
+            >(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            else {
+                return (false, 0.0);
+            };
+            let conn = tokio::spawn(conn);
+            let req = http::Request::get(format!("http://{addr}/healthz"))
+                .body(http_body_util::Empty::new())
+                .expect("request");
+            if !sender
+                .send_request(req)
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+            {
+                return (false, 0.0);
+            }
+            let answered = Instant::now();
+            // Held open by the client; only the server ends it.
+            match tokio::time::timeout(Duration::from_secs(30), conn).await {
+                Ok(_) => (true, answered.elapsed().as_secs_f64()),
+                Err(_) => (true, f64::INFINITY),
+            }
+        });
+    }
+    // Meanwhile a probe on another address pushes.
+    let now = OffsetDateTime::now_utc();
+    for seq in 0..5 {
+        let status = post_from(
+            [127, 0, 0, 2],
+            addr,
+            &token,
+            &[result("fra-1", seq, "www", "fastcdn", now)],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "push {seq}");
+    }
+    let mut served = Vec::new();
+    let mut shed = 0;
+    while let Some(done) = idle.join_next().await {
+        match done.expect("connection task") {
+            (true, closed_after) => served.push(closed_after),
+            (false, _) => shed += 1,
+        }
+    }
+    assert!(
+        served.len() <= 100,
+        "{} served past the share of 100",
+        served.len()
+    );
+    assert!(shed >= 200, "{shed} shed");
+    assert!(
+        served.iter().all(|s| (1.0..=5.0).contains(s)),
+        "idle connections closed about 2 s after their last request: {served:?}"
+    );
+    let metrics = get(addr, "/metrics", None, &[])
+        .await
+        .expect("GET /metrics");
+    let text = String::from_utf8_lossy(&metrics.body);
+    let per_address = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("vantage_connections_shed_total{reason=\"per_address\"} ")?
+                .parse::<f64>()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    assert!(per_address >= 200.0, "{text}");
+    c.assert_alive("hundreds of idle connections").await;
+}
