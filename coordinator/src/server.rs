@@ -158,6 +158,7 @@ pub async fn run(
         secure_cookies: tls.is_some(),
         stream: Arc::clone(&live),
         logins: Default::default(),
+        result_reads: Arc::new(tokio::sync::Semaphore::new(api::RESULTS_QUERIES)),
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));

@@ -60,7 +60,14 @@ pub struct AppState {
     pub stream: Arc<crate::stream::Hub>,
     /// Sign-in attempts per client address.
     pub(crate) logins: crate::page::limit::LoginLimiter,
+    /// Raw result queries running at once ([`RESULTS_QUERIES`]).
+    pub(crate) result_reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Raw result queries (`GET /api/v1/results`) at once; more get `429`.
+pub const RESULTS_QUERIES: usize = 4;
+/// How long one raw result query may run.
+pub const RESULTS_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The client's address, put in every request's extensions by the server.
 #[derive(Clone, Copy, Debug)]
@@ -624,6 +631,26 @@ async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
             );
         }
     };
+    // A few at once, each under a deadline, each stopped when its client goes away: raw
+    // result queries read the biggest table, and must not starve ingest's reads.
+    let Ok(_permit) = Arc::clone(&state.result_reads).try_acquire_owned() else {
+        return retry_after(
+            error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{RESULTS_QUERIES} raw result queries are running; retry later"),
+            ),
+            1,
+        );
+    };
+    let stop = crate::store::Stop::new(Some(std::time::Instant::now() + RESULTS_DEADLINE));
+    // Dropped with this handler's future, also when the client goes away mid-query.
+    struct CancelOnDrop(crate::store::Stop);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.cancel();
+        }
+    }
+    let _cancel = CancelOnDrop(stop.clone());
     let query = ResultQuery {
         check: params.get("check").cloned(),
         probe: params.get("probe").cloned(),
@@ -632,9 +659,17 @@ async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
         since_ms,
         until_ms,
         limit,
+        stop,
     };
     match blocking(&state.store, move |s| s.query_results(&query)).await {
         Ok(results) => json(StatusCode::OK, &results),
+        Err(StoreError::Stopped(why)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the query was stopped: {why} ({}s); narrow it with check=, probe=, since= or a smaller limit",
+                RESULTS_DEADLINE.as_secs()
+            ),
+        ),
         Err(e) => store_error(&e),
     }
 }

@@ -44,6 +44,9 @@ pub enum StoreError {
     /// The writer's commit failed (a full disk, an I/O error): the batch was not stored.
     #[error("the store could not commit: {0}")]
     Commit(String),
+    /// A read was stopped: past its deadline, or its client went away.
+    #[error("the query was stopped: {0}")]
+    Stopped(&'static str),
     /// A probe id that must be new already exists.
     #[error("probe `{0}` already exists")]
     ProbeExists(String),
@@ -89,6 +92,46 @@ pub struct ResultQuery {
     pub until_ms: Option<i64>,
     /// At most this many, newest first.
     pub limit: u32,
+    /// Stops the query early: its deadline, or its client gone.
+    pub stop: Stop,
+}
+
+/// Stops a long read: when cancelled (its client went away) or past its deadline. The store
+/// looks at it while the query runs, not only before.
+#[derive(Clone, Debug, Default)]
+pub struct Stop {
+    cancelled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    deadline: Option<std::time::Instant>,
+}
+
+impl Stop {
+    /// A stop at `deadline`, if any, and whenever [`Stop::cancel`] is called.
+    pub fn new(deadline: Option<std::time::Instant>) -> Self {
+        Self {
+            cancelled: std::sync::Arc::default(),
+            deadline,
+        }
+    }
+
+    /// Stops the query (its client went away).
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Why the query must stop now, if it must.
+    pub fn reason(&self) -> Option<&'static str> {
+        if self.cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+            Some("its client went away")
+        } else if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            Some("it ran past its deadline")
+        } else {
+            None
+        }
+    }
 }
 
 /// A registered probe.

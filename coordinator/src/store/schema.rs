@@ -223,4 +223,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE outbox ADD COLUMN dead_ms INTEGER;
     "#,
+    // 6: raw results by vendor and by region, for the API's filters (a full scan otherwise).
+    r#"
+    CREATE INDEX results_by_vendor ON results (vendor, started_ms);
+    CREATE INDEX results_by_region ON results (region, started_ms);
+    "#,
 ];

@@ -67,8 +67,17 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.read_mut(|conn| f(conn))
+    }
+
+    /// [`SqliteStore::read`] for a caller that sets the connection up (a progress handler);
+    /// it must leave it as it found it.
+    pub(super) fn read_mut<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let conn = match conn {
+        let mut conn = match conn {
             Some(c) => c,
             None => {
                 let c = Connection::open_with_flags(
@@ -79,7 +88,7 @@ impl SqliteStore {
                 c
             }
         };
-        let out = f(&conn);
+        let out = f(&mut conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < 8 {
             pool.push(conn);
@@ -117,6 +126,36 @@ impl SqliteStore {
     pub fn synchronous(&self) -> Synchronous {
         self.sync
     }
+}
+
+/// The raw results query for `q`, and its arguments.
+fn results_sql(q: &ResultQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("SELECT body FROM results WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut filter = |col: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            args.push(v.clone().into());
+            sql.push_str(&format!(" AND {col} = ?{}", args.len()));
+        }
+    };
+    filter("check_id", &q.check);
+    filter("probe_id", &q.probe);
+    filter("vendor", &q.vendor);
+    filter("region", &q.region);
+    if let Some(s) = q.since_ms {
+        args.push(s.into());
+        sql.push_str(&format!(" AND started_ms >= ?{}", args.len()));
+    }
+    if let Some(u) = q.until_ms {
+        args.push(u.into());
+        sql.push_str(&format!(" AND started_ms < ?{}", args.len()));
+    }
+    args.push(i64::from(q.limit).into());
+    sql.push_str(&format!(
+        " ORDER BY started_ms DESC, probe_id, seq DESC LIMIT ?{}",
+        args.len()
+    ));
+    (sql, args)
 }
 
 fn configure(conn: &Connection, sync: Synchronous) -> Result<(), StoreError> {
@@ -268,41 +307,31 @@ impl Store for SqliteStore {
     }
 
     fn query_results(&self, q: &ResultQuery) -> Result<Vec<CheckResult>, StoreError> {
-        self.read(|conn| {
-            let mut sql = String::from("SELECT body FROM results WHERE 1 = 1");
-            let mut args: Vec<rusqlite::types::Value> = Vec::new();
-            let mut filter = |col: &str, v: &Option<String>| {
-                if let Some(v) = v {
-                    args.push(v.clone().into());
-                    sql.push_str(&format!(" AND {col} = ?{}", args.len()));
-                }
-            };
-            filter("check_id", &q.check);
-            filter("probe_id", &q.probe);
-            filter("vendor", &q.vendor);
-            filter("region", &q.region);
-            if let Some(s) = q.since_ms {
-                args.push(s.into());
-                sql.push_str(&format!(" AND started_ms >= ?{}", args.len()));
+        self.read_mut(|conn| {
+            let (sql, args) = results_sql(q);
+            if let Some(why) = q.stop.reason() {
+                return Err(StoreError::Stopped(why));
             }
-            if let Some(u) = q.until_ms {
-                args.push(u.into());
-                sql.push_str(&format!(" AND started_ms < ?{}", args.len()));
+            // SQLite asks every few thousand steps whether to go on.
+            let stop = q.stop.clone();
+            conn.progress_handler(4096, Some(move || stop.reason().is_some()))?;
+            let out = (|| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let rows =
+                    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
+                rows.map(|body| {
+                    let body = body?;
+                    serde_json::from_str(&body)
+                        .map_err(|e| StoreError::Corrupt(format!("result body: {e}")))
+                })
+                .collect()
+            })();
+            // Back to the pool as it was.
+            conn.progress_handler(0, None::<fn() -> bool>)?;
+            match (out, q.stop.reason()) {
+                (Err(_), Some(why)) => Err(StoreError::Stopped(why)),
+                (out, _) => out,
             }
-            args.push(i64::from(q.limit).into());
-            sql.push_str(&format!(
-                " ORDER BY started_ms DESC, probe_id, seq DESC LIMIT ?{}",
-                args.len()
-            ));
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let rows =
-                stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
-            rows.map(|body| {
-                let body = body?;
-                serde_json::from_str(&body)
-                    .map_err(|e| StoreError::Corrupt(format!("result body: {e}")))
-            })
-            .collect()
         })
     }
 
@@ -743,6 +772,62 @@ mod tests {
         );
         assert_eq!(s.prune(1_500, 0).expect("prune"), 1);
         assert_eq!(q(ResultQuery::default()), 1);
+    }
+
+    #[test]
+    fn r12_result_queries_stop_and_filter_by_vendor_and_region_on_an_index() {
+        let (_dir, s) = store();
+        let rows: Vec<IngestRow> = (0..2000)
+            .map(|i| result("p1", i, i as i64, false))
+            .collect();
+        s.insert_results(&rows).expect("insert");
+        let stopped = |stop: crate::store::Stop| {
+            s.query_results(&ResultQuery {
+                probe: Some("nobody".into()),
+                limit: 10,
+                stop,
+                ..ResultQuery::default()
+            })
+            .map(|r| r.len())
+        };
+        assert_eq!(stopped(crate::store::Stop::default()).expect("runs"), 0);
+        let gone = crate::store::Stop::default();
+        gone.cancel();
+        assert!(
+            matches!(
+                stopped(gone),
+                Err(StoreError::Stopped("its client went away"))
+            ),
+            "a cancelled query stops"
+        );
+        let late = crate::store::Stop::new(Some(std::time::Instant::now()));
+        assert!(matches!(
+            stopped(late),
+            Err(StoreError::Stopped("it ran past its deadline"))
+        ));
+        // The API's vendor and region filters read an index, not the whole table.
+        let plan = |q: ResultQuery| {
+            let (sql, args) = results_sql(&q);
+            s.read(|conn| {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows =
+                    stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?.join("; "))
+            })
+            .expect("plan")
+        };
+        let by_vendor = plan(ResultQuery {
+            vendor: Some("v".into()),
+            limit: 10,
+            ..ResultQuery::default()
+        });
+        assert!(by_vendor.contains("results_by_vendor"), "{by_vendor}");
+        let by_region = plan(ResultQuery {
+            region: Some("eu".into()),
+            limit: 10,
+            ..ResultQuery::default()
+        });
+        assert!(by_region.contains("results_by_region"), "{by_region}");
     }
 
     #[test]
