@@ -77,9 +77,10 @@ pub enum Plan {
     /// The subject is clear: the incident waits out the flap window before it resolves.
     Clear,
     /// The subject fails again within the flap window: the same incident goes on. `changed`:
-    /// its state or summary differ from before, so receivers get an update.
+    /// it is worse or wider than before, so receivers get an update (failing again as badly or
+    /// less keeps what the incident says).
     Flap {
-        /// Send an update.
+        /// Send an update, and record the new state.
         changed: bool,
     },
     /// Resolve the open incident.
@@ -105,7 +106,11 @@ pub fn plan(open: Option<&IncidentRow>, now: &Now, at: Ms) -> Option<Plan> {
         return None;
     }
     if i.clear_since_ms.is_some() {
-        return Some(Plan::Flap { changed });
+        // Failing again as badly or less: the same episode, nothing new to page. Worse or
+        // wider: an update.
+        return Some(Plan::Flap {
+            changed: changed && !narrows(i, now),
+        });
     }
     changed.then(|| Plan::Change {
         page: !(now.clearing && narrows(i, now)),
@@ -415,7 +420,9 @@ impl Incidents {
         let (state, summary, detail) = match (&open, plan) {
             // A clearing or resolved incident keeps the state it reached in its name, and
             // what it was about (its reminders follow the same routes while it clears).
-            (Some(i), Plan::Clear) => (i.state.clone(), i.summary.clone(), i.detail.clone()),
+            (Some(i), Plan::Clear | Plan::Flap { changed: false }) => {
+                (i.state.clone(), i.summary.clone(), i.detail.clone())
+            }
             (Some(i), Plan::Resolve) => (i.state.clone(), i.summary.clone(), detail),
             _ => (now.subject.state.clone(), now.summary.clone(), detail),
         };
@@ -897,9 +904,16 @@ mod tests {
                 Some(Plan::Flap { changed: false }),
             ),
             (
-                "a flap in another state: an update",
+                "a flap narrower than the incident: nothing new",
                 Some(&clearing_row),
                 &regional,
+                at,
+                Some(Plan::Flap { changed: false }),
+            ),
+            (
+                "a flap wider than the incident: an update",
+                Some(&row(&regional, Some(cleared_at))),
+                &down,
                 at,
                 Some(Plan::Flap { changed: true }),
             ),
