@@ -105,6 +105,9 @@ struct TlsFileConfig {
     cert: PathBuf,
     /// PEM private key.
     key: PathBuf,
+    /// PEM CA certificate(s) that sign the probes' client certificates: with it, the probes'
+    /// endpoints need a client certificate from this CA as well as the probe's token.
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +162,10 @@ pub struct TlsConfig {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// CA of the probes' client certificates (mutual TLS): the probes' endpoints
+    /// (`POST /api/v1/results`, `GET /api/v1/probe/config`) then need a client certificate it
+    /// signed, on top of the bearer token. Browsers and API readers need none.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Request limits.
@@ -349,6 +356,7 @@ impl CoordinatorConfig {
             tls: raw.tls.map(|t| TlsConfig {
                 cert: rel(t.cert),
                 key: rel(t.key),
+                client_ca: t.client_ca.map(rel),
             }),
             insecure_http: raw.insecure_http.unwrap_or(false),
             synchronous: raw.store.and_then(|s| s.synchronous).unwrap_or_default(),

@@ -52,6 +52,10 @@ enum Command {
         /// PEM private key for HTTPS.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// PEM CA of the probes' client certificates: probes then need one (mutual TLS) as
+        /// well as their token.
+        #[arg(long)]
+        tls_client_ca: Option<PathBuf>,
         /// Allow plain HTTP on a non-loopback address (a warning is logged at every start).
         #[arg(long)]
         insecure_http: bool,
@@ -265,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             checks,
             tls_cert,
             tls_key,
+            tls_client_ca,
             insecure_http,
             public_reads,
             local_probe: with_local_probe,
@@ -277,7 +282,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.checks = checks;
             }
             if let (Some(cert), Some(key)) = (tls_cert, tls_key) {
-                config.tls = Some(TlsConfig { cert, key });
+                config.tls = Some(TlsConfig {
+                    cert,
+                    key,
+                    client_ca: config.tls.as_ref().and_then(|t| t.client_ca.clone()),
+                });
+            }
+            if let Some(ca) = tls_client_ca {
+                match config.tls.as_mut() {
+                    Some(t) => t.client_ca = Some(ca),
+                    None => anyhow::bail!("--tls-client-ca needs TLS: --tls-cert and --tls-key"),
+                }
             }
             config.insecure_http |= insecure_http;
             config.access.public_reads |= public_reads;

@@ -91,16 +91,48 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError
             tls.key.display()
         ))
     })?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ServeError::Tls(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .map_err(|e| ServeError::Tls(format!("certificate and key do not fit together: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(format!("certificate and key do not fit together: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Verifies the client certificates of probes against `path`'s CAs. A client without a
+/// certificate still connects (browsers, API readers): the probes' endpoints refuse it
+/// ([`api::ClientCert`]). A certificate that the CA did not sign fails the handshake.
+fn client_verifier(
+    path: &std::path::Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServeError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect())
+        .map_err(|e| {
+            ServeError::Tls(format!(
+                "cannot read the probes' client CA `{}`: {e}",
+                path.display()
+            ))
+        })?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(ServeError::Tls(format!(
+            "`{}` holds no usable CA certificate for the probes' client certificates",
+            path.display()
+        )));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServeError::Tls(format!("the probes' client CA `{}`: {e}", path.display())))
 }
 
 /// Serves on `listener` until `shutdown` completes, then drains requests and flushes the writer.
@@ -156,6 +188,7 @@ pub async fn run(
         alerting,
         access: config.access.clone(),
         secure_cookies: tls.is_some(),
+        probe_client_certs: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         stream: Arc::clone(&live),
         logins: Default::default(),
         result_reads: Arc::new(tokio::sync::Semaphore::new(api::RESULTS_QUERIES)),
@@ -220,20 +253,26 @@ pub async fn run(
         let state = Arc::clone(&state);
         let activity = crate::conn::Activity::new();
         let requests = Arc::clone(&activity);
-        let service = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            let in_flight = requests.start();
-            req.extensions_mut().insert(api::Peer(peer));
-            let state = Arc::clone(&state);
-            async move {
-                let resp = api::handle(state, req).await;
-                let (parts, body) = resp.into_parts();
-                let body = crate::conn::Tracked::new(body, in_flight);
-                Ok::<_, std::convert::Infallible>(hyper::Response::from_parts(
-                    parts,
-                    http_body_util::BodyExt::boxed_unsync(body),
-                ))
-            }
-        });
+        // Made once the handshake tells whether the client showed a verified certificate.
+        let service = move |client_cert: Option<api::ClientCert>| {
+            service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let in_flight = requests.start();
+                req.extensions_mut().insert(api::Peer(peer));
+                if let Some(cert) = client_cert {
+                    req.extensions_mut().insert(cert);
+                }
+                let state = Arc::clone(&state);
+                async move {
+                    let resp = api::handle(state, req).await;
+                    let (parts, body) = resp.into_parts();
+                    let body = crate::conn::Tracked::new(body, in_flight);
+                    Ok::<_, std::convert::Infallible>(hyper::Response::from_parts(
+                        parts,
+                        http_body_util::BodyExt::boxed_unsync(body),
+                    ))
+                }
+            })
+        };
         let request_timeout = config.limits.request_timeout;
         let idle_timeout = config.limits.idle_timeout;
         let builder = Arc::clone(&builder);
@@ -247,6 +286,14 @@ pub async fn run(
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
+                            // The verifier already refused certificates its CA did not sign.
+                            let client_cert = tls_stream
+                                .get_ref()
+                                .1
+                                .peer_certificates()
+                                .is_some_and(|c| !c.is_empty())
+                                .then_some(api::ClientCert);
+                            let service = service(client_cert);
                             let io = WriteStall::new(tls_stream, request_timeout);
                             let io = crate::conn::IdleDeadline::new(
                                 io,
@@ -266,6 +313,7 @@ pub async fn run(
                     }
                 }
                 None => {
+                    let service = service(None);
                     let io = WriteStall::new(stream, request_timeout);
                     let io =
                         crate::conn::IdleDeadline::new(io, activity, request_timeout, idle_timeout);
@@ -526,5 +574,26 @@ async fn background(store: Arc<dyn Store>, catalogs: Arc<Catalogs>, config: Coor
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_ca_without_a_certificate_is_refused_at_start() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let empty = dir.path().join("probes-ca.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let Err(e) = client_verifier(&empty, Arc::clone(&provider)) else {
+            panic!("a CA file without a certificate was taken");
+        };
+        assert!(e.to_string().contains("no usable CA certificate"), "{e}");
+        let Err(e) = client_verifier(&dir.path().join("missing.pem"), provider) else {
+            panic!("a missing CA file was taken");
+        };
+        assert!(e.to_string().contains("cannot read"), "{e}");
     }
 }

@@ -9,8 +9,8 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use vantage_checks::wire::{BatchAck, ResultBatch};
 
 use crate::settings::Settings;
@@ -64,6 +64,33 @@ pub struct CoordinatorClient {
     auth: http::HeaderValue,
 }
 
+/// Reads the probe's client certificate chain and key for mutual TLS.
+fn client_identity(
+    id: &crate::settings::ClientIdentity,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&id.cert)
+        .and_then(|it| it.collect())
+        .map_err(|e| {
+            ClientError::Setup(format!(
+                "cannot read the client certificate `{}`: {e}",
+                id.cert.display()
+            ))
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::Setup(format!(
+            "`{}` holds no certificate",
+            id.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&id.key).map_err(|e| {
+        ClientError::Setup(format!(
+            "cannot read the client key `{}`: {e}",
+            id.key.display()
+        ))
+    })?;
+    Ok((certs, key))
+}
+
 impl CoordinatorClient {
     /// Builds the client; with `ca_file`, only that CA is trusted for the coordinator.
     pub fn new(settings: &Settings) -> Result<Self, ClientError> {
@@ -96,8 +123,20 @@ impl CoordinatorClient {
         ))
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Setup(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+        let tls = match &settings.client_identity {
+            None => tls.with_no_client_auth(),
+            Some(id) => {
+                let (certs, key) = client_identity(id)?;
+                tls.with_client_auth_cert(certs, key).map_err(|e| {
+                    ClientError::Setup(format!(
+                        "the client certificate `{}` and key `{}` do not fit together: {e}",
+                        id.cert.display(),
+                        id.key.display()
+                    ))
+                })?
+            }
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

@@ -74,6 +74,12 @@ struct RunArgs {
     /// PEM CA to trust for the coordinator instead of the system roots.
     #[arg(long, env = "VANTAGE_CA_FILE")]
     ca_file: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS (a coordinator with `[tls] client_ca` asks for it).
+    #[arg(long, env = "VANTAGE_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, env = "VANTAGE_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     /// Directory for the spool and the last good config.
     #[arg(long, env = "VANTAGE_STATE_DIR")]
     state_dir: Option<PathBuf>,
@@ -111,6 +117,10 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
     file.probe_id = args.probe_id.or(file.probe_id);
     file.region = args.region.or(file.region);
     file.ca_file = args.ca_file.or(file.ca_file);
+    if args.client_cert.is_some() {
+        file.client_cert = args.client_cert;
+        file.client_key = args.client_key;
+    }
     file.state_dir = args.state_dir.or(file.state_dir);
     file.concurrency = args.concurrency.or(file.concurrency);
     file.source_address = args.source_address.or(file.source_address);

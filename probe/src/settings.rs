@@ -51,6 +51,10 @@ pub struct FileSettings {
     pub labels: Option<BTreeMap<String, String>>,
     /// PEM CA certificate(s) to trust for the coordinator, instead of the system roots.
     pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS, for a coordinator with `[tls] client_ca`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<PathBuf>,
     /// Directory for the spool and the last good config (default `./probe-state`).
     pub state_dir: Option<PathBuf>,
     /// Most checks running at once (default 64).
@@ -91,6 +95,8 @@ impl FileSettings {
         };
         rel(&mut s.token_file);
         rel(&mut s.ca_file);
+        rel(&mut s.client_cert);
+        rel(&mut s.client_key);
         rel(&mut s.state_dir);
         Ok(s)
     }
@@ -102,6 +108,15 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         format!(" (line {})", before.matches('\n').count() + 1)
     })
     .unwrap_or_default()
+}
+
+/// The probe's certificate and key for mutual TLS (PEM files).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
 }
 
 /// The probe agent's settings, validated.
@@ -119,6 +134,8 @@ pub struct Settings {
     pub expect_labels: Option<BTreeMap<String, String>>,
     /// CA for the coordinator.
     pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS with the coordinator.
+    pub client_identity: Option<ClientIdentity>,
     /// State directory.
     pub state_dir: PathBuf,
     /// Most checks running at once.
@@ -247,9 +264,20 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let client_identity = match (file.client_cert, file.client_key) {
+            (Some(cert), Some(key)) => Some(ClientIdentity { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(rule(
+                    "client_cert and client_key go together: set both (mutual TLS) or neither"
+                        .into(),
+                ));
+            }
+        };
         Ok(Self {
             coordinator,
             token: Secret::new(token),
+            client_identity,
             expect_id: file.probe_id,
             expect_region: file.region,
             expect_labels: file.labels,
@@ -280,6 +308,29 @@ mod tests {
             coordinator: Some(url.into()),
             ..FileSettings::default()
         }
+    }
+
+    #[test]
+    fn a_client_certificate_needs_its_key() {
+        let half = FileSettings {
+            client_cert: Some("probe.crt".into()),
+            ..file("https://c.example:7470")
+        };
+        let err = Settings::from_file(half, Some("t".into())).expect_err("cert without key");
+        assert!(err.to_string().contains("client_key"), "{err}");
+        let both = FileSettings {
+            client_cert: Some("probe.crt".into()),
+            client_key: Some("probe.key".into()),
+            ..file("https://c.example:7470")
+        };
+        let s = Settings::from_file(both, Some("t".into())).expect("cert and key");
+        assert_eq!(
+            s.client_identity,
+            Some(ClientIdentity {
+                cert: "probe.crt".into(),
+                key: "probe.key".into()
+            })
+        );
     }
 
     #[test]

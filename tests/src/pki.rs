@@ -1,6 +1,6 @@
 //! A throwaway test CA (rcgen) and server certificates for it, written as PEM files into a
-//! temporary directory: valid ones, an expired one, one about to expire, one for another name
-//! and one that no CA vouches for.
+//! temporary directory: valid ones, an expired one, one about to expire, one for another name,
+//! one that no CA vouches for, and client certificates for mutual TLS.
 
 use std::path::{Path, PathBuf};
 
@@ -114,6 +114,18 @@ impl TestCa {
         let cert = params
             .signed_by(&key, &self.issuer)
             .expect("sign the server certificate");
+        self.write(label, &cert.pem(), &key.serialize_pem())
+    }
+
+    /// A client certificate (mutual TLS) named `name`, valid from yesterday for 90 days.
+    pub fn client(&self, label: &str, name: &str) -> ServerCert {
+        let now = OffsetDateTime::now_utc();
+        let mut params = leaf_params(&[name], now - Duration::days(1), now + Duration::days(90));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("generate a client key");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("sign the client certificate");
         self.write(label, &cert.pem(), &key.serialize_pem())
     }
 

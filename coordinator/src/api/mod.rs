@@ -56,6 +56,8 @@ pub struct AppState {
     pub access: crate::access::Access,
     /// The coordinator serves TLS: the status page's session cookie is `Secure`.
     pub secure_cookies: bool,
+    /// The probes' endpoints need a verified client certificate ([`ClientCert`]).
+    pub probe_client_certs: bool,
     /// The live stream (`GET /api/v1/stream`).
     pub stream: Arc<crate::stream::Hub>,
     /// Sign-in attempts per client address.
@@ -72,6 +74,11 @@ pub const RESULTS_DEADLINE: Duration = Duration::from_secs(10);
 /// The client's address, put in every request's extensions by the server.
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub std::net::SocketAddr);
+
+/// The client showed a certificate that the probes' client CA signed (mutual TLS), put in the
+/// request's extensions by the server.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientCert;
 
 /// The body of every response: a whole buffer, or a stream (Server-Sent Events).
 pub type Body = UnsyncBoxBody<Bytes, Infallible>;
@@ -270,6 +277,12 @@ async fn authenticate_probe<B>(state: &AppState, req: &Request<B>) -> Result<Pro
         );
         r
     };
+    if state.probe_client_certs && req.extensions().get::<ClientCert>().is_none() {
+        return Err(unauthorized(
+            "this coordinator needs probes to show a client certificate from its probes' CA \
+             ([tls] client_ca), as well as a token: set the probe's client_cert and client_key",
+        ));
+    }
     let Some(token) = auth::bearer(req.headers().get(header::AUTHORIZATION)) else {
         return Err(unauthorized(
             "missing `Authorization: Bearer <probe token>`",
