@@ -106,9 +106,12 @@ struct Workload {
 
 impl Workload {
     fn new(probes: usize, per_probe: usize, batch: usize) -> Self {
-        // Fresh runs (each probe's span 1 ms apart from a few seconds ago), so they fall inside the
-        // consensus window and vote, as live results do.
-        let start = OffsetDateTime::now_utc() - time::Duration::seconds(5);
+        // Fresh runs, so they fall inside the consensus window (10 minutes here) and vote, as live
+        // results do: each check's runs a second apart (its interval; the coordinator refuses
+        // more runs a minute than that allows), the 25 checks a millisecond apart, the last a few
+        // seconds ago.
+        let runs_per_check = (per_probe * batch).div_ceil(25) as i64;
+        let start = OffsetDateTime::now_utc() - time::Duration::seconds(runs_per_check + 5);
         let ids: Vec<String> = (0..probes).map(|p| format!("probe-{p:02}")).collect();
         let regions: Vec<String> = (0..probes).map(|p| format!("region-{}", p % 4)).collect();
         let results: Vec<Vec<Vec<CheckResult>>> = ids
@@ -119,7 +122,10 @@ impl Workload {
                         (0..batch)
                             .map(|i| {
                                 let seq = (b * batch + i) as u64;
-                                result(id, seq, start + time::Duration::milliseconds(seq as i64))
+                                let at = start
+                                    + time::Duration::seconds((seq / 25) as i64)
+                                    + time::Duration::milliseconds((seq % 25) as i64);
+                                result(id, seq, at)
                             })
                             .collect()
                     })
@@ -177,7 +183,7 @@ impl Workload {
 /// every ingested result is also recorded and evaluated by the consensus engine, as in production.
 fn checks_toml() -> String {
     let mut t = String::from(
-        "[defaults]\ninterval = \"10s\"\ntimeout = \"5s\"\nwindow = \"60s\"\nquorum = 3\nregions = 2\n",
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"900ms\"\nwindow = \"10m\"\nquorum = 3\nregions = 2\n",
     );
     for v in 0..5 {
         t.push_str(&format!("\n[[vendor]]\nid = \"vendor-{v}\"\n"));

@@ -153,6 +153,9 @@ struct LimitsFileConfig {
     idle_timeout: Option<String>,
     /// Connections one client address may hold at once; more are closed on arrival (default 256).
     max_connections_per_address: Option<usize>,
+    /// Runs of a check one probe may store per interval, counted per minute of run time; more
+    /// are refused (`rate_limited`). 0 turns the cap off (default 2).
+    max_runs_per_interval: Option<u32>,
 }
 
 /// TLS material for the listener.
@@ -191,6 +194,9 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Connections one client address may hold at once.
     pub max_connections_per_address: usize,
+    /// Runs of a check one probe may store per interval (its `failing_interval` when shorter),
+    /// counted per minute of run time, plus two; 0: no cap.
+    pub max_runs_per_interval: u32,
 }
 
 impl Default for Limits {
@@ -206,6 +212,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             max_connections_per_address: 256,
+            max_runs_per_interval: 2,
         }
     }
 }
@@ -317,6 +324,7 @@ impl CoordinatorConfig {
             request_timeout: None,
             idle_timeout: None,
             max_connections_per_address: None,
+            max_runs_per_interval: None,
         });
         let dl = Limits::default();
         let dq = crate::consensus::quarantine::QuarantineSettings::default();
@@ -388,6 +396,7 @@ impl CoordinatorConfig {
                 max_connections_per_address: l
                     .max_connections_per_address
                     .unwrap_or(dl.max_connections_per_address),
+                max_runs_per_interval: l.max_runs_per_interval.unwrap_or(dl.max_runs_per_interval),
             },
             quarantine: crate::consensus::quarantine::QuarantineSettings {
                 min_vendors: q.min_vendors.unwrap_or(dq.min_vendors),

@@ -28,6 +28,8 @@ pub struct Rejected(pub String);
 pub struct Checked {
     /// Rows for the store.
     pub rows: Vec<IngestRow>,
+    /// Each row's index in the batch.
+    pub indices: Vec<usize>,
     /// Results not stored, with why.
     pub refused: Vec<Refused>,
 }
@@ -52,6 +54,7 @@ pub fn validate_batch(
     let received_ms = unix_ms(now);
     let mut out = Checked {
         rows: Vec::with_capacity(results.len()),
+        indices: Vec::with_capacity(results.len()),
         refused: Vec::new(),
     };
     for (index, r) in results.into_iter().enumerate() {
@@ -68,11 +71,14 @@ pub fn validate_batch(
             }
         };
         match check_result(&r, probe, catalog, limits, now) {
-            Ok(()) => out.rows.push(IngestRow {
-                region: probe.region.clone(),
-                received_ms,
-                result: r,
-            }),
+            Ok(()) => {
+                out.rows.push(IngestRow {
+                    region: probe.region.clone(),
+                    received_ms,
+                    result: r,
+                });
+                out.indices.push(index);
+            }
             Err((reason, what)) => out.refused.push(Refused {
                 index,
                 seq: Some(r.seq),
@@ -210,6 +216,110 @@ fn short(s: &str) -> String {
     }
 }
 
+/// How long [`RunCap`] remembers a minute no result has touched.
+const CAP_MEMORY_MS: i64 = 10 * 60_000;
+/// Most (probe, check, minute) keys [`RunCap`] holds; past it, the least recently touched go.
+const CAP_MAX_KEYS: usize = 200_000;
+
+/// Caps the runs of a check that one probe may store per minute of run time (`started_at`),
+/// at `[limits] max_runs_per_interval` (default 2) times what its interval allows (its
+/// `failing_interval` when shorter), plus two: a probe
+/// that sends more (a stolen token replaying backdated failures) has the rest refused
+/// ([`RefusalReason::RateLimited`]). Counted by run time, not arrival, so a probe emptying
+/// its spool after an outage is never capped; a run sent again (same start) counts once.
+#[derive(Default)]
+pub struct RunCap {
+    inner: std::sync::Mutex<CapState>,
+}
+
+#[derive(Default)]
+struct CapState {
+    /// (probe, check, minute) → the distinct starts (ms) stored in it, and when last touched.
+    minutes: std::collections::HashMap<(String, String, i64), (Vec<i64>, i64)>,
+    swept_ms: i64,
+}
+
+impl RunCap {
+    /// Runs of `check` one probe may store in one minute, `per_interval` a run's interval.
+    pub fn allowance(check: &vantage_checks::model::Check, per_interval: u32) -> usize {
+        let s = &check.settings;
+        let every = s.interval.min(s.failing_interval).as_millis().max(1);
+        per_interval as usize * 60_000u128.div_ceil(every) as usize + 2
+    }
+
+    /// Moves the rows of `checked` past their check's allowance (`per_interval` runs an
+    /// interval; 0: no cap) to its refusals.
+    pub fn admit(
+        &self,
+        checked: &mut Checked,
+        catalog: &Catalog,
+        per_interval: u32,
+        now: OffsetDateTime,
+    ) {
+        if per_interval == 0 {
+            return;
+        }
+        let now_ms = unix_ms(now);
+        let mut st = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        st.sweep(now_ms);
+        let rows = std::mem::take(&mut checked.rows);
+        let indices = std::mem::take(&mut checked.indices);
+        for (index, row) in indices.into_iter().zip(rows) {
+            let r = &row.result;
+            let allowed = catalog
+                .check(&r.check_id)
+                .map_or(0, |c| Self::allowance(c, per_interval));
+            let start = unix_ms(r.started_at);
+            let key = (
+                r.probe_id.clone(),
+                r.check_id.clone(),
+                start.div_euclid(60_000),
+            );
+            let (starts, touched) = st.minutes.entry(key).or_default();
+            *touched = now_ms;
+            let admit = starts.contains(&start) || starts.len() < allowed;
+            if admit {
+                if !starts.contains(&start) {
+                    starts.push(start);
+                }
+                checked.rows.push(row);
+                checked.indices.push(index);
+            } else {
+                checked.refused.push(Refused {
+                    index,
+                    seq: Some(r.seq),
+                    reason: RefusalReason::RateLimited,
+                    message: format!(
+                        "check `{}`, seq {}: more than {allowed} runs of this check started in the minute of {}, more than its interval allows; the rest are refused",
+                        short(&r.check_id),
+                        r.seq,
+                        r.started_at
+                    ),
+                });
+            }
+        }
+    }
+}
+
+impl CapState {
+    fn sweep(&mut self, now_ms: i64) {
+        if now_ms - self.swept_ms < 60_000 && self.minutes.len() < CAP_MAX_KEYS {
+            return;
+        }
+        self.swept_ms = now_ms;
+        let mut keep = now_ms - CAP_MEMORY_MS;
+        self.minutes.retain(|_, (_, t)| *t >= keep);
+        // Still too many (a flood of distinct minutes): forget the older half.
+        while self.minutes.len() >= CAP_MAX_KEYS {
+            keep += (now_ms - keep) / 2;
+            self.minutes.retain(|_, (_, t)| *t >= keep);
+            if now_ms - keep < 2 {
+                self.minutes.clear();
+            }
+        }
+    }
+}
+
 /// Unix milliseconds.
 pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
@@ -221,6 +331,15 @@ pub enum SubmitError {
     /// The writer's queue is full: the caller should answer 429.
     #[error("the coordinator is busy: {0} batches are waiting to be written")]
     Busy(usize),
+    /// This probe holds its share of the writer's queue: it should wait (429); other probes
+    /// still get in.
+    #[error(
+        "this probe has {held} batches waiting to be written, its share of the queue; retry later"
+    )]
+    OverShare {
+        /// Its batches queued now.
+        held: usize,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -236,6 +355,51 @@ struct Job {
 pub struct Writer {
     tx: mpsc::Sender<Job>,
     capacity: usize,
+    shares: Arc<Shares>,
+}
+
+/// Each probe's batches in the writer's queue. A probe may hold at most the queue divided
+/// among the probes holding some now, and never more than a quarter of it: one probe pushing
+/// hard waits (429) while the others still get in.
+#[derive(Debug)]
+struct Shares {
+    capacity: usize,
+    held: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One batch's place in its probe's share; given back when dropped.
+struct Held {
+    shares: Arc<Shares>,
+    probe: String,
+}
+
+impl Shares {
+    fn take(self: &Arc<Self>, probe: &str) -> Result<Held, SubmitError> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = held.get(probe).copied().unwrap_or(0);
+        let active = held.len() + usize::from(mine == 0);
+        let share = (self.capacity / active).min(self.capacity / 4).max(1);
+        if mine >= share {
+            return Err(SubmitError::OverShare { held: mine });
+        }
+        *held.entry(probe.to_owned()).or_insert(0) += 1;
+        Ok(Held {
+            shares: Arc::clone(self),
+            probe: probe.to_owned(),
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.shares.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = held.get_mut(&self.probe) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.probe);
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -254,14 +418,24 @@ impl Writer {
             Self {
                 tx,
                 capacity: queue_batches,
+                shares: Arc::new(Shares {
+                    capacity: queue_batches,
+                    held: Default::default(),
+                }),
             },
             handle,
         )
     }
 
-    /// Queues a batch and waits until it is committed. Never waits for queue space: a full
-    /// queue is [`SubmitError::Busy`], so memory stays bounded under overload.
-    pub async fn submit(&self, rows: Vec<IngestRow>) -> Result<InsertOutcome, SubmitError> {
+    /// Queues `probe`'s batch and waits until it is committed. Never waits for queue space: a
+    /// full queue is [`SubmitError::Busy`], so memory stays bounded under overload, and a
+    /// probe holding its share of the queue is [`SubmitError::OverShare`].
+    pub async fn submit(
+        &self,
+        probe: &str,
+        rows: Vec<IngestRow>,
+    ) -> Result<InsertOutcome, SubmitError> {
+        let _held = self.shares.take(probe)?;
         let (reply, answer) = oneshot::channel();
         self.tx.try_send(Job { rows, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::Busy(self.capacity),
@@ -379,6 +553,134 @@ mod tests {
         let (_dir, catalog) = catalog();
         validate_batch(vec![Ok(r)], &probe(), &catalog, &Limits::default(), now)
             .expect("one result is never too many")
+    }
+
+    /// `n` runs of check `c` from probe p1, `every` apart from `first`, seqs from `seq`.
+    fn runs(first: OffsetDateTime, every: time::Duration, n: usize, seq: u64) -> Checked {
+        let rows: Vec<IngestRow> = (0..n)
+            .map(|i| {
+                let mut r = result(first + every * i as u32);
+                r.seq = seq + i as u64;
+                IngestRow {
+                    region: "eu".into(),
+                    received_ms: 0,
+                    result: r,
+                }
+            })
+            .collect();
+        Checked {
+            indices: (0..rows.len()).collect(),
+            rows,
+            refused: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn r12_runs_past_what_the_interval_allows_are_refused() {
+        let (_dir, catalog) = catalog();
+        let allowed = RunCap::allowance(catalog.check("c").expect("c"), 2);
+        let s = &catalog.check("c").expect("c").settings;
+        let per_minute = 60_000 / s.interval.min(s.failing_interval).as_millis() as usize;
+        assert!(
+            allowed >= 2 * per_minute,
+            "{allowed} for {per_minute} a minute"
+        );
+        let cap = RunCap::default();
+        let now = OffsetDateTime::now_utc();
+        let minute = time::Duration::seconds((now.unix_timestamp() % 60) + 120);
+        let start = now - minute;
+
+        // A replay: ten times the allowance, all starting in one minute.
+        let mut flood = runs(start, time::Duration::milliseconds(10), allowed * 10, 0);
+        cap.admit(&mut flood, &catalog, 2, now);
+        assert_eq!(flood.rows.len(), allowed);
+        assert_eq!(flood.refused.len(), allowed * 9);
+        assert!(
+            flood
+                .refused
+                .iter()
+                .all(|r| r.reason == RefusalReason::RateLimited && r.index >= allowed),
+            "{:?}",
+            flood.refused.first()
+        );
+        assert!(
+            flood.refused[0]
+                .message
+                .contains("more than its interval allows")
+        );
+        // Sent again (a lost answer): the same runs are taken again, and no more.
+        let mut again = runs(start, time::Duration::milliseconds(10), allowed + 1, 0);
+        cap.admit(&mut again, &catalog, 2, now);
+        assert_eq!(again.rows.len(), allowed);
+        assert_eq!(again.indices, (0..allowed).collect::<Vec<_>>());
+
+        // A spool emptied after an hour away: every run kept, at the check's own pace.
+        let every = time::Duration::try_from(s.interval).expect("interval");
+        let n = (3_600_000 / s.interval.as_millis()) as usize;
+        let mut backlog = runs(now - time::Duration::hours(2), every, n, 10_000);
+        cap.admit(&mut backlog, &catalog, 2, now);
+        assert_eq!((backlog.rows.len(), backlog.refused.len()), (n, 0));
+        // Turned off, nothing is capped.
+        let mut flood = runs(start, time::Duration::milliseconds(10), allowed * 10, 0);
+        RunCap::default().admit(&mut flood, &catalog, 0, now);
+        assert_eq!(flood.rows.len(), allowed * 10);
+    }
+
+    // The test holds the store's write lock across awaits on purpose: only the writer's own
+    // thread (not a task) waits for it, as it would for a slow disk.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn r12_one_probe_pushing_hard_leaves_room_in_the_writer_queue_for_the_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(
+            crate::store::SqliteStore::open(
+                &dir.path().join("v.db"),
+                crate::store::Synchronous::Normal,
+            )
+            .expect("open"),
+        );
+        // Eight batches may wait; a probe may hold a quarter of them.
+        let (writer, thread) = Writer::start(Arc::clone(&store) as Arc<dyn Store>, 8);
+        let rows = |probe: &str, seq: u64| {
+            let mut r = result(OffsetDateTime::now_utc());
+            r.probe_id = probe.into();
+            r.seq = seq;
+            vec![IngestRow {
+                region: "eu".into(),
+                received_ms: 0,
+                result: r,
+            }]
+        };
+        let hold = store.hold_writes();
+        let mut waiting = Vec::new();
+        let mut refused = None;
+        for seq in 0..10 {
+            let w = writer.clone();
+            let job = tokio::spawn(async move { w.submit("p1", rows("p1", seq)).await });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if job.is_finished() {
+                refused = Some(job.await.expect("join"));
+                break;
+            }
+            waiting.push(job);
+        }
+        assert!(
+            matches!(refused, Some(Err(SubmitError::OverShare { held: 2 }))),
+            "{refused:?}"
+        );
+        assert_eq!(waiting.len(), 2);
+        // Another probe still gets in: its batch waits for the disk, not a 429.
+        let w = writer.clone();
+        let other = tokio::spawn(async move { w.submit("p2", rows("p2", 0)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!other.is_finished(), "{:?}", other.await);
+        drop(hold);
+        for job in waiting {
+            assert_eq!(job.await.expect("join").expect("committed").inserted, 1);
+        }
+        assert_eq!(other.await.expect("join").expect("committed").inserted, 1);
+        drop(writer);
+        thread.join().expect("writer thread");
     }
 
     #[test]

@@ -37,18 +37,21 @@ pub enum RejectReason {
     invalid,
     /// Writer queue full (429).
     busy,
+    /// The probe held its share of the writer queue (429).
+    over_share,
     /// The store failed.
     store,
 }
 
 impl RejectReason {
-    const ALL: [RejectReason; 7] = [
+    const ALL: [RejectReason; 8] = [
         Self::unauthorized,
         Self::bad_request,
         Self::too_large,
         Self::timeout,
         Self::invalid,
         Self::busy,
+        Self::over_share,
         Self::store,
     ];
 }

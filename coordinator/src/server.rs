@@ -189,6 +189,7 @@ pub async fn run(
         access: config.access.clone(),
         secure_cookies: tls.is_some(),
         probe_client_certs: config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        run_cap: Default::default(),
         stream: Arc::clone(&live),
         logins: Default::default(),
         result_reads: Arc::new(tokio::sync::Semaphore::new(api::RESULTS_QUERIES)),

@@ -481,7 +481,12 @@ fn kill_9_coordinator_while_probes_push_stores_every_result_once() {
     const KILLS: usize = 5;
     let nsd = start_nsd();
     let fleet = Fleet::new();
-    let mut coordinator = fleet.coordinator(&checks_toml(&nsd, nsd.addrs()[0], ""));
+    // The pusher is load, not a probe: it sends runs far faster than any interval allows, so
+    // the coordinator's cap on runs a minute is off here.
+    let mut coordinator = fleet.coordinator_with(
+        &checks_toml(&nsd, nsd.addrs()[0], ""),
+        Some("[limits]\nmax_runs_per_interval = 0\n"),
+    );
     let mut probes = three_probes(&fleet, &coordinator);
     let token = fleet.register(&coordinator, PUSHER, "us");
     wait_for_results(&mut coordinator, &mut probes, 2);

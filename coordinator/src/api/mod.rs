@@ -58,6 +58,8 @@ pub struct AppState {
     pub secure_cookies: bool,
     /// The probes' endpoints need a verified client certificate ([`ClientCert`]).
     pub probe_client_certs: bool,
+    /// Runs of a check a probe may store per minute.
+    pub(crate) run_cap: Arc<crate::ingest::RunCap>,
     /// The live stream (`GET /api/v1/stream`).
     pub stream: Arc<crate::stream::Hub>,
     /// Sign-in attempts per client address.
@@ -532,6 +534,13 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
             );
         }
     };
+    let mut checked = checked;
+    state.run_cap.admit(
+        &mut checked,
+        &catalog,
+        state.limits.max_runs_per_interval,
+        OffsetDateTime::now_utc(),
+    );
     drop(catalog);
     let refused = checked.refused;
     if let Some(first) = refused.first() {
@@ -553,7 +562,7 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
     // The engine sees the rows only once they are committed; duplicates are harmless to it
     // (the same run lands in the same place).
     let observed = rows.clone();
-    match state.writer.submit(rows).await {
+    match state.writer.submit(&probe.id, rows).await {
         Ok(outcome) => {
             state.metrics.ingested(outcome.inserted, outcome.duplicates);
             // A batch the store had whole already is not news. (One re-sent in part is
@@ -580,6 +589,16 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
                 format!("the coordinator is busy ({n} batches queued); retry later"),
             );
             (retry_after(resp, 1), Some(RejectReason::busy))
+        }
+        Err(SubmitError::OverShare { held }) => {
+            tracing::warn!(probe = %probe.id, held, "a probe holds its share of the writer's queue; answering it 429");
+            let resp = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this probe has {held} batches waiting to be written, its share of the queue; retry later"
+                ),
+            );
+            (retry_after(resp, 1), Some(RejectReason::over_share))
         }
         Err(SubmitError::Store(e)) => (store_error(&e), Some(RejectReason::store)),
     }

@@ -122,6 +122,13 @@ impl SqliteStore {
             .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Fault injection for tests: holds every write (the writer's connection) until the guard
+    /// is dropped, as a slow disk would.
+    #[doc(hidden)]
+    pub fn hold_writes(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The `synchronous` setting in force.
     pub fn synchronous(&self) -> Synchronous {
         self.sync
