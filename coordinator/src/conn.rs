@@ -137,23 +137,24 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request in flight until it ends.
-pub struct Tracked<B> {
+/// A response body that holds `G` until it ends: its request in flight ([`InFlight`]), or a
+/// permit that bounds how many such answers are out at once.
+pub struct Tracked<B, G = InFlight> {
     inner: B,
-    _in_flight: InFlight,
+    _guard: G,
 }
 
-impl<B> Tracked<B> {
-    /// `inner`, in flight until dropped.
-    pub fn new(inner: B, in_flight: InFlight) -> Self {
+impl<B, G> Tracked<B, G> {
+    /// `inner`, holding `guard` until dropped.
+    pub fn new(inner: B, guard: G) -> Self {
         Self {
             inner,
-            _in_flight: in_flight,
+            _guard: guard,
         }
     }
 }
 
-impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
+impl<B: Body<Data = Bytes> + Unpin, G: Unpin> Body for Tracked<B, G> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -170,6 +171,50 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A buffer sent in frames of at most `chunk` bytes. The server asks for the next frame only
+/// once it has room to write it, so a guard held with the body ([`Tracked`]) is held until
+/// the client has taken nearly all of it; one whole frame would be queued at once, and the
+/// body dropped, however slowly the client reads.
+pub struct Chunked {
+    data: Bytes,
+    chunk: usize,
+}
+
+impl Chunked {
+    /// `data` in frames of `chunk` bytes.
+    pub fn new(data: Bytes, chunk: usize) -> Self {
+        Self {
+            data,
+            chunk: chunk.max(1),
+        }
+    }
+}
+
+impl Body for Chunked {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.data.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = self.chunk.min(self.data.len());
+        let frame = self.data.split_to(n);
+        Poll::Ready(Some(Ok(Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
     }
 }
 

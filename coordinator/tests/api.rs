@@ -882,6 +882,95 @@ async fn r12_a_replay_past_the_runs_an_interval_allows_is_capped() {
     c.assert_alive("a replay").await;
 }
 
+/// Issue 12: raw result queries are four at once, counting an answer until it is sent; a
+/// fifth gets `429` with `Retry-After` at once. Four readers that ask for a big answer and
+/// never read it hold the four; when they go, queries are answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r12_raw_result_queries_past_four_at_once_get_429() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut c = Coordinator::new("[limits]\nrequest_timeout = \"60s\"\n", None);
+    let token = c.add_probe("fra-1", "eu-west");
+    c.start().await;
+    let now = OffsetDateTime::now_utc();
+    // 6,000 results of 3 KB each: an answer of about 20 MB, more than loopback buffers hold.
+    let results: Vec<CheckResult> = (0..6000)
+        .map(|i| {
+            let mut r = result(
+                "fra-1",
+                i,
+                &format!("check-{}", i % 20),
+                "acme",
+                now - time::Duration::seconds(i as i64),
+            );
+            r.message = Some("x".repeat(3000));
+            r
+        })
+        .collect();
+    for batch in results.chunks(1000) {
+        assert_eq!(post_batch(c.addr, &token, batch).await.ack().accepted, 1000);
+    }
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let mut s = tokio::net::TcpStream::connect(c.addr)
+            .await
+            .expect("connect");
+        s.write_all(
+            format!(
+                "GET /api/v1/results?limit=10000 HTTP/1.1\r\nHost: {}\r\n\r\n",
+                c.addr
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("send");
+        stalled.push(s);
+    }
+    // Their answers are made and stuck in the sockets: the fifth is turned away.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let r = loop {
+        let r = get(c.addr, "/api/v1/results?limit=1", None, &[])
+            .await
+            .expect("GET");
+        if r.status == StatusCode::TOO_MANY_REQUESTS || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.error());
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    assert!(
+        r.error().contains("raw result queries are running"),
+        "{}",
+        r.error()
+    );
+    // Not only while the four queries run: for as long as their answers are not taken.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = get(c.addr, "/api/v1/results?limit=1", None, &[])
+        .await
+        .expect("GET");
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.error());
+    // Readers that go away give their places back.
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = get(c.addr, "/api/v1/results?limit=1", None, &[])
+            .await
+            .expect("GET");
+        if r.status == StatusCode::OK {
+            assert_eq!(r.results().len(), 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {}: {}",
+            r.status,
+            r.error()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.assert_alive("stalled readers").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_with_429_and_retry_after() {
     const REQUESTS: usize = 200;

@@ -665,7 +665,7 @@ async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
     };
     // A few at once, each under a deadline, each stopped when its client goes away: raw
     // result queries read the biggest table, and must not starve ingest's reads.
-    let Ok(_permit) = Arc::clone(&state.result_reads).try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(&state.result_reads).try_acquire_owned() else {
         return retry_after(
             error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -694,7 +694,26 @@ async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
         stop,
     };
     match blocking(&state.store, move |s| s.query_results(&query)).await {
-        Ok(results) => json(StatusCode::OK, &results),
+        Ok(results) => {
+            // The permit goes with the answer until it is sent: a big answer to a slow reader
+            // is one of the four.
+            let bytes = match serde_json::to_vec(&results) {
+                Ok(b) => b,
+                Err(e) => {
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("cannot encode: {e}"),
+                    );
+                }
+            };
+            let body = crate::conn::Chunked::new(Bytes::from(bytes), 64 * 1024);
+            let mut resp = Response::new(crate::conn::Tracked::new(body, permit).boxed_unsync());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
         Err(StoreError::Stopped(why)) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
