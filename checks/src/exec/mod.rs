@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
+pub use self::http::{DECODED_BODY_FACTOR, DecodeError, MAX_CONTENT_CODINGS, decode_body};
 use crate::model::{Check, CheckSpec};
 use crate::result::{
     CheckResult, Facts, FailureKind, RESULT_SCHEMA_VERSION, Status, Timings, millis,

@@ -423,10 +423,32 @@ fn build_request(
     if let Some(enc) = &client.accept_encoding {
         headers.insert(ACCEPT_ENCODING, enc.clone());
     }
-    for (name, value) in &client.headers {
-        headers.insert(name.clone(), value.clone());
+    if same_origin(&client.check_url, url) {
+        for (name, value) in &client.headers {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     Ok(request)
+}
+
+/// Whether a request to `url` may carry the check's own `headers`: only to the check URL's
+/// origin (scheme, host and port), or to its host upgraded from `http` to `https` on the
+/// default port. A redirect to another host, or a third-party asset, never sees them: they are
+/// often credentials (`Authorization`, API keys) meant for the vendor's endpoint alone, as
+/// browsers and curl treat `Authorization` on a cross-origin redirect.
+pub(super) fn same_origin(check_url: &Url, url: &Url) -> bool {
+    if check_url.host() != url.host() {
+        return false;
+    }
+    let (from, to) = (
+        check_url.port_or_known_default(),
+        url.port_or_known_default(),
+    );
+    match (check_url.scheme(), url.scheme()) {
+        (a, b) if a == b => from == to,
+        ("http", "https") => from == Some(80) && to == Some(443),
+        _ => false,
+    }
 }
 
 /// Reads the whole body, failing `body_too_large` past `max_body_bytes`.
