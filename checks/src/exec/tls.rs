@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::net::{self, ConnectError};
+use super::net::{self, ConnectError, ResolveError};
 use super::{ExecError, Observation};
 use crate::model::TlsCheck;
 use crate::result::{Facts, FailureKind, Timings, TlsFacts, millis};
@@ -46,9 +46,11 @@ pub(crate) async fn run(
         timings.total_ms = millis(start.elapsed());
         Ok(Observation::fail(kind, message, timings, Facts::Tls(facts)))
     };
-    let addrs = match net::resolve(&check.target, left(deadline)).await {
+    let how = net::Lookup::new(check.resolver, source);
+    let addrs = match net::resolve(&check.target, how, left(deadline)).await {
         Ok(addrs) => addrs,
-        Err(f) => return fail(f.kind, f.message, timings, facts),
+        Err(ResolveError::Probe(e)) => return Err(e),
+        Err(ResolveError::Failed(f)) => return fail(f.kind, f.message, timings, facts),
     };
     timings.resolve_ms = Some(millis(start.elapsed()));
     let tcp = match net::connect(&addrs, left(deadline), source).await {

@@ -515,6 +515,11 @@ pub struct HttpCheck {
     pub max_redirects: u32,
     /// Body bytes read at most.
     pub max_body_bytes: u64,
+    /// The DNS server (`ip:port`) that resolves the host names of this check (the URL's, the
+    /// edge's, redirects' and assets'); the system's configuration (`/etc/resolv.conf`) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
     /// PEM file of extra CA certificates to trust, besides the system roots.
     pub ca_file: Option<PathBuf>,
     /// Expected status.
@@ -543,6 +548,10 @@ pub struct HttpCheck {
 pub struct TlsCheck {
     /// Where to connect.
     pub target: HostPort,
+    /// The DNS server (`ip:port`) that resolves the host names of this check's target; the system's configuration (`/etc/resolv.conf`) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
     /// Name sent in SNI and matched against the certificate.
     pub server_name: String,
     /// PEM file of extra CA certificates to trust, besides the system roots.
@@ -558,4 +567,8 @@ pub struct TlsCheck {
 pub struct TcpCheck {
     /// Where to connect.
     pub target: HostPort,
+    /// The DNS server (`ip:port`) that resolves the host names of this check's target; the system's configuration (`/etc/resolv.conf`) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
 }

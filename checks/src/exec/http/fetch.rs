@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use url::{Position, Url};
 
 use super::super::ExecError;
-use super::super::net::{self, ConnectError};
+use super::super::net::{self, ConnectError, ResolveError};
 use super::super::tls::{TlsClient, left};
 use crate::model::{HostPort, HttpMethod};
 use crate::result::{FailureKind, TlsFacts};
@@ -36,6 +36,8 @@ pub(super) struct Client {
     pub(super) max_redirects: u32,
     /// The probe's source address: every connection (page, redirects, assets) is bound to it.
     pub(super) source: Option<IpAddr>,
+    /// The check's `resolver`, for every host name of the run.
+    pub(super) resolver: Option<SocketAddr>,
 }
 
 /// Time spent in each phase, summed over the connections of a request and its redirects.
@@ -221,9 +223,13 @@ async fn fetch(
 ) -> Result<Response, FetchError> {
     let target = connect_target(client, url)?;
     let start = Instant::now();
-    let addrs = net::resolve(&target, left(deadline))
+    let how = net::Lookup::new(client.resolver, client.source);
+    let addrs = net::resolve(&target, how, left(deadline))
         .await
-        .map_err(|f| FetchError::fail(f.kind, f.message))?;
+        .map_err(|e| match e {
+            ResolveError::Failed(f) => FetchError::fail(f.kind, f.message),
+            ResolveError::Probe(e) => FetchError::Probe(e),
+        })?;
     phases.resolve = Some(start.elapsed());
     let (tcp, addr, took) = net::connect(&addrs, left(deadline), client.source)
         .await

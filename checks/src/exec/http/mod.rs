@@ -49,6 +49,7 @@ pub(crate) async fn run(
         max_body_bytes: check.max_body_bytes,
         max_redirects: check.max_redirects,
         source,
+        resolver: check.resolver,
     };
     let mut url = check.url.clone();
     url.set_fragment(None);
