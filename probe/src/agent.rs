@@ -126,6 +126,10 @@ fn plan_from(doc: ProbeConfig, settings: &Settings) -> Result<Plan, String> {
     }
     let mut checks = doc.checks;
     checks.shrink_to_fit();
+    // Each `ca` file once per config, not per run; a bad one is that check's probe_error.
+    for (check, error) in vantage_checks::exec::load_ca_files(&mut checks) {
+        tracing::warn!(check = %check, error = %error, "a check's CA file cannot be used; its runs report probe_error until the config changes");
+    }
     Ok(Plan {
         probe_id: doc.probe_id,
         checks,

@@ -276,6 +276,7 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
         max_body_bytes: u64::from(max_body.flatten().unwrap_or(10 * 1024 * 1024)),
         resolver: resolver.flatten(),
         ca_file,
+        ca_cache: crate::model::CaCache::default(),
         status: status?,
         header_matches,
         body_contains: e.and_then(|e| e.body_contains.clone()),

@@ -60,6 +60,7 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TlsCheckConfig) -> Option<TlsChe
         resolver: resolver?,
         server_name: server_name?,
         ca_file: raw.ca.as_ref().map(|c| ctx.path(c.get_ref())),
+        ca_cache: crate::model::CaCache::default(),
         valid_for,
     })
 }

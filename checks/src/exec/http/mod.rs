@@ -41,7 +41,7 @@ pub(crate) async fn run(
     let start = Instant::now();
     let deadline = start + timeout;
     let client = Client {
-        tls: TlsClient::new(check.ca_file.as_deref())?,
+        tls: TlsClient::new(check.ca_file.as_deref(), &check.ca_cache)?,
         check_url: check.url.clone(),
         edge: check.edge.clone(),
         headers: check.headers.clone(),
