@@ -295,6 +295,14 @@ pub struct DnsFacts {
     /// The parent's and the zone's own NS sets (with `consistent_delegation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegation: Option<Delegation>,
+    /// Server addresses (or NS names) past the probe's cap of servers asked per run, which
+    /// were not asked (see `exec::dns::MAX_SERVERS`); 0 when every server was asked.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub servers_not_asked: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The answer of one DNS server address.

@@ -126,6 +126,10 @@ fn plan_from(doc: ProbeConfig, settings: &Settings) -> Result<Plan, String> {
     }
     let mut checks = doc.checks;
     checks.shrink_to_fit();
+    // Each `ca` file once per config, not per run; a bad one is that check's probe_error.
+    for (check, error) in vantage_checks::exec::load_ca_files(&mut checks) {
+        tracing::warn!(check = %check, error = %error, "a check's CA file cannot be used; its runs report probe_error until the config changes");
+    }
     Ok(Plan {
         probe_id: doc.probe_id,
         checks,
@@ -144,10 +148,25 @@ fn persist(path: &Path, etag: Option<&str>, body: &[u8]) -> std::io::Result<()> 
 
 /// Writes the concatenated `parts` to `path` atomically: a temporary file, fsync, rename, fsync
 /// of the directory.
+///
+/// The file is created `0600` (owner read and write only): the coordinator's answer names every
+/// vendor endpoint this probe checks and may carry the checks' request headers (tokens). A
+/// temporary file left by a crash is removed first, so the mode is the one it is created with,
+/// never an older file's.
 fn write_atomic(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let tmp = path.with_extension("tmp");
-    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    let mut f = std::io::BufWriter::new(file);
     for part in parts {
         f.write_all(part)?;
     }
@@ -905,6 +924,36 @@ fn settle_refused(
 mod tests {
     use super::*;
     use vantage_checks::config;
+
+    /// Issue 12, item 11: the persisted config (which may carry the checks' request headers)
+    /// is readable by the probe's user only, even over an older file or a crash's leftover.
+    #[test]
+    fn r12_the_persisted_config_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = config_path(dir.path());
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        // An older, world-readable config and a crash's leftover temporary file.
+        std::fs::write(&path, b"{}").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, b"half").expect("write");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+        persist(&path, Some("\"e1\""), br#"{"checks":[]}"#).expect("persist");
+        assert_eq!(mode(&path), 0o600, "config.json must be 0600");
+        assert!(
+            !tmp.exists(),
+            "the temporary file is renamed over the config"
+        );
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert_eq!(text, r#"{"etag":"\"e1\"","config":{"checks":[]}}"#);
+
+        // A fresh state directory too.
+        std::fs::remove_file(&path).expect("rm");
+        persist(&path, None, b"{}").expect("persist");
+        assert_eq!(mode(&path), 0o600);
+    }
 
     /// Every loaded check keeps one task alive between runs, so its future's size is paid
     /// per check (1,000 checks: 1,000 task cells). The run itself, the result and its send

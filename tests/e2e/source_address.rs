@@ -3,8 +3,9 @@
 //! as the peer (on Linux all of 127/8 is local, so each probe of a test can have its own
 //! loopback source, and a server can treat regions differently by `$remote_addr`).
 //!
-//! Servers here record their peers: plain TCP and HTTP/1.1 listeners in the test, and a UDP
-//! and TCP DNS responder that truncates over UDP so that the TCP retry is bound too. A real
+//! Servers here record their peers: plain TCP and HTTP/1.1 listeners in the test, a UDP
+//! and TCP DNS responder that truncates over UDP so that the TCP retry is bound too, and a
+//! resolver for a `tcp` check's target name. A real
 //! NSD shows that answers come back to the bound sockets, over UDP and after truncation.
 
 use std::io::{Read, Write};
@@ -291,4 +292,64 @@ fn nsd_answers_reach_the_bound_sockets_over_udp_and_tcp() {
             .starts_with("cannot use source_address 192.0.2.1"),
         "{r:#?}"
     );
+}
+
+/// A DNS responder on UDP that answers every `A` question with 127.0.0.1 (and any other type
+/// with no record), recording who asked.
+fn a_record_server() -> (SocketAddr, Peers) {
+    let udp = UdpSocket::bind(("127.0.0.1", free_port())).expect("bind udp");
+    let addr = udp.local_addr().expect("addr");
+    let seen: Peers = Arc::default();
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, peer)) = udp.recv_from(&mut buf) {
+            let query = &buf[..n];
+            // The question: the name's labels from offset 12, then type and class.
+            let mut end = 12;
+            while end < n && query[end] != 0 {
+                end += usize::from(query[end]) + 1;
+            }
+            if end + 5 > n {
+                continue;
+            }
+            let qtype = u16::from_be_bytes([query[end + 1], query[end + 2]]);
+            record
+                .lock()
+                .expect("peers")
+                .push((peer, format!("type {qtype}")));
+            let answers: u16 = if qtype == 1 { 1 } else { 0 };
+            let mut reply = query[..2].to_vec();
+            reply.extend_from_slice(&[0x81, 0x80, 0, 1]); // QR, RD, RA; one question
+            reply.extend_from_slice(&answers.to_be_bytes());
+            reply.extend_from_slice(&[0, 0, 0, 0]);
+            reply.extend_from_slice(&query[12..end + 5]);
+            if answers == 1 {
+                // The question's name (pointer to offset 12), A, IN, TTL 60, 127.0.0.1.
+                reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+            }
+            let _ = udp.send_to(&reply, peer);
+        }
+    });
+    (addr, seen)
+}
+
+/// Issue 12, item 11: a target's name is resolved through the check's `resolver`, and those
+/// queries leave from the source address too.
+#[test]
+fn resolver_queries_for_target_names_leave_from_the_source_address() {
+    let (dns, asked) = a_record_server();
+    let (listener, connected) = listen(|_| String::new());
+    let r = run(&check_from_toml(
+        "tcp",
+        "2s",
+        &format!(
+            "target = \"db.{ZONE}:{}\"\nresolver = \"{dns}\"",
+            listener.port()
+        ),
+    ));
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    assert!(r.timings.resolve_ms.is_some(), "{r:#?}");
+    assert_all_from_source("the resolver", &peers(&asked));
+    assert_all_from_source("the TCP listener", &wait_for_peers(&connected, 1));
 }

@@ -201,3 +201,62 @@ fn tcp_to_a_listener_whose_backlog_is_full_times_out() {
     );
     drop(listener);
 }
+
+/// Issue 12, item 11: `tls` and `tcp` targets given by name are resolved (by hickory, not the
+/// system resolver) through the check's `resolver`, here NSD on loopback, authoritative for
+/// the name; the lookup is timed, and a name NSD does not know fails `resolve_failed`, naming
+/// the server asked.
+#[test]
+fn r12_targets_by_name_resolve_through_the_checks_resolver() {
+    let cdn = Cdn::start();
+    let ns = SocketAddr::from(([127, 0, 0, 1], vantage_e2e::free_port()));
+    let zone = vantage_e2e::dns::Zone::new(
+        "names.vantage.test",
+        1,
+        &format!(
+            "@ IN NS ns1\nns1 IN A 127.0.0.1\nedge IN A {}",
+            cdn.edge.ip()
+        ),
+    );
+    let nsd = vantage_e2e::dns::Nsd::start("names", &[ns], &[zone]);
+
+    let r = run(&check(
+        "tls",
+        &format!(
+            "target = \"edge.names.vantage.test:{}\"\nserver_name = \"{HOST}\"\nca = \"{}\"\n\
+             resolver = \"{ns}\"",
+            cdn.edge.port(),
+            cdn.ca_file().display()
+        ),
+    ));
+    assert_eq!(r.status, Status::Ok, "{r:#?}\n{}", nsd.log());
+    assert_eq!(tls(&r).remote_addr, Some(cdn.edge));
+    assert!(r.timings.resolve_ms.is_some(), "{r:#?}");
+
+    let r = run(&check(
+        "tcp",
+        &format!(
+            "target = \"edge.names.vantage.test:{}\"\nresolver = \"{ns}\"",
+            cdn.edge.port()
+        ),
+    ));
+    assert_eq!(r.status, Status::Ok, "{r:#?}\n{}", nsd.log());
+    assert_eq!(tcp(&r).remote_addr, Some(cdn.edge));
+    assert!(r.timings.resolve_ms.is_some(), "{r:#?}");
+
+    let r = run(&check(
+        "tcp",
+        &format!(
+            "target = \"missing.names.vantage.test:{}\"\nresolver = \"{ns}\"",
+            cdn.edge.port()
+        ),
+    ));
+    assert_fails(&r, FailureKind::ResolveFailed);
+    let message = r.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with(&format!(
+            "cannot resolve `missing.names.vantage.test` (asked {ns}): "
+        )),
+        "{message}"
+    );
+}

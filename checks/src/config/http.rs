@@ -34,6 +34,8 @@ pub(crate) struct HttpCheckConfig {
     max_body_bytes: Option<Spanned<i64>>,
     /// PEM file of CA certificates to trust besides the system roots; relative to the check file.
     ca: Option<Spanned<String>>,
+    /// The DNS server that resolves host names (`"ip"` or `"ip:port"`); default the system's.
+    resolver: Option<Spanned<String>>,
     /// What the response must be.
     expect: Option<HttpExpectConfig>,
 }
@@ -256,6 +258,8 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
         Some(VendorHeader { name: name?, matches: matches? })
     });
     ok &= !vendor_header.as_ref().is_some_and(Option::is_none);
+    let resolver = super::resolver(ctx, raw.resolver.as_ref());
+    ok &= resolver.is_some();
     if !ok {
         return None;
     }
@@ -270,7 +274,9 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &HttpCheckConfig, cdn: bool) -> O
         max_assets: max_assets.flatten().unwrap_or(50) as usize,
         max_redirects: max_redirects.flatten().unwrap_or(5),
         max_body_bytes: u64::from(max_body.flatten().unwrap_or(10 * 1024 * 1024)),
+        resolver: resolver.flatten(),
         ca_file,
+        ca_cache: crate::model::CaCache::default(),
         status: status?,
         header_matches,
         body_contains: e.and_then(|e| e.body_contains.clone()),

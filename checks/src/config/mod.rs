@@ -800,6 +800,19 @@ pub(crate) fn parse_host_port(s: &str, default_port: Option<u16>) -> Result<Host
 }
 
 /// A plausible DNS host name: labels of letters, digits, `-` and `_`, 1 to 63 long.
+/// A check's `resolver` key: `Some(None)` when absent, `None` when invalid (reported).
+pub(crate) fn resolver(
+    ctx: &mut Ctx<'_>,
+    raw: Option<&Spanned<String>>,
+) -> Option<Option<SocketAddr>> {
+    match raw {
+        None => Some(None),
+        Some(r) => ctx
+            .socket_addr(r, "resolver", 53, "\"127.0.0.1:53\"")
+            .map(Some),
+    }
+}
+
 pub(crate) fn is_hostname(s: &str) -> bool {
     let s = s.strip_suffix('.').unwrap_or(s);
     !s.is_empty()

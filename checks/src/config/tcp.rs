@@ -12,9 +12,15 @@ use crate::model::TcpCheck;
 pub(crate) struct TcpCheckConfig {
     /// Where to connect: `host:port`, `ip:port` or `[v6]:port`.
     target: Spanned<String>,
+    /// The DNS server that resolves host names (`"ip"` or `"ip:port"`); default the system's.
+    resolver: Option<Spanned<String>>,
 }
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TcpCheckConfig) -> Option<TcpCheck> {
-    ctx.host_port(&raw.target, "target", None, "\"db.example.com:5432\"")
-        .map(|target| TcpCheck { target })
+    let target = ctx.host_port(&raw.target, "target", None, "\"db.example.com:5432\"");
+    let resolver = super::resolver(ctx, raw.resolver.as_ref());
+    Some(TcpCheck {
+        target: target?,
+        resolver: resolver?,
+    })
 }

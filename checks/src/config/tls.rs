@@ -18,6 +18,8 @@ pub(crate) struct TlsCheckConfig {
     server_name: Option<Spanned<String>>,
     /// PEM file of CA certificates to trust besides the system roots; relative to the check file.
     ca: Option<Spanned<String>>,
+    /// The DNS server that resolves host names (`"ip"` or `"ip:port"`); default the system's.
+    resolver: Option<Spanned<String>>,
     /// What the certificate must satisfy.
     expect: Option<TlsExpectConfig>,
 }
@@ -35,6 +37,7 @@ const DEFAULT_VALID_FOR: Duration = Duration::from_secs(14 * 86_400);
 
 pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TlsCheckConfig) -> Option<TlsCheck> {
     let target = ctx.host_port(&raw.target, "target", Some(443), "\"api.example.com:443\"");
+    let resolver = super::resolver(ctx, raw.resolver.as_ref());
     let server_name = match &raw.server_name {
         Some(n)
             if super::is_hostname(n.get_ref())
@@ -54,8 +57,10 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &TlsCheckConfig) -> Option<TlsChe
     };
     Some(TlsCheck {
         target: target?,
+        resolver: resolver?,
         server_name: server_name?,
         ca_file: raw.ca.as_ref().map(|c| ctx.path(c.get_ref())),
+        ca_cache: crate::model::CaCache::default(),
         valid_for,
     })
 }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
+pub use self::http::{DECODED_BODY_FACTOR, DecodeError, MAX_CONTENT_CODINGS, decode_body};
+pub use self::tls::MAX_CA_FILE_BYTES;
 use crate::model::{Check, CheckSpec};
 use crate::result::{
     CheckResult, Facts, FailureKind, RESULT_SCHEMA_VERSION, Status, Timings, millis,
@@ -142,6 +144,29 @@ pub fn new_boot_id() -> String {
 /// Extra time past the check's `timeout` before the run is cut off hard. Executors budget their
 /// own phases inside `timeout` so that they can say which phase was slow; this is the backstop.
 const HARD_TIMEOUT_SLACK: Duration = Duration::from_millis(500);
+
+/// Reads the `ca` files of a newly loaded config, each distinct path once, and shares the
+/// result among the checks that name it, so no run reads one again (see
+/// [`crate::model::CaCache`]). Returns the ids of the checks whose file cannot be used, with
+/// why; those checks' runs report it as a `probe_error` until a config reload.
+pub fn load_ca_files(checks: &mut [Check]) -> Vec<(String, ExecError)> {
+    let mut by_path: std::collections::HashMap<PathBuf, crate::model::CaCache> =
+        std::collections::HashMap::new();
+    let mut failed = Vec::new();
+    for check in checks.iter_mut() {
+        let (ca_file, cache) = match &mut check.spec {
+            CheckSpec::Http(h) => (&h.ca_file, &mut h.ca_cache),
+            CheckSpec::Tls(t) => (&t.ca_file, &mut t.ca_cache),
+            CheckSpec::Dns(_) | CheckSpec::Tcp(_) => continue,
+        };
+        let Some(path) = ca_file else { continue };
+        *cache = by_path.entry(path.clone()).or_default().clone();
+        if let Err(e) = tls::TlsClient::new(Some(path), cache) {
+            failed.push((check.id.clone(), e));
+        }
+    }
+    failed
+}
 
 /// Runs one check once, with its fast retry, and returns its result.
 ///

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use super::net::{self, ConnectError};
+use super::net::{self, ConnectError, ResolveError};
 use super::{ExecError, Observation};
 use crate::model::TcpCheck;
 use crate::result::{Facts, TcpFacts, Timings, millis};
@@ -16,9 +16,11 @@ pub(crate) async fn run(
     let start = Instant::now();
     let mut timings = Timings::default();
     let mut facts = TcpFacts::default();
-    let addrs = match net::resolve(&check.target, timeout).await {
+    let how = net::Lookup::new(check.resolver, source);
+    let addrs = match net::resolve(&check.target, how, timeout).await {
         Ok(addrs) => addrs,
-        Err(f) => {
+        Err(ResolveError::Probe(e)) => return Err(e),
+        Err(ResolveError::Failed(f)) => {
             return Ok(Observation::fail(
                 f.kind,
                 f.message,

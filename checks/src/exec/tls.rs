@@ -24,9 +24,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::net::{self, ConnectError};
+use super::net::{self, ConnectError, ResolveError};
 use super::{ExecError, Observation};
-use crate::model::TlsCheck;
+use crate::model::{CaCache, TlsCheck};
 use crate::result::{Facts, FailureKind, Timings, TlsFacts, millis};
 
 pub(crate) async fn run(
@@ -36,7 +36,7 @@ pub(crate) async fn run(
 ) -> Result<Observation, ExecError> {
     let start = Instant::now();
     let deadline = start + timeout;
-    let client = TlsClient::new(check.ca_file.as_deref())?;
+    let client = TlsClient::new(check.ca_file.as_deref(), &check.ca_cache)?;
     let mut timings = Timings::default();
     let mut facts = TlsFacts {
         server_name: check.server_name.clone(),
@@ -46,9 +46,11 @@ pub(crate) async fn run(
         timings.total_ms = millis(start.elapsed());
         Ok(Observation::fail(kind, message, timings, Facts::Tls(facts)))
     };
-    let addrs = match net::resolve(&check.target, left(deadline)).await {
+    let how = net::Lookup::new(check.resolver, source);
+    let addrs = match net::resolve(&check.target, how, left(deadline)).await {
         Ok(addrs) => addrs,
-        Err(f) => return fail(f.kind, f.message, timings, facts),
+        Err(ResolveError::Probe(e)) => return Err(e),
+        Err(ResolveError::Failed(f)) => return fail(f.kind, f.message, timings, facts),
     };
     timings.resolve_ms = Some(millis(start.elapsed()));
     let tcp = match net::connect(&addrs, left(deadline), source).await {
@@ -155,33 +157,39 @@ fn system_roots() -> &'static [CertificateDer<'static>] {
     })
 }
 
+/// The system roots as a store, built once per process.
+fn system_store() -> Arc<RootCertStore> {
+    static STORE: OnceLock<Arc<RootCertStore>> = OnceLock::new();
+    STORE
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            // A broken system root is skipped, as browsers do; the rest still count.
+            let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
+            Arc::new(roots)
+        })
+        .clone()
+}
+
+/// Largest `ca` file read: a CA bundle is a few kilobytes per certificate, so this is room for
+/// hundreds, while a wrong path (a log, a device) is refused before it is read whole.
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
 impl TlsClient {
-    /// The system roots plus every certificate in `ca_file` (PEM).
-    pub(crate) fn new(ca_file: Option<&Path>) -> Result<Self, ExecError> {
-        let mut roots = RootCertStore::empty();
-        // A broken system root is skipped, as browsers do; the rest still count.
-        let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
-        if let Some(path) = ca_file {
-            let local = |message: String| ExecError::LocalFile {
-                what: "CA file",
-                path: path.to_owned(),
-                message,
-            };
-            let bytes = std::fs::read(path).map_err(|e| local(e.to_string()))?;
-            let mut added = 0;
-            for cert in CertificateDer::pem_slice_iter(&bytes) {
-                let cert = cert.map_err(|e| local(format!("not a PEM certificate list: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| local(format!("not a usable CA certificate: {e}")))?;
-                added += 1;
-            }
-            if added == 0 {
-                return Err(local(
-                    "holds no `-----BEGIN CERTIFICATE-----` block".to_owned(),
-                ));
-            }
-        }
+    /// The system roots plus every certificate in `ca_file` (PEM), read and parsed once for
+    /// the life of `cache` (the loaded config), not on every run.
+    pub(crate) fn new(ca_file: Option<&Path>, cache: &CaCache) -> Result<Self, ExecError> {
+        let roots = match ca_file {
+            None => system_store(),
+            Some(path) => cache
+                .0
+                .get_or_init(|| read_ca_file(path).map(Arc::new))
+                .clone()
+                .map_err(|message| ExecError::LocalFile {
+                    what: "CA file",
+                    path: path.to_owned(),
+                    message,
+                })?,
+        };
         if roots.is_empty() {
             return Err(ExecError::Internal(
                 "no trusted root certificates: install the system's CA certificates or set `ca`"
@@ -189,11 +197,43 @@ impl TlsClient {
             ));
         }
         Ok(Self {
-            roots: Arc::new(roots),
+            roots,
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         })
     }
+}
 
+/// The system roots plus the certificates of the PEM file `path`, at most
+/// [`MAX_CA_FILE_BYTES`] of it; `Err` says why not, for a `probe_error`.
+fn read_ca_file(path: &Path) -> Result<RootCertStore, String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(format!(
+            "it is larger than {MAX_CA_FILE_BYTES} bytes (1 MiB), the most a CA file may be; \
+             name a PEM file of only the CA certificates to trust, e.g. `ca = \"vendor-ca.pem\"`"
+        ));
+    }
+    let mut roots = RootCertStore::clone(&system_store());
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        let cert = cert.map_err(|e| format!("not a PEM certificate list: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("not a usable CA certificate: {e}"))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err("holds no `-----BEGIN CERTIFICATE-----` block".to_owned());
+    }
+    Ok(roots)
+}
+
+impl TlsClient {
     /// Runs a TLS handshake over `tcp` with SNI `server_name`, offering `alpn`, within `timeout`.
     pub(crate) async fn handshake(
         &self,
@@ -465,10 +505,122 @@ mod tests {
         }
     }
 
+    fn ca_pem() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("self-signed").pem()
+    }
+
+    fn tls_check(ca: &Path) -> TlsCheck {
+        let text = format!(
+            "[[vendor]]\nid = \"v\"\n[[check]]\nid = \"c\"\nvendor = \"v\"\nkind = \"tls\"\n\
+             target = \"127.0.0.1:443\"\nca = {:?}\n",
+            ca.display().to_string()
+        );
+        let set = crate::config::parse_str(&text).expect("valid check");
+        match set.checks.into_iter().next().map(|c| c.spec) {
+            Some(crate::model::CheckSpec::Tls(t)) => *t,
+            other => panic!("expected a tls check, got {other:?}"),
+        }
+    }
+
+    /// Issue 12, item 11: the `ca` file is read on the first run of a loaded config and never
+    /// again (here it is gone by the second run, of a clone too); a newly loaded config reads
+    /// it anew.
+    #[test]
+    fn r12_a_ca_file_is_read_once_per_config_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca_pem()).expect("write");
+        let check = tls_check(&path);
+        let first = TlsClient::new(check.ca_file.as_deref(), &check.ca_cache).expect("read");
+        std::fs::remove_file(&path).expect("rm");
+        for run in [check.clone(), check.clone()] {
+            let again = TlsClient::new(run.ca_file.as_deref(), &run.ca_cache)
+                .expect("a later run does not read the file");
+            assert!(Arc::ptr_eq(&first.roots, &again.roots));
+        }
+        let reloaded = tls_check(&path);
+        let err = TlsClient::new(reloaded.ca_file.as_deref(), &reloaded.ca_cache)
+            .expect_err("a new config reads the file again, and it is gone");
+        assert!(matches!(err, ExecError::LocalFile { .. }), "{err:?}");
+    }
+
+    /// Issue 12, item 11: a `ca` file past 1 MiB is refused with a message saying so (and
+    /// only 1 MiB + 1 byte of it is read).
+    #[test]
+    fn r12_a_ca_file_past_1_mib_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("huge.pem");
+        let mut pem = ca_pem();
+        while pem.len() as u64 <= MAX_CA_FILE_BYTES {
+            pem.push_str(&ca_pem());
+        }
+        std::fs::write(&path, &pem).expect("write");
+        let check = tls_check(&path);
+        let err = TlsClient::new(check.ca_file.as_deref(), &check.ca_cache).expect_err("too large");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read CA file `{}`: it is larger than 1048576 bytes (1 MiB), the most a \
+                 CA file may be; name a PEM file of only the CA certificates to trust, e.g. \
+                 `ca = \"vendor-ca.pem\"`",
+                path.display()
+            )
+        );
+        // Just under the cap is fine.
+        let small = dir.path().join("small.pem");
+        std::fs::write(&small, ca_pem()).expect("write");
+        let check = tls_check(&small);
+        TlsClient::new(check.ca_file.as_deref(), &check.ca_cache).expect("a small file is read");
+    }
+
+    /// A config's checks that name the same `ca` file share one read of it, done at load.
+    #[test]
+    fn r12_loading_a_config_reads_each_ca_file_once_for_all_its_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca_pem()).expect("write");
+        let check = |id: &str, target: &str| {
+            format!(
+                "[[check]]\nid = \"{id}\"\nvendor = \"v\"\nkind = \"tls\"\ntarget = \"{target}\"\n\
+                 ca = {:?}\n",
+                path.display().to_string()
+            )
+        };
+        let text = format!(
+            "[[vendor]]\nid = \"v\"\n{}{}[[check]]\nid = \"gone\"\nvendor = \"v\"\nkind = \"tls\"\n\
+             target = \"127.0.0.1:443\"\nca = \"/nonexistent/vantage-ca.pem\"\n",
+            check("a", "127.0.0.1:443"),
+            check("b", "127.0.0.2:443")
+        );
+        let mut checks = crate::config::parse_str(&text).expect("valid").checks;
+        let failed = crate::exec::load_ca_files(&mut checks);
+        let ids: Vec<&str> = failed.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["gone"]);
+        std::fs::remove_file(&path).expect("rm");
+        let roots: Vec<Arc<RootCertStore>> = checks[..2]
+            .iter()
+            .map(|c| match &c.spec {
+                crate::model::CheckSpec::Tls(t) => {
+                    TlsClient::new(t.ca_file.as_deref(), &t.ca_cache)
+                        .expect("read at load")
+                        .roots
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(Arc::ptr_eq(&roots[0], &roots[1]), "one read, shared");
+    }
+
     #[test]
     fn missing_ca_file_is_a_local_file_error() {
-        let err = TlsClient::new(Some(Path::new("/nonexistent/vantage-ca.pem")))
-            .expect_err("a missing CA file must be an error");
+        let err = TlsClient::new(
+            Some(Path::new("/nonexistent/vantage-ca.pem")),
+            &CaCache::default(),
+        )
+        .expect_err("a missing CA file must be an error");
         assert!(matches!(err, ExecError::LocalFile { .. }), "{err:?}");
     }
 }

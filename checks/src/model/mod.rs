@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
@@ -14,6 +15,24 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 mod serde_as;
+
+/// A check's `ca` file as read, kept for as long as this loaded config lives: the first run
+/// reads and parses it (with the system roots), every later run of the check, and every clone
+/// of it, reuses the result, and a newly loaded config starts empty, so the file is read once
+/// per config load, never per run. Not part of the wire form.
+#[derive(Clone, Default)]
+pub struct CaCache(pub(crate) Arc<OnceLock<Result<Arc<rustls::RootCertStore>, String>>>);
+
+impl std::fmt::Debug for CaCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match self.0.get() {
+            None => "not read",
+            Some(Ok(_)) => "read",
+            Some(Err(_)) => "unreadable",
+        };
+        f.write_str(state)
+    }
+}
 
 /// Every vendor and check loaded from one or more files.
 #[derive(Clone, Debug)]
@@ -515,8 +534,16 @@ pub struct HttpCheck {
     pub max_redirects: u32,
     /// Body bytes read at most.
     pub max_body_bytes: u64,
+    /// The DNS server (`ip:port`) that resolves the host names of this check (the URL's, the
+    /// edge's, redirects' and assets'); the system's configuration (`/etc/resolv.conf`) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
     /// PEM file of extra CA certificates to trust, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// `ca_file` as read, shared by the runs of this loaded config.
+    #[serde(skip)]
+    pub ca_cache: CaCache,
     /// Expected status.
     pub status: StatusExpect,
     /// Response headers that must be present and match.
@@ -543,10 +570,17 @@ pub struct HttpCheck {
 pub struct TlsCheck {
     /// Where to connect.
     pub target: HostPort,
+    /// The DNS server (`ip:port`) that resolves the host names of this check's target; the system's configuration (`/etc/resolv.conf`) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
     /// Name sent in SNI and matched against the certificate.
     pub server_name: String,
     /// PEM file of extra CA certificates to trust, besides the system roots.
     pub ca_file: Option<PathBuf>,
+    /// `ca_file` as read, shared by the runs of this loaded config.
+    #[serde(skip)]
+    pub ca_cache: CaCache,
     /// `cert_expires_soon` when the certificate expires within this.
     #[serde(with = "serde_as::duration")]
     pub valid_for: Duration,
@@ -558,4 +592,8 @@ pub struct TlsCheck {
 pub struct TcpCheck {
     /// Where to connect.
     pub target: HostPort,
+    /// The DNS server (`ip:port`) that resolves the host names of this check's target; the system's configuration (`/etc/resolv.conf`) when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<SocketAddr>,
 }

@@ -25,6 +25,12 @@
 //!   serve at the apex; every parent server's referral must equal it.
 //! - Laggards (`consistent_soa`) are the servers whose serial differs from the newest one;
 //!   their own entries fail with `soa_serial_mismatch` too.
+//! - Fan-out is bounded, since the NS set is the vendor's (or an attacker's) to choose: at most
+//!   [`MAX_SERVERS`] addresses are asked per run (NS names past it are not even resolved), the
+//!   rest counted in the facts' `servers_not_asked`; and at most [`MAX_IN_FLIGHT`] queries of
+//!   one run are out at once, so a zone listing a thousand addresses costs a few dozen sockets,
+//!   not a thousand file descriptors. A server still waiting for its turn when the query
+//!   deadline passes is a `dns_timeout` whose message says it was never asked.
 
 mod answer;
 mod client;
@@ -39,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use self::answer::{answers_text, check_answers, list, name_text, newest_serial};
@@ -54,6 +61,13 @@ const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Discovered NS addresses are asked on the standard port.
 const DNS_PORT: u16 = 53;
+
+/// Server addresses asked at most per run (and parent servers, with `consistent_delegation`);
+/// the first ones in NS-name order, as listed in `servers`. Real zones list up to 13 names.
+pub(crate) const MAX_SERVERS: usize = 32;
+
+/// Queries (including the resolver's) of one run that are out at once.
+pub(crate) const MAX_IN_FLIGHT: usize = 16;
 
 pub(crate) async fn run(
     check: &DnsCheck,
@@ -94,17 +108,20 @@ async fn run_with(
     } else {
         None
     };
+    let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let resolver_ctx = resolver.map(|addr| ResolverCtx {
         addr,
         tcp_only,
         source,
+        limit: limit.clone(),
     });
 
     // Which addresses to ask.
     let mut targets: Vec<Target> = Vec::new();
     match &check.servers {
         DnsServers::List(list) => {
-            let (found, failed) = resolve_hosts(resolver_ctx, list, discovery_deadline).await?;
+            let (found, failed) =
+                resolve_hosts(resolver_ctx.clone(), list, discovery_deadline).await?;
             if list.iter().any(|hp| hp.ip().is_none()) {
                 timings.resolve_ms = Some(millis(start.elapsed()));
             }
@@ -116,7 +133,7 @@ async fn run_with(
             );
         }
         DnsServers::Authoritative => {
-            let (Some(zone), Some(ctx)) = (&zone, resolver_ctx) else {
+            let (Some(zone), Some(ctx)) = (&zone, resolver_ctx.clone()) else {
                 return Err(ExecError::Internal(
                     "`servers = \"authoritative\"` needs a `zone`".to_owned(),
                 ));
@@ -124,8 +141,9 @@ async fn run_with(
             let found = discover_targets(ctx, zone, discovery_deadline).await;
             timings.resolve_ms = Some(millis(start.elapsed()));
             match found {
-                Ok((found, failed)) => {
+                Ok((found, failed, names_left_out)) => {
                     targets = found;
+                    facts.servers_not_asked += names_left_out;
                     problems.extend(
                         failed
                             .into_iter()
@@ -140,7 +158,8 @@ async fn run_with(
         }
     }
     // Addresses of the other family than the source address cannot be asked from here.
-    let targets = reachable(targets, source)?;
+    let mut targets = reachable(targets, source)?;
+    facts.servers_not_asked += cap_servers(&mut targets);
     if targets.is_empty() {
         if problems.is_empty() {
             problems.push(Problem::run(
@@ -165,20 +184,13 @@ async fn run_with(
         want_apex_ns: check.consistent_delegation && zone.is_some(),
         deadline: query_deadline,
         source,
+        limit: limit.clone(),
     });
     let parents = async {
         match (&zone, check.consistent_delegation) {
             (Some(zone), true) => Some(
-                parent_delegation(
-                    check,
-                    resolver_ctx,
-                    zone,
-                    tcp_only,
-                    source,
-                    discovery_deadline,
-                    query_deadline,
-                )
-                .await,
+                parent_delegation(check, resolver_ctx.clone(), zone, &plan, discovery_deadline)
+                    .await,
             ),
             _ => None,
         }
@@ -214,7 +226,8 @@ async fn run_with(
     }
     if let (Some(zone), Some(parents)) = (&zone, parents) {
         match parents {
-            Ok(parents) => {
+            Ok((parents, left_out)) => {
+                facts.servers_not_asked += left_out;
                 if let Some(problem) =
                     compare_delegation(zone, &parents, apex_known.then_some(&apex), &mut facts)
                 {
@@ -374,6 +387,38 @@ fn reachable(targets: Vec<Target>, source: Option<IpAddr>) -> Result<Vec<Target>
         .collect())
 }
 
+/// Keeps the first [`MAX_SERVERS`] targets; returns how many were left out.
+fn cap_servers(targets: &mut Vec<Target>) -> u32 {
+    let left_out = targets.len().saturating_sub(MAX_SERVERS);
+    if left_out > 0 {
+        tracing::debug!(
+            asked = MAX_SERVERS,
+            left_out,
+            "too many DNS server addresses; asking the first ones only"
+        );
+    }
+    targets.truncate(MAX_SERVERS);
+    u32::try_from(left_out).unwrap_or(u32::MAX)
+}
+
+/// A permit of the run's [`MAX_IN_FLIGHT`], or `None` once `deadline` passed without one.
+async fn permit(limit: &Semaphore, deadline: Instant) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    let until = tokio::time::Instant::from_std(deadline);
+    // The semaphore is never closed; a closed one would only mean "no more permits".
+    tokio::time::timeout_at(until, limit.acquire())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+/// Why a server was not asked: its turn never came before `deadline`.
+fn no_turn() -> QueryError {
+    QueryError::NoAnswer(format!(
+        "not asked: the run's query deadline passed while {MAX_IN_FLIGHT} other queries were \
+         out (at most {MAX_IN_FLIGHT} at once)"
+    ))
+}
+
 /// One address to ask, and how the result names it.
 #[derive(Clone, Debug)]
 struct Target {
@@ -383,21 +428,29 @@ struct Target {
 }
 
 /// The resolver used for discovery and server names.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct ResolverCtx {
     addr: SocketAddr,
     tcp_only: bool,
     source: Option<IpAddr>,
+    /// The run's [`MAX_IN_FLIGHT`] permits.
+    limit: Arc<Semaphore>,
 }
 
 impl ResolverCtx {
     /// Asks the resolver (RD=1); an answer with an error rcode is still returned.
     async fn ask(
-        self,
+        &self,
         name: &Name,
         qtype: RecordType,
         deadline: Instant,
     ) -> Result<Message, QueryError> {
+        let Some(_permit) = permit(&self.limit, deadline).await else {
+            return Err(QueryError::NoAnswer(format!(
+                "resolver {} was not asked `{name} {qtype}`: {}",
+                self.addr, "the deadline passed while other queries were out"
+            )));
+        };
         let ask = Ask {
             name,
             qtype,
@@ -421,7 +474,7 @@ impl ResolverCtx {
     }
 
     /// Every A and AAAA address of `name`.
-    async fn addresses(self, name: &Name, deadline: Instant) -> Result<Vec<IpAddr>, QueryError> {
+    async fn addresses(&self, name: &Name, deadline: Instant) -> Result<Vec<IpAddr>, QueryError> {
         let (a, aaaa) = tokio::join!(
             self.ask(name, RecordType::A, deadline),
             self.ask(name, RecordType::AAAA, deadline)
@@ -513,6 +566,7 @@ async fn resolve_names(
 ) -> Vec<(Name, Result<Vec<IpAddr>, QueryError>)> {
     let mut set = JoinSet::new();
     for (i, name) in names.into_iter().enumerate() {
+        let ctx = ctx.clone();
         set.spawn(async move {
             let result = ctx.addresses(&name, deadline).await;
             (i, name, result)
@@ -546,7 +600,7 @@ struct NsSet {
 
 /// Asks the resolver for `zone NS`: the answer section, or a referral's authority section.
 async fn discover_ns(
-    ctx: ResolverCtx,
+    ctx: &ResolverCtx,
     zone: &Name,
     deadline: Instant,
 ) -> Result<NsSet, QueryError> {
@@ -601,20 +655,26 @@ fn ns_set(msg: &Message, zone: &Name) -> NsSet {
 /// Every address of every NS name of `zone` (glue first, else the resolver), on port 53.
 /// `Err` when the NS set itself cannot be found; NS names without an address are returned
 /// as messages beside the targets.
+/// Also returns how many NS names were left out, past [`MAX_SERVERS`].
 async fn discover_targets(
     ctx: ResolverCtx,
     zone: &Name,
     deadline: Instant,
-) -> Result<(Vec<Target>, Vec<String>), QueryError> {
-    let set = discover_ns(ctx, zone, deadline).await?;
+) -> Result<(Vec<Target>, Vec<String>, u32), QueryError> {
+    let set = discover_ns(&ctx, zone, deadline).await?;
     ns_targets(ctx, set, deadline).await
 }
 
+/// The addresses of the first [`MAX_SERVERS`] names of `set`, and how many names were left
+/// out (never resolved: a thousand unglued names must not become two thousand queries).
 async fn ns_targets(
     ctx: ResolverCtx,
-    set: NsSet,
+    mut set: NsSet,
     deadline: Instant,
-) -> Result<(Vec<Target>, Vec<String>), QueryError> {
+) -> Result<(Vec<Target>, Vec<String>, u32), QueryError> {
+    let names_left_out = set.names.len().saturating_sub(MAX_SERVERS);
+    set.names.truncate(MAX_SERVERS);
+    let names_left_out = u32::try_from(names_left_out).unwrap_or(u32::MAX);
     let unglued: Vec<Name> = set
         .names
         .iter()
@@ -658,7 +718,7 @@ async fn ns_targets(
         };
         return Err(QueryError::NoAnswer(why));
     }
-    Ok((targets, failed))
+    Ok((targets, failed, names_left_out))
 }
 
 /// What every server task needs.
@@ -677,6 +737,8 @@ struct Plan {
     deadline: Instant,
     /// The local address every socket is bound to.
     source: Option<IpAddr>,
+    /// The run's [`MAX_IN_FLIGHT`] permits.
+    limit: Arc<Semaphore>,
 }
 
 /// What one server task found.
@@ -723,6 +785,11 @@ async fn query_server(plan: &Plan, target: Target) -> ServerOutcome {
         },
         apex_ns: None,
         local: None,
+    };
+    // One permit for the server's queries, which go one after the other.
+    let Some(_permit) = permit(&plan.limit, plan.deadline).await else {
+        record_error(&mut out, no_turn(), "");
+        return out;
     };
     let ask = Ask {
         name: &plan.qname,
@@ -973,16 +1040,16 @@ struct ParentAnswer {
 }
 
 /// Asks the parent zone's servers (given, or discovered through the resolver) for `zone NS`,
-/// over TCP only when `tcp_only`, from `source` when set.
+/// with the transport, source address, deadline and in-flight permits of the run's `plan`.
 async fn parent_delegation(
     check: &DnsCheck,
     resolver: Option<ResolverCtx>,
     zone: &Name,
-    tcp_only: bool,
-    source: Option<IpAddr>,
+    plan: &Plan,
     discovery_deadline: Instant,
-    deadline: Instant,
-) -> Result<Vec<ParentAnswer>, QueryError> {
+) -> Result<(Vec<ParentAnswer>, u32), QueryError> {
+    let (tcp_only, source, deadline) = (plan.tcp_only, plan.source, plan.deadline);
+    let mut left_out = 0;
     let targets = if check.parent_servers.is_empty() {
         let parent = zone.base_name();
         let Some(ctx) = resolver else {
@@ -990,8 +1057,10 @@ async fn parent_delegation(
                 "no resolver to discover the parent zone's servers".to_owned(),
             ));
         };
-        let set = discover_ns(ctx, &parent, discovery_deadline).await?;
-        ns_targets(ctx, set, discovery_deadline).await?.0
+        let set = discover_ns(&ctx, &parent, discovery_deadline).await?;
+        let (targets, _, names_left_out) = ns_targets(ctx, set, discovery_deadline).await?;
+        left_out += names_left_out;
+        targets
     } else {
         let (targets, failed) = resolve_hosts(resolver, &check.parent_servers, discovery_deadline)
             .await
@@ -1004,11 +1073,20 @@ async fn parent_delegation(
         }
         targets
     };
-    let targets = reachable(targets, source).map_err(|e| QueryError::Local(e.to_string()))?;
+    let mut targets = reachable(targets, source).map_err(|e| QueryError::Local(e.to_string()))?;
+    left_out += cap_servers(&mut targets);
     let mut set = JoinSet::new();
     for (i, target) in targets.into_iter().enumerate() {
         let zone = zone.clone();
+        let limit = plan.limit.clone();
         set.spawn(async move {
+            let Some(_permit) = permit(&limit, deadline).await else {
+                let ns = Err(match no_turn() {
+                    QueryError::NoAnswer(why) => why,
+                    other => format!("{other:?}"),
+                });
+                return (i, ParentAnswer { target, ns });
+            };
             let ask = Ask {
                 name: &zone,
                 qtype: RecordType::NS,
@@ -1044,7 +1122,7 @@ async fn parent_delegation(
         out.push(joined.map_err(|e| QueryError::Local(format!("parent query task failed: {e}")))?);
     }
     out.sort_by_key(|(i, _)| *i);
-    Ok(out.into_iter().map(|(_, a)| a).collect())
+    Ok((out.into_iter().map(|(_, a)| a).collect(), left_out))
 }
 
 /// Compares the parents' NS sets with the apex NS set; fills `facts.delegation`.

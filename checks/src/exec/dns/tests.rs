@@ -705,3 +705,77 @@ async fn servers_of_the_other_family_are_skipped() {
          host, or leave it unset"
     );
 }
+
+/// Issue 12, item 11: a zone whose NS set lists a thousand names, each with glue, costs the
+/// run [`MAX_SERVERS`] addresses; the facts say how many were left out. Nothing listens on
+/// 127.77.x.y:53, so the asked servers fail; the point is how many were asked.
+#[tokio::test]
+async fn r12_a_thousand_ns_addresses_are_capped_and_counted() {
+    let resolver = fake(|q, tcp| {
+        let mut m = response(q, "resolver");
+        m.metadata.authoritative = false;
+        let Some(question) = q.queries.first() else {
+            return Reply::Drop;
+        };
+        if question.query_type() != RecordType::NS {
+            return Reply::Message(m);
+        }
+        if !tcp {
+            // Too large for UDP: the client asks again over TCP.
+            m.metadata.truncation = true;
+            return Reply::Message(m);
+        }
+        for i in 0..1000u16 {
+            let ns = format!("ns{i:04}.example.test.");
+            m.add_answer(Record::from_rdata(
+                name("example.test."),
+                60,
+                RData::NS(NS(name(&ns))),
+            ));
+            m.add_additional(a(&ns, [127, 77, (i >> 8) as u8, i as u8]));
+        }
+        Reply::Message(m)
+    })
+    .await;
+    let mut c = check(&[]);
+    c.servers = DnsServers::Authoritative;
+    c.resolver = Some(resolver);
+    let (obs, facts) = observe(&c, Duration::from_millis(1500)).await;
+    assert_eq!(facts.servers.len(), MAX_SERVERS, "{:?}", obs.failure);
+    assert_eq!(facts.servers_not_asked, 1000 - MAX_SERVERS as u32);
+    assert_eq!(facts.servers[0].server, "ns0000.example.test");
+}
+
+/// Issue 12, item 11: a `servers` list past the cap is cut the same way, and at most
+/// [`MAX_IN_FLIGHT`] queries are out at once: against servers that never answer, only that
+/// many sockets ever send, and the others say they were not asked.
+#[tokio::test]
+async fn r12_at_most_max_in_flight_queries_are_out_at_once() {
+    let (silent, peers) = fake_recording(|_, _| Reply::Drop).await;
+    let servers = vec![silent; MAX_SERVERS + 8];
+    let (obs, facts) = observe(&check(&servers), Duration::from_millis(1000)).await;
+    assert_eq!(obs.failure, Some(FailureKind::DnsTimeout), "{obs:?}");
+    assert_eq!(facts.servers.len(), MAX_SERVERS);
+    assert_eq!(facts.servers_not_asked, 8);
+    let sockets: std::collections::HashSet<SocketAddr> = peers
+        .lock()
+        .expect("peers")
+        .iter()
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(
+        sockets.len(),
+        MAX_IN_FLIGHT,
+        "distinct sockets that sent a query"
+    );
+    let not_asked = facts
+        .servers
+        .iter()
+        .filter(|s| {
+            s.message
+                .as_deref()
+                .is_some_and(|m| m.contains("not asked"))
+        })
+        .count();
+    assert_eq!(not_asked, MAX_SERVERS - MAX_IN_FLIGHT);
+}

@@ -11,22 +11,38 @@ use time::format_description::well_known::Rfc3339;
 use crate::model::HttpCheck;
 use crate::result::FailureKind;
 
+/// How much larger than `max_body_bytes` a decoded body may be: a compressed page of
+/// `max_body_bytes` may expand to this many times its size, and no further, so a small
+/// decompression bomb costs the probe at most `max_body_bytes × 8` bytes of memory.
+pub const DECODED_BODY_FACTOR: u64 = 8;
+
+/// Content codings undone at most (`gzip, gzip, gzip, …` costs one pass each).
+pub const MAX_CONTENT_CODINGS: usize = 4;
+
 /// Why a body could not be decoded.
-#[derive(Debug, PartialEq)]
-pub(super) enum DecodeError {
-    /// Decoded, it is larger than the cap.
-    TooLarge,
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Decoded, it is larger than the cap (decoding stopped there).
+    #[error("the decoded body is larger than {cap} bytes")]
+    TooLarge {
+        /// The cap that was reached.
+        cap: u64,
+    },
     /// Not valid for its declared encoding.
+    #[error("{0}")]
     Corrupt(String),
     /// An encoding this probe cannot decode.
+    #[error("{0}")]
     Unsupported(String),
 }
 
 /// Undoes `content_encoding` (a list, applied in order, so undone in reverse), yielding at most
-/// `cap` bytes so that a small compressed body cannot expand without bound.
-pub(super) fn decode<'a>(
-    content_encoding: Option<&str>,
+/// `cap` bytes so that a small compressed body cannot expand without bound: decoding stops
+/// after `cap + 1` bytes of any layer. Synchronous and CPU-bound: on a runtime, call it from
+/// `spawn_blocking` (as the executor does).
+pub fn decode_body<'a>(
     raw: &'a [u8],
+    content_encoding: Option<&str>,
     cap: u64,
 ) -> Result<Cow<'a, [u8]>, DecodeError> {
     let mut body = Cow::Borrowed(raw);
@@ -36,18 +52,29 @@ pub(super) fn decode<'a>(
         .map(|c| c.trim().to_ascii_lowercase())
         .filter(|c| !c.is_empty() && c != "identity")
         .collect();
+    #[cfg(test)]
+    tests::DECODED_ON
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((cap, std::thread::current().id()));
+    if codings.len() > MAX_CONTENT_CODINGS {
+        return Err(DecodeError::Corrupt(format!(
+            "declared with {} content codings, more than the {MAX_CONTENT_CODINGS} a probe undoes",
+            codings.len()
+        )));
+    }
     for coding in codings.iter().rev() {
         let input: &[u8] = &body;
         let mut out = Vec::new();
         let read = match coding.as_str() {
             "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(input)
-                .take(cap + 1)
+                .take(cap.saturating_add(1))
                 .read_to_end(&mut out),
             "deflate" => flate2::read::ZlibDecoder::new(input)
-                .take(cap + 1)
+                .take(cap.saturating_add(1))
                 .read_to_end(&mut out),
             "br" => brotli::Decompressor::new(input, 8192)
-                .take(cap + 1)
+                .take(cap.saturating_add(1))
                 .read_to_end(&mut out),
             other => {
                 return Err(DecodeError::Unsupported(format!(
@@ -57,11 +84,35 @@ pub(super) fn decode<'a>(
         };
         read.map_err(|e| DecodeError::Corrupt(format!("not valid {coding}: {e}")))?;
         if out.len() as u64 > cap {
-            return Err(DecodeError::TooLarge);
+            return Err(DecodeError::TooLarge { cap });
         }
         body = Cow::Owned(out);
     }
     Ok(body)
+}
+
+/// [`decode_body`] on the blocking pool, so a slow or large decode never holds a runtime
+/// worker thread (other checks' timers and sockets run there). A body without a content
+/// coding is returned as is, without a thread hop.
+pub(super) async fn decode_off_runtime(
+    raw: Vec<u8>,
+    content_encoding: Option<String>,
+    cap: u64,
+) -> Result<Result<Vec<u8>, DecodeError>, tokio::task::JoinError> {
+    let plain = content_encoding.as_deref().is_none_or(|e| {
+        e.split(',')
+            .all(|c| c.trim().is_empty() || c.trim().eq_ignore_ascii_case("identity"))
+    });
+    if plain {
+        return Ok(Ok(raw));
+    }
+    tokio::task::spawn_blocking(move || {
+        decode_body(&raw, content_encoding.as_deref(), cap).map(|body| match body {
+            Cow::Borrowed(b) => b.to_vec(),
+            Cow::Owned(b) => b,
+        })
+    })
+    .await
 }
 
 /// True when the check asserts anything about the body.
@@ -185,31 +236,91 @@ mod tests {
     #[test]
     fn decodes_gzip_br_and_stacked() {
         let plain = b"hello hello hello".repeat(10);
-        assert_eq!(decode(None, &plain, 1 << 20).as_deref(), Ok(&plain[..]));
         assert_eq!(
-            decode(Some("gzip"), &gzip(&plain), 1 << 20).as_deref(),
+            decode_body(&plain, None, 1 << 20).as_deref(),
             Ok(&plain[..])
         );
         assert_eq!(
-            decode(Some("br"), &brotli(&plain), 1 << 20).as_deref(),
+            decode_body(&gzip(&plain), Some("gzip"), 1 << 20).as_deref(),
             Ok(&plain[..])
         );
         assert_eq!(
-            decode(Some("gzip, br"), &brotli(&gzip(&plain)), 1 << 20).as_deref(),
+            decode_body(&brotli(&plain), Some("br"), 1 << 20).as_deref(),
+            Ok(&plain[..])
+        );
+        assert_eq!(
+            decode_body(&brotli(&gzip(&plain)), Some("gzip, br"), 1 << 20).as_deref(),
             Ok(&plain[..])
         );
         assert!(matches!(
-            decode(Some("gzip"), b"not gzip", 1 << 20),
+            decode_body(b"not gzip", Some("gzip"), 1 << 20),
             Err(DecodeError::Corrupt(_))
         ));
         assert!(matches!(
-            decode(Some("zstd"), b"x", 1 << 20),
+            decode_body(b"x", Some("zstd"), 1 << 20),
             Err(DecodeError::Unsupported(_))
         ));
         // A bomb: 1 MB of zeros in a few hundred bytes.
         assert_eq!(
-            decode(Some("gzip"), &gzip(&vec![0; 1 << 20]), 4096),
-            Err(DecodeError::TooLarge)
+            decode_body(&gzip(&vec![0; 1 << 20]), Some("gzip"), 4096),
+            Err(DecodeError::TooLarge { cap: 4096 })
+        );
+    }
+
+    /// Issue 12, item 11: a bomb in every coding, and stacked, stops at the cap; a pile of
+    /// codings is refused before any work.
+    #[test]
+    fn r12_bombs_stop_at_the_cap() {
+        let zeros = vec![0u8; 8 << 20];
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        zlib.write_all(&zeros).expect("deflate");
+        let deflate = zlib.finish().expect("deflate");
+        let gz = gzip(&zeros);
+        for (raw, coding) in [
+            (gz.clone(), "gzip"),
+            (brotli(&zeros), "br"),
+            (deflate, "deflate"),
+            (gzip(&gz), "gzip, gzip"),
+        ] {
+            assert!(raw.len() < 64 << 10, "{coding}: {} bytes", raw.len());
+            assert_eq!(
+                decode_body(&raw, Some(coding), 1 << 16),
+                Err(DecodeError::TooLarge { cap: 1 << 16 }),
+                "{coding}"
+            );
+        }
+        assert!(matches!(
+            decode_body(b"x", Some("gzip, gzip, gzip, gzip, gzip"), 1 << 16),
+            Err(DecodeError::Corrupt(_))
+        ));
+    }
+
+    /// Where [`decode_body`] ran, by cap (each test uses its own cap).
+    pub(super) static DECODED_ON: std::sync::Mutex<Vec<(u64, std::thread::ThreadId)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    /// Issue 12, item 11: the executor decodes on the blocking pool, never on a runtime thread
+    /// (here the test's own thread, the only one a current-thread runtime has).
+    #[tokio::test(flavor = "current_thread")]
+    async fn r12_decoding_runs_off_the_runtime_threads() {
+        const CAP: u64 = 987_651;
+        let plain = b"off the runtime".repeat(100);
+        let decoded = decode_off_runtime(gzip(&plain), Some("gzip".to_owned()), CAP)
+            .await
+            .expect("joined");
+        assert_eq!(decoded.as_deref(), Ok(&plain[..]));
+        let on: Vec<std::thread::ThreadId> = DECODED_ON
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|(cap, _)| *cap == CAP)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(on.len(), 1, "decoded once");
+        assert_ne!(
+            on[0],
+            std::thread::current().id(),
+            "decoded on the runtime's thread"
         );
     }
 

@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use url::{Position, Url};
 
 use super::super::ExecError;
-use super::super::net::{self, ConnectError};
+use super::super::net::{self, ConnectError, ResolveError};
 use super::super::tls::{TlsClient, left};
 use crate::model::{HostPort, HttpMethod};
 use crate::result::{FailureKind, TlsFacts};
@@ -36,6 +36,8 @@ pub(super) struct Client {
     pub(super) max_redirects: u32,
     /// The probe's source address: every connection (page, redirects, assets) is bound to it.
     pub(super) source: Option<IpAddr>,
+    /// The check's `resolver`, for every host name of the run.
+    pub(super) resolver: Option<SocketAddr>,
 }
 
 /// Time spent in each phase, summed over the connections of a request and its redirects.
@@ -221,9 +223,13 @@ async fn fetch(
 ) -> Result<Response, FetchError> {
     let target = connect_target(client, url)?;
     let start = Instant::now();
-    let addrs = net::resolve(&target, left(deadline))
+    let how = net::Lookup::new(client.resolver, client.source);
+    let addrs = net::resolve(&target, how, left(deadline))
         .await
-        .map_err(|f| FetchError::fail(f.kind, f.message))?;
+        .map_err(|e| match e {
+            ResolveError::Failed(f) => FetchError::fail(f.kind, f.message),
+            ResolveError::Probe(e) => FetchError::Probe(e),
+        })?;
     phases.resolve = Some(start.elapsed());
     let (tcp, addr, took) = net::connect(&addrs, left(deadline), client.source)
         .await
@@ -423,10 +429,32 @@ fn build_request(
     if let Some(enc) = &client.accept_encoding {
         headers.insert(ACCEPT_ENCODING, enc.clone());
     }
-    for (name, value) in &client.headers {
-        headers.insert(name.clone(), value.clone());
+    if same_origin(&client.check_url, url) {
+        for (name, value) in &client.headers {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     Ok(request)
+}
+
+/// Whether a request to `url` may carry the check's own `headers`: only to the check URL's
+/// origin (scheme, host and port), or to its host upgraded from `http` to `https` on the
+/// default port. A redirect to another host, or a third-party asset, never sees them: they are
+/// often credentials (`Authorization`, API keys) meant for the vendor's endpoint alone, as
+/// browsers and curl treat `Authorization` on a cross-origin redirect.
+pub(super) fn same_origin(check_url: &Url, url: &Url) -> bool {
+    if check_url.host() != url.host() {
+        return false;
+    }
+    let (from, to) = (
+        check_url.port_or_known_default(),
+        url.port_or_known_default(),
+    );
+    match (check_url.scheme(), url.scheme()) {
+        (a, b) if a == b => from == to,
+        ("http", "https") => from == Some(80) && to == Some(443),
+        _ => false,
+    }
 }
 
 /// Reads the whole body, failing `body_too_large` past `max_body_bytes`.

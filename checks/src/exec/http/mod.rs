@@ -12,6 +12,10 @@
 mod assets;
 mod body;
 mod fetch;
+#[cfg(test)]
+mod tests;
+
+pub use self::body::{DECODED_BODY_FACTOR, DecodeError, MAX_CONTENT_CODINGS, decode_body};
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -37,7 +41,7 @@ pub(crate) async fn run(
     let start = Instant::now();
     let deadline = start + timeout;
     let client = Client {
-        tls: TlsClient::new(check.ca_file.as_deref())?,
+        tls: TlsClient::new(check.ca_file.as_deref(), &check.ca_cache)?,
         check_url: check.url.clone(),
         edge: check.edge.clone(),
         headers: check.headers.clone(),
@@ -45,6 +49,7 @@ pub(crate) async fn run(
         max_body_bytes: check.max_body_bytes,
         max_redirects: check.max_redirects,
         source,
+        resolver: check.resolver,
     };
     let mut url = check.url.clone();
     url.set_fragment(None);
@@ -71,7 +76,7 @@ pub(crate) async fn run(
             Facts::Http(facts),
         ))
     };
-    let response = match followed.result {
+    let mut response = match followed.result {
         Ok(r) => r,
         Err(FetchError::Probe(e)) => return Err(e),
         Err(FetchError::Fail {
@@ -163,21 +168,26 @@ pub(crate) async fn run(
     let want_assets = check.assets && check.method == HttpMethod::Get && is_html;
     if body::has_assertions(check) || want_assets {
         // Decoded bodies may be larger than encoded ones, within reason.
-        let cap = check.max_body_bytes.saturating_mul(16);
-        let decoded = match body::decode(facts.content_encoding.as_deref(), &response.body, cap) {
+        let cap = check.max_body_bytes.saturating_mul(DECODED_BODY_FACTOR);
+        let raw = std::mem::take(&mut response.body);
+        let decoded = body::decode_off_runtime(raw, facts.content_encoding.clone(), cap)
+            .await
+            .map_err(|e| ExecError::Internal(format!("the body decoding task failed: {e}")))?;
+        let decoded = match decoded {
             Ok(b) => b,
-            Err(body::DecodeError::TooLarge) => {
+            Err(DecodeError::TooLarge { cap }) => {
                 let message = format!(
-                    "the decoded body of `{}` is larger than {cap} bytes",
+                    "the decoded body of `{}` is larger than {cap} bytes ({DECODED_BODY_FACTOR} × \
+                     max_body_bytes); decoding stopped there",
                     response.url
                 );
                 return fail(FailureKind::BodyTooLarge, message, timings, facts);
             }
-            Err(body::DecodeError::Corrupt(why)) => {
+            Err(DecodeError::Corrupt(why)) => {
                 let message = format!("the body of `{}` is {why}", response.url);
                 return fail(FailureKind::HttpProtocol, message, timings, facts);
             }
-            Err(body::DecodeError::Unsupported(why)) => return Err(ExecError::Unsupported(why)),
+            Err(DecodeError::Unsupported(why)) => return Err(ExecError::Unsupported(why)),
         };
         if let Some((kind, message)) = body::check(check, &decoded, OffsetDateTime::now_utc()) {
             return fail(kind, message, timings, facts);
