@@ -17,5 +17,6 @@ pub mod duration;
 pub mod exec;
 pub mod limits;
 pub mod model;
+pub mod pem;
 pub mod result;
 pub mod wire;

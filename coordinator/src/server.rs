@@ -113,14 +113,12 @@ fn client_verifier(
     path: &std::path::Path,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServeError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect())
-        .map_err(|e| {
-            ServeError::Tls(format!(
-                "cannot read the probes' client CA `{}`: {e}",
-                path.display()
-            ))
-        })?;
+    let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
+        ServeError::Tls(format!(
+            "cannot use the probes' client CA `{}`: {e}",
+            path.display()
+        ))
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(certs);
     if added == 0 {
@@ -591,10 +589,16 @@ mod tests {
         let Err(e) = client_verifier(&empty, Arc::clone(&provider)) else {
             panic!("a CA file without a certificate was taken");
         };
-        assert!(e.to_string().contains("no usable CA certificate"), "{e}");
+        assert!(
+            e.to_string().contains("no `-----BEGIN CERTIFICATE-----`"),
+            "{e}"
+        );
         let Err(e) = client_verifier(&dir.path().join("missing.pem"), provider) else {
             panic!("a missing CA file was taken");
         };
-        assert!(e.to_string().contains("cannot read"), "{e}");
+        assert!(
+            e.to_string().contains("cannot use the probes' client CA"),
+            "{e}"
+        );
     }
 }

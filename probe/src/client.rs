@@ -97,14 +97,12 @@ impl CoordinatorClient {
         let mut roots = rustls::RootCertStore::empty();
         match &settings.ca_file {
             Some(path) => {
-                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                    .and_then(|it| it.collect())
-                    .map_err(|e| {
-                        ClientError::Setup(format!(
-                            "cannot read the coordinator CA `{}`: {e}",
-                            path.display()
-                        ))
-                    })?;
+                let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
+                    ClientError::Setup(format!(
+                        "cannot use the coordinator CA `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
                 let (added, _) = roots.add_parsable_certificates(certs);
                 if added == 0 {
                     return Err(ClientError::Setup(format!(

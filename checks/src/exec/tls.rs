@@ -16,7 +16,6 @@ use rustls::crypto::CryptoProvider;
 use rustls::{
     AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore,
 };
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -170,9 +169,8 @@ fn system_store() -> Arc<RootCertStore> {
         .clone()
 }
 
-/// Largest `ca` file read: a CA bundle is a few kilobytes per certificate, so this is room for
-/// hundreds, while a wrong path (a log, a device) is refused before it is read whole.
-pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+/// Largest `ca` file read ([`crate::pem::MAX_CA_FILE_BYTES`]).
+pub const MAX_CA_FILE_BYTES: u64 = crate::pem::MAX_CA_FILE_BYTES;
 
 impl TlsClient {
     /// The system roots plus every certificate in `ca_file` (PEM), read and parsed once for
@@ -206,29 +204,18 @@ impl TlsClient {
 /// The system roots plus the certificates of the PEM file `path`, at most
 /// [`MAX_CA_FILE_BYTES`] of it; `Err` says why not, for a `probe_error`.
 fn read_ca_file(path: &Path) -> Result<RootCertStore, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CA_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_CA_FILE_BYTES {
-        return Err(format!(
-            "it is larger than {MAX_CA_FILE_BYTES} bytes (1 MiB), the most a CA file may be; \
-             name a PEM file of only the CA certificates to trust, e.g. `ca = \"vendor-ca.pem\"`"
-        ));
-    }
+    let certs = crate::pem::ca_certificates(path).map_err(|e| {
+        if e.contains("larger than") {
+            format!("{e}, e.g. `ca = \"vendor-ca.pem\"`")
+        } else {
+            e
+        }
+    })?;
     let mut roots = RootCertStore::clone(&system_store());
-    let mut added = 0;
-    for cert in CertificateDer::pem_slice_iter(&bytes) {
-        let cert = cert.map_err(|e| format!("not a PEM certificate list: {e}"))?;
+    for cert in certs {
         roots
             .add(cert)
             .map_err(|e| format!("not a usable CA certificate: {e}"))?;
-        added += 1;
-    }
-    if added == 0 {
-        return Err("holds no `-----BEGIN CERTIFICATE-----` block".to_owned());
     }
     Ok(roots)
 }
