@@ -183,7 +183,7 @@ impl Workload {
 /// every ingested result is also recorded and evaluated by the consensus engine, as in production.
 fn checks_toml() -> String {
     let mut t = String::from(
-        "[defaults]\ninterval = \"1s\"\ntimeout = \"900ms\"\nwindow = \"10m\"\nquorum = 3\nregions = 2\n",
+        "[defaults]\ninterval = \"1s\"\ntimeout = \"500ms\"\nretry = \"off\"\nwindow = \"10m\"\nquorum = 3\nregions = 2\n",
     );
     for v in 0..5 {
         t.push_str(&format!("\n[[vendor]]\nid = \"vendor-{v}\"\n"));
