@@ -27,7 +27,7 @@
 //! The spool keeps an index of the records not yet acknowledged in memory (32 bytes each,
 //! against 0.5 to 1 KB of JSON on disk) and reads payloads back only in [`Spool::peek`].
 
-mod format;
+pub(crate) mod format;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};

@@ -318,7 +318,7 @@ fn answers(
 }
 
 /// Normalises an expected answer: addresses in canonical form, names lowercase without the trailing dot.
-pub(crate) fn normalise_answer(a: &str, qtype: Option<RecordType>) -> Result<String, String> {
+pub fn normalise_answer(a: &str, qtype: Option<RecordType>) -> Result<String, String> {
     let a = a.trim();
     match qtype {
         Some(RecordType::A) => a.parse::<Ipv4Addr>().map(|ip| ip.to_string()).map_err(|_| {

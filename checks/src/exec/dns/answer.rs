@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use crate::model::AnswerExpect;
 
 /// A name as the results print it: lowercase ASCII (IDNs as `xn--`), no trailing dot.
-pub(super) fn name_text(name: &Name) -> String {
+pub fn name_text(name: &Name) -> String {
     let text = name.to_ascii().to_ascii_lowercase();
     match text.trim_end_matches('.') {
         "" => ".".to_owned(),
@@ -18,7 +18,7 @@ pub(super) fn name_text(name: &Name) -> String {
 /// One record's data as text, the way `config` normalises expected answers: addresses in
 /// canonical form, TXT strings joined, everything else lowercase words without trailing dots.
 /// `None` for data that has no text form (OPT).
-pub(super) fn rdata_text(rdata: &RData) -> Option<String> {
+pub fn rdata_text(rdata: &RData) -> Option<String> {
     Some(match rdata {
         RData::A(a) => a.0.to_string(),
         RData::AAAA(a) => a.0.to_string(),
@@ -63,7 +63,7 @@ fn words(s: &str) -> String {
 
 /// The answer records of the asked type, as text. A CNAME chain the server followed is left
 /// out (unless CNAME was asked), so `answers = ["192.0.2.10"]` holds behind an alias.
-pub(super) fn answers_text(answers: &[Record], qtype: RecordType) -> Vec<String> {
+pub fn answers_text(answers: &[Record], qtype: RecordType) -> Vec<String> {
     answers
         .iter()
         .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
@@ -72,7 +72,7 @@ pub(super) fn answers_text(answers: &[Record], qtype: RecordType) -> Vec<String>
 }
 
 /// Checks normalised `answers` against the expectation; `Err` says what is wrong.
-pub(super) fn check_answers(expect: &AnswerExpect, answers: &[String]) -> Result<(), String> {
+pub fn check_answers(expect: &AnswerExpect, answers: &[String]) -> Result<(), String> {
     match expect {
         AnswerExpect::Any => Ok(()),
         AnswerExpect::Exact(want) => {
@@ -142,7 +142,7 @@ pub(super) fn list<S: AsRef<str>>(items: &[S]) -> String {
 
 /// Compares two SOA serials by RFC 1982 serial number arithmetic (SERIAL_BITS = 32).
 /// `None` when the two are exactly 2^31 apart, which the RFC leaves undefined.
-pub(super) fn serial_cmp(a: u32, b: u32) -> Option<Ordering> {
+pub fn serial_cmp(a: u32, b: u32) -> Option<Ordering> {
     const HALF: u32 = 1 << 31;
     if a == b {
         return Some(Ordering::Equal);
@@ -155,7 +155,7 @@ pub(super) fn serial_cmp(a: u32, b: u32) -> Option<Ordering> {
 }
 
 /// The newest serial of a set: the one no other serial is greater than, in RFC 1982 terms.
-pub(super) fn newest_serial(serials: &[u32]) -> Option<u32> {
+pub fn newest_serial(serials: &[u32]) -> Option<u32> {
     let mut newest = *serials.first()?;
     for &s in &serials[1..] {
         if serial_cmp(s, newest) == Some(Ordering::Greater) {

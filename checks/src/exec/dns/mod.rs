@@ -26,8 +26,8 @@
 //! - Laggards (`consistent_soa`) are the servers whose serial differs from the newest one;
 //!   their own entries fail with `soa_serial_mismatch` too.
 
-mod answer;
-mod client;
+pub(crate) mod answer;
+pub(crate) mod client;
 #[cfg(test)]
 mod tests;
 

@@ -13,7 +13,7 @@ use crate::result::FailureKind;
 
 /// Why a body could not be decoded.
 #[derive(Debug, PartialEq)]
-pub(super) enum DecodeError {
+pub enum DecodeError {
     /// Decoded, it is larger than the cap.
     TooLarge,
     /// Not valid for its declared encoding.
@@ -24,7 +24,7 @@ pub(super) enum DecodeError {
 
 /// Undoes `content_encoding` (a list, applied in order, so undone in reverse), yielding at most
 /// `cap` bytes so that a small compressed body cannot expand without bound.
-pub(super) fn decode<'a>(
+pub fn decode<'a>(
     content_encoding: Option<&str>,
     raw: &'a [u8],
     cap: u64,
