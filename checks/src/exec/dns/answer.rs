@@ -55,10 +55,7 @@ pub fn rdata_text(rdata: &RData) -> Option<String> {
 
 /// Lowercase words without trailing dots, single-spaced (the rule `config` applies).
 fn words(s: &str) -> String {
-    s.split_whitespace()
-        .map(|w| w.trim_end_matches('.').to_ascii_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::config::dns::words(s)
 }
 
 /// The answer records of the asked type, as text. A CNAME chain the server followed is left
