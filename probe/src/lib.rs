@@ -27,6 +27,7 @@ pub mod spool;
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::spool::format::{
-        Found, HEADER_LEN, MAGIC, MAX_PAYLOAD, RECORD_HEADER, Record, Scan, decode, encode, scan,
+        Found, HEADER_LEN, MAGIC, MAX_PAYLOAD, MAX_POSITION, RECORD_HEADER, Record, Scan, decode,
+        encode, scan,
     };
 }

@@ -20,6 +20,9 @@ pub const HEADER_LEN: u64 = MAGIC.len() as u64;
 pub const RECORD_HEADER: usize = 24;
 /// Largest payload a record may hold; a larger length field is garbage by definition.
 pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Largest position a record may hold; a larger one is damage (at a million results a second
+/// the spool would reach it after 146,000 years), and the position counter never overflows.
+pub const MAX_POSITION: u64 = 1 << 62;
 
 /// Appends one encoded record to `out`. The caller keeps `payload` within [`MAX_PAYLOAD`].
 pub fn encode(out: &mut Vec<u8>, position: u64, started_ms: i64, payload: &[u8]) {
@@ -70,7 +73,7 @@ pub fn decode(data: &[u8], offset: usize, after: u64) -> Option<Record<'_>> {
     let position = u64::from_le_bytes(rest[8..16].try_into().ok()?);
     let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
     // Payloads are JSON objects; this rejects zero-filled and most random regions early.
-    if position <= after || payload[0] != b'{' {
+    if position <= after || position > MAX_POSITION || payload[0] != b'{' {
         return None;
     }
     let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
