@@ -17,7 +17,7 @@ pub fn name_text(name: &Name) -> String {
 
 /// One record's data as text, the way `config` normalises expected answers: addresses in
 /// canonical form, TXT strings joined, everything else lowercase words without trailing dots.
-/// `None` for data that has no text form (OPT).
+/// `None` for data that has no text form (OPT, or none at all).
 pub fn rdata_text(rdata: &RData) -> Option<String> {
     Some(match rdata {
         RData::A(a) => a.0.to_string(),
@@ -48,7 +48,8 @@ pub fn rdata_text(rdata: &RData) -> Option<String> {
             soa.expire,
             soa.minimum
         ),
-        RData::OPT(_) => return None,
+        // An empty record (`Update0`, as hickory reads zero-length data) prints as `update`.
+        RData::OPT(_) | RData::Update0(_) => return None,
         other => words(&other.to_string()),
     })
 }
@@ -290,5 +291,14 @@ mod tests {
         );
 
         assert!(check_answers(&AnswerExpect::Any, &[]).is_ok());
+    }
+
+    /// Found by the `dns_answer` fuzz target: an A record with empty data (hickory reads it
+    /// as `Update0`) was reported as the answer `update`, which no A answer can be.
+    #[test]
+    fn r12_a_record_without_data_is_no_answer() {
+        let empty = Record::from_rdata(name("example.com."), 300, RData::Update0(RecordType::A));
+        assert_eq!(rdata_text(&empty.data), None);
+        assert!(answers_text(&[empty], RecordType::A).is_empty());
     }
 }
