@@ -13,8 +13,11 @@ use std::time::Duration;
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use vantage_checks::result::CheckResult;
-use vantage_probe::fuzzing::{HEADER_LEN, MAGIC, decode, encode, scan};
-use vantage_probe::spool::{Spool, SpoolConfig};
+use vantage_probe::fuzzing::{HEADER_LEN, MAGIC, MAX_POSITION, decode, encode, scan};
+use vantage_probe::spool::{Spool, SpoolConfig, SpoolError};
+
+/// More than any input holds: peek them all.
+const ALL: usize = 1 << 20;
 
 /// A result as the spool holds it; `seq` and `started_at` are replaced.
 const RESULT: &str = r#"{"v":1,"check_id":"c","vendor":"v","kind":"tcp","probe_id":"p","boot_id":"b","seq":1,"started_at":"2026-12-05T00:00:00Z","status":"ok","timings":{"total_ms":1.0},"facts":{"kind":"none"}}"#;
@@ -126,7 +129,7 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(mut spool) = Spool::open(config.clone()) else {
         return;
     };
-    let pending = spool.peek(usize::MAX).expect("peek");
+    let pending = spool.peek(ALL).expect("peek");
     for w in pending.windows(2) {
         assert!(w[0].position < w[1].position, "peek out of order");
     }
@@ -140,15 +143,23 @@ fuzz_target!(|input: Input<'_>| {
 
     // Recovery is idempotent: a second open finds the same results.
     let mut spool = Spool::open(config.clone()).expect("a recovered spool opens again");
-    let again = spool.peek(usize::MAX).expect("peek");
+    let again = spool.peek(ALL).expect("peek");
     assert_eq!(
         again.iter().map(|p| p.position).collect::<Vec<_>>(),
         pending.iter().map(|p| p.position).collect::<Vec<_>>()
     );
     // New results go after every old one.
     let result: CheckResult = serde_json::from_str(RESULT).expect("a result");
+    if last >= MAX_POSITION {
+        // Only damage gets a spool here: it refuses to write what it could not read back.
+        assert!(matches!(
+            spool.append(&[result]),
+            Err(SpoolError::Exhausted { .. })
+        ));
+        return;
+    }
     spool.append(&[result]).expect("append");
-    let after = spool.peek(usize::MAX).expect("peek");
+    let after = spool.peek(ALL).expect("peek");
     let newest = after.last().expect("the new result").position;
     assert!(newest > last, "new position {newest} not past {last}");
     assert!(pending.iter().all(|p| p.position < newest));

@@ -88,6 +88,18 @@ pub enum SpoolError {
     /// The configuration cannot work.
     #[error("invalid spool config: {0}")]
     Config(String),
+    /// Positions would pass [`format::MAX_POSITION`]: only damage that planted a record with
+    /// a position that large (and a checksum that holds) gets here.
+    #[error(
+        "spool positions are exhausted in {dir} (a damaged record claimed position {last}); \
+         stop the probe and remove the directory"
+    )]
+    Exhausted {
+        /// The spool directory.
+        dir: PathBuf,
+        /// The last position used.
+        last: u64,
+    },
     /// A result could not be encoded.
     #[error("cannot encode result `{check_id}` seq {seq} for the spool: {source}")]
     Encode {
@@ -393,6 +405,13 @@ impl Spool {
             dropped += self.drop_oldest_segment()?;
         }
         self.report_drop(dropped, "size");
+        if self.next_position + encoded.len() as u64 > format::MAX_POSITION + 1 {
+            // Written past the largest position, a record would not be read back.
+            return Err(SpoolError::Exhausted {
+                dir: self.dir.clone(),
+                last: self.next_position - 1,
+            });
+        }
         if self.needs_roll(total) {
             self.roll()?;
         }
@@ -1468,5 +1487,20 @@ mod tests {
         spool.append(&results(2..3)).expect("append");
         assert_eq!(seqs(&all(&mut spool)), [0, 1, 2]);
         assert_eq!(spool.last_position(), 3);
+        drop(spool);
+
+        // The largest position itself is readable, and nothing is written past it.
+        let mut segment = MAGIC.to_vec();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        format::encode(&mut segment, format::MAX_POSITION, now_ms, &payload);
+        fs::write(config.dir.join("seg-00000000000000000004.log"), &segment).expect("write");
+        let mut spool = open(&config);
+        assert_eq!(spool.last_position(), format::MAX_POSITION);
+        assert_eq!(seqs(&all(&mut spool)), [0, 1, 2, 7]);
+        let err = spool.append(&results(3..4)).expect_err("exhausted");
+        assert!(matches!(err, SpoolError::Exhausted { .. }), "{err}");
+        assert_eq!(seqs(&all(&mut spool)), [0, 1, 2, 7]);
     }
 }
