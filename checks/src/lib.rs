@@ -20,3 +20,15 @@ pub mod model;
 pub mod pem;
 pub mod result;
 pub mod wire;
+
+/// Internals the fuzz targets in `fuzz/` drive directly; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::config::dns::normalise_answer;
+    pub use crate::exec::dns::answer::{
+        answers_text, check_answers, name_text, newest_serial, rdata_text, serial_cmp,
+    };
+    pub use crate::exec::dns::client::{nsid_text, rcode_label};
+    pub use crate::exec::http::assets::extract as extract_assets;
+    pub use crate::exec::{DecodeError, decode_body};
+}

@@ -43,3 +43,11 @@ pub mod report;
 pub mod server;
 pub mod store;
 pub mod stream;
+
+/// Internals the fuzz targets in `fuzz/` drive directly; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::api::{parse_time, query};
+    pub use crate::page::session::{COOKIE, cookie, issue, verify};
+    pub use crate::store::sqlite::{decode_buckets, encode_buckets};
+}

@@ -22,3 +22,12 @@ pub mod report;
 pub mod schedule;
 pub mod settings;
 pub mod spool;
+
+/// Internals the fuzz targets in `fuzz/` drive directly; not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::spool::format::{
+        Found, HEADER_LEN, MAGIC, MAX_PAYLOAD, MAX_POSITION, RECORD_HEADER, Record, Scan, decode,
+        encode, scan,
+    };
+}

@@ -27,7 +27,7 @@
 //! The spool keeps an index of the records not yet acknowledged in memory (32 bytes each,
 //! against 0.5 to 1 KB of JSON on disk) and reads payloads back only in [`Spool::peek`].
 
-mod format;
+pub(crate) mod format;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -88,6 +88,18 @@ pub enum SpoolError {
     /// The configuration cannot work.
     #[error("invalid spool config: {0}")]
     Config(String),
+    /// Positions would pass [`format::MAX_POSITION`]: only damage that planted a record with
+    /// a position that large (and a checksum that holds) gets here.
+    #[error(
+        "spool positions are exhausted in {dir} (a damaged record claimed position {last}); \
+         stop the probe and remove the directory"
+    )]
+    Exhausted {
+        /// The spool directory.
+        dir: PathBuf,
+        /// The last position used.
+        last: u64,
+    },
     /// A result could not be encoded.
     #[error("cannot encode result `{check_id}` seq {seq} for the spool: {source}")]
     Encode {
@@ -393,6 +405,13 @@ impl Spool {
             dropped += self.drop_oldest_segment()?;
         }
         self.report_drop(dropped, "size");
+        if self.next_position + encoded.len() as u64 > format::MAX_POSITION + 1 {
+            // Written past the largest position, a record would not be read back.
+            return Err(SpoolError::Exhausted {
+                dir: self.dir.clone(),
+                last: self.next_position - 1,
+            });
+        }
         if self.needs_roll(total) {
             self.roll()?;
         }
@@ -692,8 +711,8 @@ impl Spool {
             Err(e) => return Err(io_err("read", &path)(e)),
         };
         match text.trim_end_matches('\n').parse::<u64>() {
-            Ok(acked) => Ok(acked),
-            Err(_) => {
+            Ok(acked) if acked <= format::MAX_POSITION => Ok(acked),
+            _ => {
                 // Only disk damage gets here (the file is replaced by rename). Resending is
                 // safe, the coordinator de-duplicates; losing results is not.
                 warn!(path = %path.display(), content = %text.chars().take(40).collect::<String>().escape_debug(), "ignoring an unreadable acked file: unacknowledged results may be sent again");
@@ -899,7 +918,11 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // A base past every position is damage: the spool never names a segment so.
+    digits
+        .parse()
+        .ok()
+        .filter(|&base| base <= format::MAX_POSITION + 1)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
@@ -1434,5 +1457,50 @@ mod tests {
             "invalid spool config: max_bytes must be at least 65536 (64 KiB), e.g. 268435456 \
              for 256 MiB; got 1000"
         );
+    }
+
+    /// Found by the `spool` fuzz target: a record at position u64::MAX (a checksum that
+    /// happens to hold over damage), an `acked` file or a segment name that large, made
+    /// `open` overflow computing the next position (a panic in debug builds, positions
+    /// starting again at 0 in release). Positions past `MAX_POSITION` are damage now.
+    #[test]
+    fn r12_positions_past_the_largest_are_damage_not_an_overflow() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let config = config(tmp.path(), 1 << 20);
+        let mut spool = open(&config);
+        spool.append(&results(0..2)).expect("append");
+        drop(spool);
+        let payload = serde_json::to_vec(&results(7..8)[0]).expect("encode");
+        let mut segment = MAGIC.to_vec();
+        format::encode(&mut segment, u64::MAX, 0, &payload);
+        fs::write(config.dir.join("seg-00000000000000000003.log"), &segment).expect("write");
+        fs::write(config.dir.join("seg-18446744073709551615.log"), MAGIC).expect("write");
+        fs::write(config.dir.join("acked"), "18446744073709551615\n").expect("write");
+
+        let mut spool = open(&config);
+        assert_eq!(
+            spool.acked(),
+            0,
+            "an acked position past the largest is unreadable"
+        );
+        assert_eq!(seqs(&all(&mut spool)), [0, 1]);
+        spool.append(&results(2..3)).expect("append");
+        assert_eq!(seqs(&all(&mut spool)), [0, 1, 2]);
+        assert_eq!(spool.last_position(), 3);
+        drop(spool);
+
+        // The largest position itself is readable, and nothing is written past it.
+        let mut segment = MAGIC.to_vec();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        format::encode(&mut segment, format::MAX_POSITION, now_ms, &payload);
+        fs::write(config.dir.join("seg-00000000000000000004.log"), &segment).expect("write");
+        let mut spool = open(&config);
+        assert_eq!(spool.last_position(), format::MAX_POSITION);
+        assert_eq!(seqs(&all(&mut spool)), [0, 1, 2, 7]);
+        let err = spool.append(&results(3..4)).expect_err("exhausted");
+        assert!(matches!(err, SpoolError::Exhausted { .. }), "{err}");
+        assert_eq!(seqs(&all(&mut spool)), [0, 1, 2, 7]);
     }
 }

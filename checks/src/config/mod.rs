@@ -11,7 +11,7 @@
 //! and the keys of its kind, which go to that kind's own type (`dns.rs`, `http.rs`, …).
 
 mod diagnostic;
-mod dns;
+pub(crate) mod dns;
 mod http;
 mod settings;
 mod tcp;

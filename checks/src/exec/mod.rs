@@ -7,8 +7,8 @@
 //! file, no resolver, an unusable source address), and becomes a `probe_error`.
 
 pub mod cache_status;
-mod dns;
-mod http;
+pub(crate) mod dns;
+pub(crate) mod http;
 pub(crate) mod net;
 mod tcp;
 mod tls;

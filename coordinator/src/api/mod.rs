@@ -605,7 +605,7 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
 }
 
 /// The request's query parameters (the last of a repeated one wins).
-pub(super) fn query(req: &Request<impl Sized>) -> HashMap<String, String> {
+pub fn query(req: &Request<impl Sized>) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| {
@@ -725,7 +725,7 @@ async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
     }
 }
 
-fn parse_time(v: &str) -> Option<i64> {
+pub fn parse_time(v: &str) -> Option<i64> {
     if let Ok(ms) = v.parse::<i64>() {
         return Some(ms);
     }

@@ -18,7 +18,7 @@ use crate::alert::Secret;
 use crate::auth::Token;
 
 /// The cookie's name.
-pub(crate) const COOKIE: &str = "vantage_session";
+pub const COOKIE: &str = "vantage_session";
 /// How long a sign-in lasts.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -36,7 +36,7 @@ fn message(expiry_s: i64) -> String {
 }
 
 /// A new session value, valid from `now_s` (Unix seconds) for [`LIFETIME`].
-pub(crate) fn issue(token: &Secret, now_s: i64) -> String {
+pub fn issue(token: &Secret, now_s: i64) -> String {
     let expiry = now_s + LIFETIME.as_secs() as i64;
     let mut m = mac(token);
     m.update(message(expiry).as_bytes());
@@ -45,7 +45,7 @@ pub(crate) fn issue(token: &Secret, now_s: i64) -> String {
 }
 
 /// True when `value` is a session issued for `token` that has not expired at `now_s`.
-pub(crate) fn verify(token: &Secret, value: &str, now_s: i64) -> bool {
+pub fn verify(token: &Secret, value: &str, now_s: i64) -> bool {
     let mut parts = value.split('.');
     let (Some("v1"), Some(expiry), Some(tag), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -69,7 +69,7 @@ pub(crate) fn verify(token: &Secret, value: &str, now_s: i64) -> bool {
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers.
-pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -73,7 +73,9 @@ impl Window {
 
     /// The `length` before `to_ms`.
     pub fn before(to_ms: i64, length: Duration) -> Result<Self, ReportError> {
-        Self::new(to_ms - length.as_millis() as i64, to_ms)
+        // `to` comes from a query string: saturate, and let `new` refuse what is out of range.
+        let length = i64::try_from(length.as_millis()).unwrap_or(i64::MAX);
+        Self::new(to_ms.saturating_sub(length), to_ms)
     }
 
     /// A calendar month in UTC, written `YYYY-MM` (`2026-10`).
@@ -149,5 +151,16 @@ mod window_tests {
         assert_eq!(last.from_ms, ms("2026-10-01T00:00:00Z"));
         assert_eq!(parse_instant("1700000000000"), Some(1_700_000_000_000));
         assert_eq!(parse_instant("yesterday"), None);
+    }
+
+    /// Found by the `api_params` fuzz target: `GET /api/v1/reports/sla?vendor=v&to=-9223372036854775807`
+    /// (no `from`) subtracted 30 days from the smallest i64 and panicked on the overflow.
+    #[test]
+    fn r12_a_window_before_the_smallest_instant_is_refused_not_an_overflow() {
+        let e = Window::before(i64::MIN + 1, DEFAULT_WINDOW)
+            .expect_err("out of range")
+            .to_string();
+        assert!(e.contains("between 1970 and 9999"), "{e}");
+        assert!(Window::before(0, Duration::MAX).is_err());
     }
 }

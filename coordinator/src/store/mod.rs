@@ -5,7 +5,7 @@
 
 pub mod report;
 mod schema;
-mod sqlite;
+pub(crate) mod sqlite;
 mod sqlite_report;
 mod sqlite_state;
 pub mod state;

@@ -619,13 +619,13 @@ fn merge_coarse(
     Ok(())
 }
 
-pub(super) fn encode_buckets(b: &[u64]) -> Vec<u8> {
+pub fn encode_buckets(b: &[u64]) -> Vec<u8> {
     b.iter()
         .flat_map(|&n| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes())
         .collect()
 }
 
-fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
     if bytes.len() != LATENCY_BUCKETS * 4 {
         return Err(StoreError::Corrupt(format!(
             "rollup latency has {} bytes, expected {}",

@@ -13,16 +13,19 @@
 use std::ops::Range;
 
 /// First bytes of every segment file; the digit is the format version.
-pub(crate) const MAGIC: &[u8; 8] = b"VSPOOL1\n";
+pub const MAGIC: &[u8; 8] = b"VSPOOL1\n";
 /// Length of [`MAGIC`].
-pub(crate) const HEADER_LEN: u64 = MAGIC.len() as u64;
+pub const HEADER_LEN: u64 = MAGIC.len() as u64;
 /// Length of a record's fixed part, before the payload.
-pub(crate) const RECORD_HEADER: usize = 24;
+pub const RECORD_HEADER: usize = 24;
 /// Largest payload a record may hold; a larger length field is garbage by definition.
-pub(crate) const MAX_PAYLOAD: usize = 16 << 20;
+pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Largest position a record may hold; a larger one is damage (at a million results a second
+/// the spool would reach it after 146,000 years), and the position counter never overflows.
+pub const MAX_POSITION: u64 = 1 << 62;
 
 /// Appends one encoded record to `out`. The caller keeps `payload` within [`MAX_PAYLOAD`].
-pub(crate) fn encode(out: &mut Vec<u8>, position: u64, started_ms: i64, payload: &[u8]) {
+pub fn encode(out: &mut Vec<u8>, position: u64, started_ms: i64, payload: &[u8]) {
     debug_assert!(!payload.is_empty() && payload.len() <= MAX_PAYLOAD);
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -39,18 +42,18 @@ pub(crate) fn encode(out: &mut Vec<u8>, position: u64, started_ms: i64, payload:
 
 /// One record that decoded with a good checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Record<'a> {
+pub struct Record<'a> {
     /// The record's spool position.
-    pub(crate) position: u64,
+    pub position: u64,
     /// The result's `started_at`, in Unix milliseconds.
-    pub(crate) started_ms: i64,
+    pub started_ms: i64,
     /// The result's JSON.
-    pub(crate) payload: &'a [u8],
+    pub payload: &'a [u8],
 }
 
 impl Record<'_> {
     /// Bytes the record takes on disk.
-    pub(crate) fn encoded_len(&self) -> u64 {
+    pub fn encoded_len(&self) -> u64 {
         (RECORD_HEADER + self.payload.len()) as u64
     }
 }
@@ -58,7 +61,7 @@ impl Record<'_> {
 /// Decodes the record starting at `offset` of `data` if it is whole, its checksum holds and its
 /// position is above `after`. Cheap tests come first: the resynchronising scan calls this at
 /// every byte offset of a damaged region.
-pub(crate) fn decode(data: &[u8], offset: usize, after: u64) -> Option<Record<'_>> {
+pub fn decode(data: &[u8], offset: usize, after: u64) -> Option<Record<'_>> {
     let rest = data.get(offset..)?;
     if rest.len() < RECORD_HEADER {
         return None;
@@ -70,7 +73,7 @@ pub(crate) fn decode(data: &[u8], offset: usize, after: u64) -> Option<Record<'_
     let position = u64::from_le_bytes(rest[8..16].try_into().ok()?);
     let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
     // Payloads are JSON objects; this rejects zero-filled and most random regions early.
-    if position <= after || payload[0] != b'{' {
+    if position <= after || position > MAX_POSITION || payload[0] != b'{' {
         return None;
     }
     let crc = u32::from_le_bytes(rest[4..8].try_into().ok()?);
@@ -93,33 +96,33 @@ fn checksum(len: &[u8], rest: &[u8]) -> u32 {
 
 /// A record found by [`scan`], without its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Found {
+pub struct Found {
     /// The record's spool position.
-    pub(crate) position: u64,
+    pub position: u64,
     /// The result's `started_at`, in Unix milliseconds.
-    pub(crate) started_ms: i64,
+    pub started_ms: i64,
     /// Offset of the record's first byte in the segment file.
-    pub(crate) offset: u64,
+    pub offset: u64,
     /// Length of the payload.
-    pub(crate) len: u32,
+    pub len: u32,
 }
 
 /// What a whole segment holds.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Scan {
+pub struct Scan {
     /// Every record that decoded, in file order, positions strictly increasing.
-    pub(crate) records: Vec<Found>,
+    pub records: Vec<Found>,
     /// Damaged byte ranges between two good records.
-    pub(crate) corrupt: Vec<Range<u64>>,
+    pub corrupt: Vec<Range<u64>>,
     /// End of the last good record (or of the header): bytes past it are a torn tail.
-    pub(crate) valid_end: u64,
+    pub valid_end: u64,
 }
 
 /// Walks the records of a segment (`data` is the whole file, header included). Positions must
 /// exceed `after` and increase. A record that does not decode starts a damaged region, which
 /// ends at the next offset where a record decodes; if none does, the region is a torn tail and
 /// the scan ends at `valid_end`.
-pub(crate) fn scan(data: &[u8], after: u64) -> Scan {
+pub fn scan(data: &[u8], after: u64) -> Scan {
     let mut scan = Scan {
         valid_end: HEADER_LEN.min(data.len() as u64),
         ..Scan::default()

@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use crate::model::AnswerExpect;
 
 /// A name as the results print it: lowercase ASCII (IDNs as `xn--`), no trailing dot.
-pub(super) fn name_text(name: &Name) -> String {
+pub fn name_text(name: &Name) -> String {
     let text = name.to_ascii().to_ascii_lowercase();
     match text.trim_end_matches('.') {
         "" => ".".to_owned(),
@@ -17,8 +17,8 @@ pub(super) fn name_text(name: &Name) -> String {
 
 /// One record's data as text, the way `config` normalises expected answers: addresses in
 /// canonical form, TXT strings joined, everything else lowercase words without trailing dots.
-/// `None` for data that has no text form (OPT).
-pub(super) fn rdata_text(rdata: &RData) -> Option<String> {
+/// `None` for data that has no text form (OPT, or none at all).
+pub fn rdata_text(rdata: &RData) -> Option<String> {
     Some(match rdata {
         RData::A(a) => a.0.to_string(),
         RData::AAAA(a) => a.0.to_string(),
@@ -48,22 +48,20 @@ pub(super) fn rdata_text(rdata: &RData) -> Option<String> {
             soa.expire,
             soa.minimum
         ),
-        RData::OPT(_) => return None,
+        // An empty record (`Update0`, as hickory reads zero-length data) prints as `update`.
+        RData::OPT(_) | RData::Update0(_) => return None,
         other => words(&other.to_string()),
     })
 }
 
 /// Lowercase words without trailing dots, single-spaced (the rule `config` applies).
 fn words(s: &str) -> String {
-    s.split_whitespace()
-        .map(|w| w.trim_end_matches('.').to_ascii_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ")
+    crate::config::dns::words(s)
 }
 
 /// The answer records of the asked type, as text. A CNAME chain the server followed is left
 /// out (unless CNAME was asked), so `answers = ["192.0.2.10"]` holds behind an alias.
-pub(super) fn answers_text(answers: &[Record], qtype: RecordType) -> Vec<String> {
+pub fn answers_text(answers: &[Record], qtype: RecordType) -> Vec<String> {
     answers
         .iter()
         .filter(|r| qtype == RecordType::ANY || r.record_type() == qtype)
@@ -72,7 +70,7 @@ pub(super) fn answers_text(answers: &[Record], qtype: RecordType) -> Vec<String>
 }
 
 /// Checks normalised `answers` against the expectation; `Err` says what is wrong.
-pub(super) fn check_answers(expect: &AnswerExpect, answers: &[String]) -> Result<(), String> {
+pub fn check_answers(expect: &AnswerExpect, answers: &[String]) -> Result<(), String> {
     match expect {
         AnswerExpect::Any => Ok(()),
         AnswerExpect::Exact(want) => {
@@ -142,7 +140,7 @@ pub(super) fn list<S: AsRef<str>>(items: &[S]) -> String {
 
 /// Compares two SOA serials by RFC 1982 serial number arithmetic (SERIAL_BITS = 32).
 /// `None` when the two are exactly 2^31 apart, which the RFC leaves undefined.
-pub(super) fn serial_cmp(a: u32, b: u32) -> Option<Ordering> {
+pub fn serial_cmp(a: u32, b: u32) -> Option<Ordering> {
     const HALF: u32 = 1 << 31;
     if a == b {
         return Some(Ordering::Equal);
@@ -155,7 +153,7 @@ pub(super) fn serial_cmp(a: u32, b: u32) -> Option<Ordering> {
 }
 
 /// The newest serial of a set: the one no other serial is greater than, in RFC 1982 terms.
-pub(super) fn newest_serial(serials: &[u32]) -> Option<u32> {
+pub fn newest_serial(serials: &[u32]) -> Option<u32> {
     let mut newest = *serials.first()?;
     for &s in &serials[1..] {
         if serial_cmp(s, newest) == Some(Ordering::Greater) {
@@ -293,5 +291,14 @@ mod tests {
         );
 
         assert!(check_answers(&AnswerExpect::Any, &[]).is_ok());
+    }
+
+    /// Found by the `dns_answer` fuzz target: an A record with empty data (hickory reads it
+    /// as `Update0`) was reported as the answer `update`, which no A answer can be.
+    #[test]
+    fn r12_a_record_without_data_is_no_answer() {
+        let empty = Record::from_rdata(name("example.com."), 300, RData::Update0(RecordType::A));
+        assert_eq!(rdata_text(&empty.data), None);
+        assert!(answers_text(&[empty], RecordType::A).is_empty());
     }
 }

@@ -284,7 +284,7 @@ fn unreachable(addr: SocketAddr, proto: &str, err: &io::Error) -> QueryError {
 }
 
 /// The NSID the response carries, as text when printable ASCII, else as hex.
-pub(super) fn nsid_text(msg: &Message) -> Option<String> {
+pub fn nsid_text(msg: &Message) -> Option<String> {
     let bytes: &[u8] = match msg.edns.as_ref()?.option(EdnsCode::NSID)? {
         EdnsOption::NSID(payload) => payload.as_ref(),
         EdnsOption::Unknown(_, data) => data,
@@ -301,7 +301,7 @@ pub(super) fn nsid_text(msg: &Message) -> Option<String> {
 }
 
 /// The stable text of an rcode (`NOERROR`, `SERVFAIL`, …).
-pub(super) fn rcode_label(rcode: ResponseCode) -> String {
+pub fn rcode_label(rcode: ResponseCode) -> String {
     match rcode {
         ResponseCode::NoError => "NOERROR".to_owned(),
         ResponseCode::FormErr => "FORMERR".to_owned(),

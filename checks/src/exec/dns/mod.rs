@@ -32,8 +32,8 @@
 //!   not a thousand file descriptors. A server still waiting for its turn when the query
 //!   deadline passes is a `dns_timeout` whose message says it was never asked.
 
-mod answer;
-mod client;
+pub(crate) mod answer;
+pub(crate) mod client;
 #[cfg(test)]
 mod tests;
 

@@ -18,7 +18,7 @@ const CONCURRENCY: usize = 6;
 
 /// The absolute http(s) URLs of the page's `script[src]`, `link[rel=stylesheet][href]` and
 /// `img[src]`, resolved against `<base href>` or the page URL, without duplicates, at most `max`.
-pub(super) fn extract(html: &str, page: &Url, max: usize) -> Vec<Url> {
+pub fn extract(html: &str, page: &Url, max: usize) -> Vec<Url> {
     let doc = Html::parse_document(html);
     let select = |s: &str| Selector::parse(s).ok();
     let base = select("base[href]")

@@ -9,8 +9,8 @@
 //! - [`assets`]: child assets of an HTML page;
 //! - the cache status is read by [`super::cache_status`].
 
-mod assets;
-mod body;
+pub(crate) mod assets;
+pub(crate) mod body;
 mod fetch;
 #[cfg(test)]
 mod tests;
