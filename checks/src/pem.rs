@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Largest CA file read: a CA bundle is a few kilobytes per certificate, so this is room for
 /// hundreds.
@@ -33,6 +33,23 @@ pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Stri
         return Err("holds no `-----BEGIN CERTIFICATE-----` block".to_owned());
     }
     Ok(certs)
+}
+
+/// A certificate chain (`cert`, leaf first) and its private key (`key`), both PEM: a TLS
+/// server's, or a client's for mutual TLS. `Err` names the file that is wrong and why.
+pub fn identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read certificates from `{}`: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no PEM certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read a private key from `{}`: {e}", key.display()))?;
+    Ok((certs, key))
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -71,26 +69,8 @@ pub fn open_store(config: &CoordinatorConfig) -> Result<SqliteStore, ServeError>
 }
 
 fn tls_acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|it| it.collect())
-        .map_err(|e| {
-            ServeError::Tls(format!(
-                "cannot read certificates from `{}`: {e}",
-                tls.cert.display()
-            ))
-        })?;
-    if certs.is_empty() {
-        return Err(ServeError::Tls(format!(
-            "`{}` holds no PEM certificate",
-            tls.cert.display()
-        )));
-    }
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
-        ServeError::Tls(format!(
-            "cannot read a private key from `{}`: {e}",
-            tls.key.display()
-        ))
-    })?;
+    let (certs, key) =
+        vantage_checks::pem::identity(&tls.cert, &tls.key).map_err(ServeError::Tls)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

@@ -9,7 +9,6 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use vantage_checks::wire::{BatchAck, ResultBatch};
 
@@ -68,27 +67,8 @@ pub struct CoordinatorClient {
 fn client_identity(
     id: &crate::settings::ClientIdentity,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), ClientError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&id.cert)
-        .and_then(|it| it.collect())
-        .map_err(|e| {
-            ClientError::Setup(format!(
-                "cannot read the client certificate `{}`: {e}",
-                id.cert.display()
-            ))
-        })?;
-    if certs.is_empty() {
-        return Err(ClientError::Setup(format!(
-            "`{}` holds no certificate",
-            id.cert.display()
-        )));
-    }
-    let key = PrivateKeyDer::from_pem_file(&id.key).map_err(|e| {
-        ClientError::Setup(format!(
-            "cannot read the client key `{}`: {e}",
-            id.key.display()
-        ))
-    })?;
-    Ok((certs, key))
+    vantage_checks::pem::identity(&id.cert, &id.key)
+        .map_err(|e| ClientError::Setup(format!("the client certificate: {e}")))
 }
 
 impl CoordinatorClient {
