@@ -277,9 +277,9 @@ impl RunCap {
             );
             let (starts, touched) = st.minutes.entry(key).or_default();
             *touched = now_ms;
-            let admit = starts.contains(&start) || starts.len() < allowed;
-            if admit {
-                if !starts.contains(&start) {
+            let seen = starts.contains(&start);
+            if seen || starts.len() < allowed {
+                if !seen {
                     starts.push(start);
                 }
                 checked.rows.push(row);
