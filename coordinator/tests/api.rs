@@ -887,7 +887,7 @@ async fn r12_a_replay_past_the_runs_an_interval_allows_is_capped() {
 /// never read it hold the four; when they go, queries are answered again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r12_raw_result_queries_past_four_at_once_get_429() {
-    use tokio::io::AsyncWriteExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut c = Coordinator::new("[limits]\nrequest_timeout = \"60s\"\n", None);
     let token = c.add_probe("fra-1", "eu-west");
     c.start().await;
@@ -909,8 +909,10 @@ async fn r12_raw_result_queries_past_four_at_once_get_429() {
     for batch in results.chunks(1000) {
         assert_eq!(post_batch(c.addr, &token, batch).await.ack().accepted, 1000);
     }
+    // Four readers whose answers have begun (a `200` status line read, nothing more), so
+    // that each surely holds a place before the fifth asks.
     let mut stalled = Vec::new();
-    for _ in 0..4 {
+    while stalled.len() < 4 {
         let mut s = tokio::net::TcpStream::connect(c.addr)
             .await
             .expect("connect");
@@ -923,19 +925,21 @@ async fn r12_raw_result_queries_past_four_at_once_get_429() {
         )
         .await
         .expect("send");
+        let mut status = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(30), s.read_exact(&mut status))
+            .await
+            .expect("an answer within 30 s")
+            .expect("read the status line");
+        assert_eq!(
+            &status, b"HTTP/1.1 200",
+            "a stalled reader's query was refused"
+        );
         stalled.push(s);
     }
     // Their answers are made and stuck in the sockets: the fifth is turned away.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let r = loop {
-        let r = get(c.addr, "/api/v1/results?limit=1", None, &[])
-            .await
-            .expect("GET");
-        if r.status == StatusCode::TOO_MANY_REQUESTS || Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let r = get(c.addr, "/api/v1/results?limit=1", None, &[])
+        .await
+        .expect("GET");
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.error());
     assert!(r.headers.contains_key(header::RETRY_AFTER));
     assert!(
