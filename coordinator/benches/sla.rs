@@ -49,7 +49,9 @@ use vantage_coordinator::consensus::vendor::{ScopeStatus, VendorState, VendorSta
 use vantage_coordinator::consensus::{Evidence, ProbeVote, Scope, Transition, Verdict, Vote};
 use vantage_coordinator::engine::CheckTransition;
 use vantage_coordinator::report::{Window, sla};
-use vantage_coordinator::store::state::{IncidentWrite, StateStore, TransitionRecord};
+use vantage_coordinator::store::state::{
+    IncidentState, IncidentWrite, StateStore, SubjectKind, TransitionRecord,
+};
 use vantage_coordinator::store::{LATENCY_BUCKETS, ReportStore, SqliteStore, Synchronous};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vantage-coordinator");
@@ -463,9 +465,9 @@ fn history(path: &Path, shape: &Shape) {
             .to_string();
             let write = |id, at_ms, resolve| IncidentWrite {
                 id,
-                subject_kind: "vendor".into(),
+                subject_kind: SubjectKind::Vendor,
                 subject: v.id.clone(),
-                state: "hard_down".into(),
+                state: IncidentState::Vendor(VendorState::HardDown),
                 summary: format!("{} is hard_down", v.name),
                 detail: detail.clone(),
                 at_ms,

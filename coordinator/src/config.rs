@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::alert::Secret;
 use crate::store::Synchronous;
 
 /// Why the coordinator's own config is unusable.
@@ -113,8 +114,14 @@ struct TlsFileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StoreFileConfig {
-    /// `full` (default: fsync every commit) or `normal`.
+    /// SQLite: `full` (default: fsync every commit) or `normal`.
     synchronous: Option<Synchronous>,
+    /// PostgreSQL instead of SQLite: `postgresql://user@host:port/database`.
+    url: Option<String>,
+    /// PostgreSQL: a file holding the password.
+    password_file: Option<String>,
+    /// PostgreSQL: an environment variable holding the password.
+    password_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +239,11 @@ pub struct CoordinatorConfig {
     pub insecure_http: bool,
     /// SQLite `synchronous`.
     pub synchronous: Synchronous,
+    /// PostgreSQL instead of SQLite (`[store] url`, `--store-url`, `VANTAGE_STORE_URL`): a
+    /// secret, since a URL may carry a password.
+    pub store_url: Option<Secret>,
+    /// PostgreSQL's password (`[store] password_file` or `password_env`).
+    pub store_password: Option<Secret>,
     /// Raw result retention.
     pub retention_raw: Duration,
     /// Per-minute rollup retention.
@@ -262,6 +274,8 @@ impl Default for CoordinatorConfig {
             tls: None,
             insecure_http: false,
             synchronous: Synchronous::Full,
+            store_url: None,
+            store_password: None,
             retention_raw: Duration::from_secs(14 * 86_400),
             retention_rollups: Duration::from_secs(400 * 86_400),
             retention_hourly: Duration::from_secs(400 * 86_400),
@@ -352,6 +366,17 @@ impl CoordinatorConfig {
                 }
             }
         };
+        let store = raw.store.unwrap_or(StoreFileConfig {
+            synchronous: None,
+            url: None,
+            password_file: None,
+            password_env: None,
+        });
+        if store.url.is_some() && store.synchronous.is_some() {
+            return Err(invalid(
+                "store.synchronous is SQLite's setting; with store.url (PostgreSQL), durability is the server's `synchronous_commit`".into(),
+            ));
+        }
         let config = Self {
             listen: raw.listen.unwrap_or(d.listen),
             data_dir: raw.data_dir.map(rel).unwrap_or(d.data_dir),
@@ -367,7 +392,16 @@ impl CoordinatorConfig {
                 client_ca: t.client_ca.map(rel),
             }),
             insecure_http: raw.insecure_http.unwrap_or(false),
-            synchronous: raw.store.and_then(|s| s.synchronous).unwrap_or_default(),
+            synchronous: store.synchronous.unwrap_or_default(),
+            store_url: store.url.map(Secret::new),
+            store_password: crate::alert::config::secret(
+                None,
+                store.password_file,
+                store.password_env,
+                "store.password",
+                base,
+            )
+            .map_err(invalid)?,
             retention_raw: dur(retention.raw, "retention.raw", d.retention_raw)?,
             retention_rollups: dur(retention.rollups, "retention.rollups", d.retention_rollups)?,
             retention_hourly: dur(

@@ -27,7 +27,10 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 
-use crate::alert::{self, Alert, Alerting, PROBE_STATE, ReceiverKind, Subject, rfc3339};
+use crate::alert::{
+    self, Alert, AlertEvent, Alerting, IncidentState, Label as _, PROBE_STATE, ReceiverKind,
+    Subject, SubjectKind, SubjectScope, rfc3339,
+};
 use crate::catalog::Catalogs;
 use crate::consensus::Ms;
 use crate::consensus::vendor::{VendorState, VendorStatus};
@@ -120,10 +123,7 @@ pub fn plan(open: Option<&IncidentRow>, now: &Now, at: Ms) -> Option<Plan> {
 /// True when `now` is no worse than the open incident and inside its scope: a milder (or the
 /// same) state, in the same or fewer regions.
 fn narrows(open: &IncidentRow, now: &Now) -> bool {
-    let milder = match (
-        VendorState::from_label(&now.subject.state),
-        VendorState::from_label(&open.state),
-    ) {
+    let milder = match (now.subject.state.vendor(), open.state.vendor()) {
         (Some(new), Some(old)) => new <= old,
         _ => false,
     };
@@ -131,8 +131,8 @@ fn narrows(open: &IncidentRow, now: &Now) -> bool {
         .ok()
         .and_then(|v| serde_json::from_value::<Subject>(v["subject"].clone()).ok());
     let inside = before.is_some_and(|b| {
-        b.scope == "global"
-            || (now.subject.scope != "global"
+        b.scope == SubjectScope::Global
+            || (now.subject.scope != SubjectScope::Global
                 && now.subject.regions.iter().all(|r| b.regions.contains(r)))
     });
     milder && inside
@@ -141,9 +141,9 @@ fn narrows(open: &IncidentRow, now: &Now) -> bool {
 /// The facts of a vendor's status; `flap_window_ms` is the vendor's flap window.
 pub fn vendor_now(id: &str, name: &str, status: &VendorStatus, flap_window_ms: Ms) -> Now {
     let outages = status.regional_outages();
-    let (state, scope, regions): (VendorState, &str, Vec<String>) =
+    let (state, scope, regions): (VendorState, SubjectScope, Vec<String>) =
         if status.global.state.is_bad() || outages.is_empty() {
-            (status.global.state, "global", Vec::new())
+            (status.global.state, SubjectScope::Global, Vec::new())
         } else {
             let worst = outages.iter().map(|(_, s)| *s).max().unwrap_or_default();
             let regions = outages
@@ -151,9 +151,9 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus, flap_window_ms: M
                 .filter(|(_, s)| *s == worst)
                 .map(|(r, _)| (*r).to_owned())
                 .collect();
-            (worst, "regional", regions)
+            (worst, SubjectScope::Regional, regions)
         };
-    let conditions = if scope == "global" {
+    let conditions = if scope == SubjectScope::Global {
         status.global.conditions.clone()
     } else {
         regions
@@ -162,7 +162,7 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus, flap_window_ms: M
             .flat_map(|s| s.conditions.clone())
             .collect()
     };
-    let clearing = if scope == "global" {
+    let clearing = if scope == SubjectScope::Global {
         status.global.clearing
     } else {
         regions
@@ -174,7 +174,7 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus, flap_window_ms: M
     kinds.dedup();
     kinds.sort_unstable();
     kinds.dedup();
-    let summary = if scope == "global" {
+    let summary = if scope == SubjectScope::Global {
         format!("{name} is {}", state.as_label())
     } else {
         format!("{name} is {} in {}", state.as_label(), regions.join(", "))
@@ -188,25 +188,25 @@ pub fn vendor_now(id: &str, name: &str, status: &VendorStatus, flap_window_ms: M
         ("subject_kind", "vendor"),
         ("vendor", id),
         ("state", state.as_label()),
-        ("scope", scope),
+        ("scope", scope.as_label()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     Now {
         subject: Subject {
-            kind: "vendor".into(),
+            kind: SubjectKind::Vendor,
             id: id.to_owned(),
             name: name.to_owned(),
-            state: state.as_label().to_owned(),
-            scope: scope.to_owned(),
+            state: IncidentState::Vendor(state),
+            scope,
             regions,
             checks: checks.into_iter().collect(),
             labels,
         },
         bad: state.is_bad(),
         clear: status.global.state == VendorState::Operational && !status.worst().is_bad(),
-        defer_open: scope == "regional" && status.global_pending,
+        defer_open: scope == SubjectScope::Regional && status.global_pending,
         clearing,
         flap_window_ms,
         summary,
@@ -227,11 +227,11 @@ pub fn probe_now(
     labels.insert("region".into(), region.clone());
     Now {
         subject: Subject {
-            kind: "probe".into(),
+            kind: SubjectKind::Probe,
             id: change.probe.clone(),
             name: change.probe.clone(),
-            state: PROBE_STATE.into(),
-            scope: "regional".into(),
+            state: IncidentState::ProbeQuarantined,
+            scope: SubjectScope::Regional,
             regions: vec![region],
             checks: change.checks.clone(),
             labels,
@@ -283,7 +283,7 @@ impl Incidents {
 
     fn alert(
         &self,
-        event: &str,
+        event: AlertEvent,
         row: Option<&IncidentRow>,
         now: &Now,
         at: Ms,
@@ -291,12 +291,12 @@ impl Incidents {
     ) -> String {
         let a = Alert {
             version: 1,
-            event: event.to_owned(),
+            event,
             incident_id: row.map_or(0, |r| r.id),
             subject: now.subject.clone(),
             summary: now.summary.clone(),
             opened_at: rfc3339(row.map_or(at, |r| r.opened_ms)),
-            opened_state: row.map_or_else(|| now.subject.state.clone(), |r| r.opened_state.clone()),
+            opened_state: Some(row.map_or(now.subject.state, |r| r.opened_state)),
             at: rfc3339(at),
             // It resolved when its subject cleared for good, not when the flap window ended.
             resolved_at: resolved
@@ -325,10 +325,14 @@ impl Incidents {
             if !was_triggered && (!targets.contains_key(name) || silence.is_some()) {
                 continue;
             }
-            let event = if was_triggered { "update" } else { "trigger" };
+            let event = if was_triggered {
+                AlertEvent::Update
+            } else {
+                AlertEvent::Trigger
+            };
             deliveries.push(NewDelivery {
                 receiver: name.to_owned(),
-                event: event.to_owned(),
+                event,
                 payload: self.alert(event, open, now, at, false),
             });
         }
@@ -340,7 +344,7 @@ impl Incidents {
     fn apply(&self, now: &Now, at: Ms) -> Result<(), StoreError> {
         let open = self
             .store
-            .open_incident(&now.subject.kind, &now.subject.id)?;
+            .open_incident(now.subject.kind, &now.subject.id)?;
         let Some(plan) = plan(open.as_ref(), now, at) else {
             return Ok(());
         };
@@ -400,8 +404,8 @@ impl Incidents {
                 for name in &triggered {
                     deliveries.push(NewDelivery {
                         receiver: (*name).to_owned(),
-                        event: "resolve".to_owned(),
-                        payload: self.alert("resolve", open.as_ref(), now, at, true),
+                        event: AlertEvent::Resolve,
+                        payload: self.alert(AlertEvent::Resolve, open.as_ref(), now, at, true),
                     });
                 }
             }
@@ -421,16 +425,16 @@ impl Incidents {
             // A clearing or resolved incident keeps the state it reached in its name, and
             // what it was about (its reminders follow the same routes while it clears).
             (Some(i), Plan::Clear | Plan::Flap { changed: false }) => {
-                (i.state.clone(), i.summary.clone(), i.detail.clone())
+                (i.state, i.summary.clone(), i.detail.clone())
             }
-            (Some(i), Plan::Resolve) => (i.state.clone(), i.summary.clone(), detail),
-            _ => (now.subject.state.clone(), now.summary.clone(), detail),
+            (Some(i), Plan::Resolve) => (i.state, i.summary.clone(), detail),
+            _ => (now.subject.state, now.summary.clone(), detail),
         };
         let queued = !deliveries.is_empty();
-        let recorded_state = state.clone();
+        let recorded_state = state;
         let id = self.store.write_incident(&IncidentWrite {
             id: open.as_ref().map(|i| i.id),
-            subject_kind: now.subject.kind.clone(),
+            subject_kind: now.subject.kind,
             subject: now.subject.id.clone(),
             state,
             summary,
@@ -455,20 +459,16 @@ impl Incidents {
         };
         self.stream.incident(
             id,
-            &now.subject.kind,
+            now.subject.kind,
             &now.subject.id,
             kind,
-            &recorded_state,
+            recorded_state,
             at,
         );
         match plan {
             Plan::Open => {
                 tracing::warn!(incident = id, subject = %now.subject.id, state = %now.subject.state, summary = %now.summary, "incident opened");
-                if let Some(s) = VendorState::from_label(&now.subject.state) {
-                    self.metrics.incident_opened(s.as_label());
-                } else {
-                    self.metrics.incident_opened(PROBE_STATE);
-                }
+                self.metrics.incident_opened(now.subject.state.as_label());
             }
             Plan::Change { page } => {
                 tracing::warn!(incident = id, subject = %now.subject.id, state = %now.subject.state, summary = %now.summary, paged = page, "incident changed")
@@ -530,7 +530,9 @@ impl Incidents {
                 let event = match d.and_then(|d| d.triggered_ms) {
                     // A trigger held back by a silence goes out when it ends, unless the
                     // vendor has cleared meanwhile.
-                    None if silence.is_none() && incident.clear_since_ms.is_none() => "trigger",
+                    None if silence.is_none() && incident.clear_since_ms.is_none() => {
+                        AlertEvent::Trigger
+                    }
                     None => continue,
                     Some(_) => {
                         let last = d.and_then(|d| d.last_sent_ms).unwrap_or(incident.opened_ms);
@@ -543,7 +545,7 @@ impl Incidents {
                             every.is_some_and(|e| at - last >= e.as_millis() as Ms)
                         };
                         if silence.is_none() && (due(*repeat) || due(resend)) {
-                            "reminder"
+                            AlertEvent::Reminder
                         } else {
                             continue;
                         }
@@ -551,7 +553,7 @@ impl Incidents {
                 };
                 deliveries.push(NewDelivery {
                     receiver: name.clone(),
-                    event: event.to_owned(),
+                    event,
                     payload: self.alert(event, Some(&incident), &now, at, false),
                 });
             }
@@ -560,14 +562,14 @@ impl Incidents {
             }
             let events = deliveries
                 .iter()
-                .filter(|d| d.event == "trigger")
+                .filter(|d| d.event == AlertEvent::Trigger)
                 .map(|d| ("notified".to_owned(), json!({ "receiver": d.receiver, "why": "no silence holds it back any more" }).to_string()))
                 .collect();
             self.store.write_incident(&IncidentWrite {
                 id: Some(incident.id),
-                subject_kind: incident.subject_kind.clone(),
+                subject_kind: incident.subject_kind,
                 subject: incident.subject.clone(),
-                state: incident.state.clone(),
+                state: incident.state,
                 summary: incident.summary.clone(),
                 detail: incident.detail.clone(),
                 at_ms: at,
@@ -777,15 +779,15 @@ mod tests {
     fn row(now: &Now, clear_since_ms: Option<Ms>) -> IncidentRow {
         IncidentRow {
             id: 7,
-            subject_kind: "vendor".into(),
+            subject_kind: SubjectKind::Vendor,
             subject: "v".into(),
-            state: now.subject.state.clone(),
+            state: now.subject.state,
             summary: now.summary.clone(),
             opened_ms: 0,
             updated_ms: 0,
             resolved_ms: None,
             detail: json!({ "subject": now.subject, "summary": now.summary }).to_string(),
-            opened_state: now.subject.state.clone(),
+            opened_state: now.subject.state,
             clear_since_ms,
             flaps: 0,
         }
@@ -816,7 +818,7 @@ mod tests {
             eu.clearing = true;
         }
         let clearing = now_of(&clearing);
-        assert_eq!(regional.subject.scope, "regional");
+        assert_eq!(regional.subject.scope, SubjectScope::Regional);
         assert_eq!(regional.subject.regions, vec!["eu"]);
         assert_eq!(regional.summary, "V is hard_down in eu");
         assert_eq!(down.summary, "V is hard_down");
@@ -966,15 +968,15 @@ mod tests {
                         opened += 1;
                         open = Some(IncidentRow {
                             id: opened,
-                            subject_kind: "vendor".into(),
+                            subject_kind: SubjectKind::Vendor,
                             subject: "v".into(),
-                            state: now.subject.state.clone(),
+                            state: now.subject.state,
                             summary: now.summary.clone(),
                             opened_ms: at,
                             updated_ms: at,
                             resolved_ms: None,
                             detail: json!({ "subject": now.subject }).to_string(),
-                            opened_state: now.subject.state.clone(),
+                            opened_state: now.subject.state,
                             clear_since_ms: None,
                             flaps: 0,
                         });
@@ -1066,10 +1068,10 @@ mod tests {
         };
         record(&inc, change).await;
         let open = store
-            .open_incident("vendor", "v")
+            .open_incident(SubjectKind::Vendor, "v")
             .expect("read")
             .expect("the incident is open");
-        assert_eq!(open.state, "hard_down");
+        assert_eq!(open.state, IncidentState::Vendor(VendorState::HardDown));
         assert_eq!(
             store.outbox_pending().expect("read"),
             1,
@@ -1095,7 +1097,12 @@ mod tests {
             .insert("v".into(), status(VendorState::HardDown, &[]));
         let t0 = now_ms();
         inc.reconcile(t0).expect("reconcile");
-        assert!(store.open_incident("vendor", "v").expect("read").is_some());
+        assert!(
+            store
+                .open_incident(SubjectKind::Vendor, "v")
+                .expect("read")
+                .is_some()
+        );
         inc.reconcile(t0 + 1000).expect("reconcile");
         assert_eq!(
             store.outbox_pending().expect("read"),
@@ -1108,8 +1115,18 @@ mod tests {
             .insert("v".into(), status(VendorState::Operational, &[]));
         // Clear, then resolved once the flap window (3 x recover_for = 3 s) has passed.
         inc.reconcile(t0 + 2000).expect("reconcile");
-        assert!(store.open_incident("vendor", "v").expect("read").is_some());
+        assert!(
+            store
+                .open_incident(SubjectKind::Vendor, "v")
+                .expect("read")
+                .is_some()
+        );
         inc.reconcile(t0 + 6000).expect("reconcile");
-        assert!(store.open_incident("vendor", "v").expect("read").is_none());
+        assert!(
+            store
+                .open_incident(SubjectKind::Vendor, "v")
+                .expect("read")
+                .is_none()
+        );
     }
 }

@@ -49,5 +49,5 @@ pub mod stream;
 pub mod fuzzing {
     pub use crate::api::{parse_time, query};
     pub use crate::page::session::{COOKIE, cookie, issue, verify};
-    pub use crate::store::sqlite::{decode_buckets, encode_buckets};
+    pub use crate::store::report::{decode_buckets, encode_buckets};
 }

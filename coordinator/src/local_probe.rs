@@ -90,7 +90,7 @@ pub fn prepare(
     };
     let url = format!("http://{}", SocketAddr::new(ip, listening.port()));
     let file = FileSettings {
-        coordinator: Some(url),
+        coordinator: Some(url.into()),
         state_dir: Some(config.data_dir.join("local-probe")),
         probe_id: Some(LOCAL_PROBE_ID.into()),
         ..FileSettings::default()

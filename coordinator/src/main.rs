@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use vantage_coordinator::auth::Token;
 use vantage_coordinator::config::{CoordinatorConfig, TlsConfig};
-use vantage_coordinator::store::{ProbeRecord, StateStore, Store};
+use vantage_coordinator::store::ProbeRecord;
 use vantage_coordinator::{local_probe, server};
 use vantage_probe::agent;
 
@@ -32,6 +32,10 @@ struct ConfigArgs {
     /// Directory for the SQLite database (overrides the file).
     #[arg(long, env = "VANTAGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite: postgresql://user@host:port/database (overrides the
+    /// file's `[store] url`; the password goes in `[store] password_file` or `password_env`).
+    #[arg(long, env = "VANTAGE_STORE_URL", hide_env_values = true)]
+    store_url: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -254,6 +258,9 @@ fn load_config(args: &ConfigArgs) -> anyhow::Result<CoordinatorConfig> {
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
+    if let Some(url) = &args.store_url {
+        config.store_url = Some(vantage_coordinator::alert::Secret::new(url.clone()));
+    }
     Ok(config)
 }
 
@@ -311,7 +318,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 let addr = listener.local_addr()?;
                 let settings = {
                     let store = server::open_store(&config)?;
-                    local_probe::prepare(&config, addr, &store)?
+                    local_probe::prepare(&config, addr, &*store)?
                 };
                 let (probe_stop, probe_rx) = tokio::sync::watch::channel(false);
                 let (serve_stop, serve_rx) = tokio::sync::watch::channel(false);
@@ -440,7 +447,7 @@ fn report_command(command: ReportCommand) -> anyhow::Result<()> {
         );
     }
     let store = server::open_store(&config)?;
-    let report = sla::sla_report(&store, v, &vendor_checks, window, now)?;
+    let report = sla::sla_report(&*store, v, &vendor_checks, window, now)?;
     match output {
         ReportFormat::Table => print!("{}", format::table(&report)),
         ReportFormat::Csv => print!("{}", format::csv(&report)),

@@ -59,13 +59,23 @@ pub enum ServeError {
     Tls(String),
 }
 
-/// Opens the store in the configured data directory.
-pub fn open_store(config: &CoordinatorConfig) -> Result<SqliteStore, ServeError> {
+/// Opens the configured store: PostgreSQL when `[store] url` (or `--store-url`) is set, else
+/// SQLite in the data directory.
+pub fn open_store(config: &CoordinatorConfig) -> Result<Arc<dyn Store>, ServeError> {
+    if let Some(url) = &config.store_url {
+        let password = config.store_password.as_ref().map(|p| p.expose());
+        let store = crate::store::PostgresStore::open(url.expose(), password)?;
+        tracing::info!(target = store.target(), "store: postgresql");
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
         path: config.data_dir.clone(),
         source,
     })?;
-    Ok(SqliteStore::open(&config.db_path(), config.synchronous)?)
+    Ok(Arc::new(SqliteStore::open(
+        &config.db_path(),
+        config.synchronous,
+    )?))
 }
 
 fn tls_acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
@@ -124,7 +134,7 @@ pub async fn run(
         tracing::warn!(listen = %config.listen, "serving plain HTTP off loopback (--insecure-http): tokens cross the network in clear");
     }
     let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
-    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let store = open_store(&config)?;
     let catalogs = Arc::new(Catalogs::load(config.checks.clone())?);
     let (writer, writer_thread) = Writer::start(Arc::clone(&store), config.limits.queue_batches);
     let metrics = Arc::new(crate::metrics::Metrics::new());

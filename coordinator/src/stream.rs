@@ -355,21 +355,23 @@ impl Hub {
     pub fn incident(
         &self,
         id: i64,
-        subject_kind: &str,
+        subject_kind: crate::alert::SubjectKind,
         subject: &str,
         kind: &str,
-        state: &str,
+        state: crate::alert::IncidentState,
         at_ms: Ms,
     ) {
+        use crate::alert::Label as _;
         self.publish(|| {
             let mut data = serde_json::Map::new();
             data.insert("id".into(), id.into());
-            data.insert(subject_kind.into(), subject.into());
+            data.insert(subject_kind.as_label().into(), subject.into());
             data.insert("kind".into(), kind.into());
-            data.insert("state".into(), state.into());
+            data.insert("state".into(), state.as_label().into());
             data.insert("at".into(), rfc3339(at_ms).into());
             let keys = Keys {
-                vendor: (subject_kind == "vendor").then(|| subject.to_owned()),
+                vendor: (subject_kind == crate::alert::SubjectKind::Vendor)
+                    .then(|| subject.to_owned()),
                 ..Keys::default()
             };
             [(
@@ -539,9 +541,12 @@ pub fn dropped_frame(reason: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::{IncidentState, SubjectKind};
     use crate::consensus::vendor::VendorState;
     use crate::consensus::{Evidence, Transition, Verdict};
     use crate::engine::CheckTransition;
+
+    const HARD_DOWN: IncidentState = IncidentState::Vendor(VendorState::HardDown);
 
     fn event(kind: Kind, vendor: Option<&str>, check: Option<&str>, region: Option<&str>) -> Event {
         Event {
@@ -642,7 +647,7 @@ mod tests {
             previous: VendorStatus::default(),
             at_ms: 0,
         });
-        hub.incident(1, "vendor", "acme", "opened", "hard_down", 0);
+        hub.incident(1, SubjectKind::Vendor, "acme", "opened", HARD_DOWN, 0);
         let frames = [
             next(&mut rx).await,
             next(&mut rx).await,
@@ -722,7 +727,14 @@ mod tests {
         assert_eq!(hub.consumers(), 1);
         // More events than the queue holds, in steps the pump can follow.
         for i in 0..CONSUMER_QUEUE + 10 {
-            hub.incident(i as i64, "vendor", "acme", "changed", "hard_down", 0);
+            hub.incident(
+                i as i64,
+                SubjectKind::Vendor,
+                "acme",
+                "changed",
+                HARD_DOWN,
+                0,
+            );
             tokio::task::yield_now().await;
         }
         let mut frames = Vec::new();
@@ -756,7 +768,14 @@ mod tests {
             Arc::clone(&metrics),
         );
         for i in 0..HUB_CAPACITY + 5 {
-            hub.incident(i as i64, "vendor", "acme", "changed", "hard_down", 0);
+            hub.incident(
+                i as i64,
+                SubjectKind::Vendor,
+                "acme",
+                "changed",
+                HARD_DOWN,
+                0,
+            );
         }
         let mut last = String::new();
         while let Some(f) = rx.recv().await {

@@ -102,7 +102,7 @@ impl Secure {
     fn client(&self, identity: Option<&ServerCert>) -> CoordinatorClient {
         let token_file = self.dir.path().join("p1.token");
         let file = FileSettings {
-            coordinator: Some(format!("https://localhost:{}", self.addr.port())),
+            coordinator: Some(format!("https://localhost:{}", self.addr.port()).into()),
             token_file: Some(token_file),
             ca_file: Some(self.server_ca.ca_file()),
             client_cert: identity.map(|i| i.cert.clone()),

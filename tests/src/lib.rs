@@ -15,6 +15,7 @@
 //! - [`netns`]: a network namespace that reaches only the coordinator, for a broken probe;
 //! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark;
 //! - [`browser`]: headless Chromium over WebDriver (ChromeDriver), screenshots as artefacts;
+//! - [`postgres`]: a PostgreSQL cluster of the test's own (initdb), for the PostgreSQL store;
 //! - [`tmpfs`]: a small tmpfs of the test's own, for a disk that fills up;
 //! - [`world`]: the scenario corpus' world (all of the above, two vendors, six or seven
 //!   probes in three regions), shared by the scenarios and the time-to-detect benchmark.
@@ -29,6 +30,7 @@ pub mod dns;
 pub mod fleet;
 pub mod netns;
 pub mod pki;
+pub mod postgres;
 pub mod relay;
 pub mod sink;
 pub mod tmpfs;

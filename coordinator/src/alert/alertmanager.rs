@@ -9,14 +9,15 @@
 
 use serde_json::json;
 
-use super::{Alert, Receiver, rfc3339};
+use super::{Alert, IncidentState, Label as _, Receiver, SubjectKind, rfc3339};
+use crate::consensus::vendor::VendorState;
 
 /// The path under the receiver's base URL.
 pub const PATH: &str = "/api/v2/alerts";
 
 /// The request body for `alert`.
 pub fn render(alert: &Alert, receiver: &Receiver, now_ms: i64) -> Result<Vec<u8>, String> {
-    let alertname = if alert.subject.kind == "probe" {
+    let alertname = if alert.subject.kind == SubjectKind::Probe {
         "VantageProbeQuarantined"
     } else {
         "VantageVendorState"
@@ -29,7 +30,7 @@ pub fn render(alert: &Alert, receiver: &Receiver, now_ms: i64) -> Result<Vec<u8>
         "labels": {
             "alertname": alertname,
             "incident": alert.incident_id.to_string(),
-            alert.subject.kind.as_str(): alert.subject.id,
+            alert.subject.kind.as_label(): alert.subject.id,
             "severity": severity(alert),
         },
         "annotations": {
@@ -46,12 +47,8 @@ pub fn render(alert: &Alert, receiver: &Receiver, now_ms: i64) -> Result<Vec<u8>
 
 /// `critical` for an incident that opened `hard_down`, else `warning`.
 fn severity(alert: &Alert) -> &'static str {
-    let opened = if alert.opened_state.is_empty() {
-        &alert.subject.state
-    } else {
-        &alert.opened_state
-    };
-    if opened == "hard_down" {
+    let opened = alert.opened_state.unwrap_or(alert.subject.state);
+    if opened == IncidentState::Vendor(VendorState::HardDown) {
         "critical"
     } else {
         "warning"

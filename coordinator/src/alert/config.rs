@@ -112,7 +112,7 @@ pub struct Route {
     /// Only these vendors (any when empty).
     pub vendors: Vec<String>,
     /// Only these states (any when empty); probe alerts have state `probe_quarantined`.
-    pub states: Vec<String>,
+    pub states: Vec<super::IncidentState>,
     /// Only incidents touching these regions (a global incident touches every region).
     pub regions: Vec<String>,
     /// Only alerts carrying these labels.
@@ -290,21 +290,21 @@ pub(crate) fn validate(
                 errors.push(format!("{at}: no receiver named `{name}`"));
             }
         }
+        let mut states = Vec::with_capacity(r.states.len());
         for s in &r.states {
-            if crate::consensus::vendor::VendorState::from_label(s).is_none()
-                && s != super::PROBE_STATE
-            {
-                errors.push(format!(
+            match super::IncidentState::from_label(s) {
+                Some(state) => states.push(state),
+                None => errors.push(format!(
                     "{at}: unknown state `{s}`; one of hard_down, api_down, limited_visibility, degraded, {}",
                     super::PROBE_STATE
-                ));
+                )),
             }
         }
         match duration(r.repeat, "repeat", Duration::ZERO) {
             Ok(d) => out.routes.push(Route {
                 receivers: r.receivers,
                 vendors: r.vendors,
-                states: r.states,
+                states,
                 regions: r.regions,
                 labels: r.labels,
                 repeat: (!d.is_zero()).then_some(d),

@@ -22,24 +22,174 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use self::config::{Alerting, Receiver, ReceiverKind, Route, Secret};
+use crate::consensus::vendor::VendorState;
 use crate::store::state::SilenceRow;
 
 /// The state name of probe-health incidents, for routes.
 pub const PROBE_STATE: &str = "probe_quarantined";
 
+/// Parses a stored or received label into one of the enums below.
+pub trait Label: Sized + Copy + 'static {
+    /// Every value.
+    const ALL: &'static [Self];
+    /// Its label, as stored, sent and matched.
+    fn as_label(self) -> &'static str;
+    /// The value of a label.
+    fn from_label(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_label() == s)
+    }
+}
+
+/// Serde as the label, for the enums below.
+macro_rules! label_serde {
+    ($t:ty, $what:literal) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_label())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+                <$t>::from_label(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format!(concat!("unknown ", $what, " `{}`"), s))
+                })
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.pad(self.as_label())
+            }
+        }
+    };
+}
+
+/// What an incident is about: a vendor, or a probe (its quarantine).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubjectKind {
+    /// A vendor's state.
+    #[default]
+    Vendor,
+    /// A probe's health.
+    Probe,
+}
+
+impl Label for SubjectKind {
+    const ALL: &'static [Self] = &[Self::Vendor, Self::Probe];
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::Vendor => "vendor",
+            Self::Probe => "probe",
+        }
+    }
+}
+label_serde!(SubjectKind, "subject kind");
+
+/// How much of the world an incident covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SubjectScope {
+    /// Everywhere (a vendor's global state).
+    #[default]
+    Global,
+    /// Some regions only (listed with it).
+    Regional,
+}
+
+impl Label for SubjectScope {
+    const ALL: &'static [Self] = &[Self::Global, Self::Regional];
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::Global => "global",
+            Self::Regional => "regional",
+        }
+    }
+}
+label_serde!(SubjectScope, "scope");
+
+/// The state an incident names: a vendor's, or a probe's quarantine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IncidentState {
+    /// A vendor state (`hard_down`, `degraded_performance`, …).
+    Vendor(VendorState),
+    /// A probe quarantined for disagreeing with its peers.
+    ProbeQuarantined,
+}
+
+impl Default for IncidentState {
+    fn default() -> Self {
+        Self::Vendor(VendorState::Operational)
+    }
+}
+
+impl IncidentState {
+    /// Its label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Vendor(v) => v.as_label(),
+            Self::ProbeQuarantined => PROBE_STATE,
+        }
+    }
+
+    /// The state of a label.
+    pub fn from_label(s: &str) -> Option<Self> {
+        if s == PROBE_STATE {
+            Some(Self::ProbeQuarantined)
+        } else {
+            VendorState::from_label(s).map(Self::Vendor)
+        }
+    }
+
+    /// The vendor state, for a vendor's incident.
+    pub fn vendor(self) -> Option<VendorState> {
+        match self {
+            Self::Vendor(v) => Some(v),
+            Self::ProbeQuarantined => None,
+        }
+    }
+}
+label_serde!(IncidentState, "incident state");
+
+/// What an alert says of its incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AlertEvent {
+    /// The incident opened (or a silence holding it back ended).
+    Trigger,
+    /// The incident changed: state, scope or summary.
+    Update,
+    /// The incident resolved.
+    Resolve,
+    /// Still open: a reminder (or Alertmanager's re-send).
+    Reminder,
+}
+
+impl Label for AlertEvent {
+    const ALL: &'static [Self] = &[Self::Trigger, Self::Update, Self::Resolve, Self::Reminder];
+    fn as_label(self) -> &'static str {
+        match self {
+            Self::Trigger => "trigger",
+            Self::Update => "update",
+            Self::Resolve => "resolve",
+            Self::Reminder => "reminder",
+        }
+    }
+}
+label_serde!(AlertEvent, "alert event");
+
 /// What an incident is about, as routes and silences see it. Stored with the incident.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
     /// `vendor` or `probe`.
-    pub kind: String,
+    pub kind: SubjectKind,
     /// Vendor or probe id.
     pub id: String,
     /// Display name.
     pub name: String,
     /// State label (`hard_down`, …, or `probe_quarantined`).
-    pub state: String,
+    pub state: IncidentState,
     /// `global` or `regional`.
-    pub scope: String,
+    pub scope: SubjectScope,
     /// Regions affected (for a regional incident; for a probe, its region).
     pub regions: Vec<String>,
     /// Checks involved.
@@ -54,7 +204,7 @@ pub struct Alert {
     /// Payload version.
     pub version: u32,
     /// `trigger`, `update`, `resolve` or `reminder`.
-    pub event: String,
+    pub event: AlertEvent,
     /// The incident (the PagerDuty `dedup_key`). Filled in when sent.
     #[serde(default)]
     pub incident_id: i64,
@@ -67,8 +217,8 @@ pub struct Alert {
     pub opened_at: String,
     /// The state the incident opened with; receivers that need one identity for the whole
     /// incident (Alertmanager's labels) take its severity from this, not from `state`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub opened_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opened_state: Option<IncidentState>,
     /// This event (RFC 3339).
     pub at: String,
     /// Resolved (RFC 3339), for a resolve.
@@ -96,7 +246,7 @@ impl Route {
         (self.vendors.is_empty() || vendor.is_some_and(|v| self.vendors.contains(v)))
             && (self.states.is_empty() || self.states.contains(&s.state))
             && (self.regions.is_empty()
-                || s.scope == "global"
+                || s.scope == SubjectScope::Global
                 || s.regions.iter().any(|r| self.regions.contains(r)))
             && self.labels.iter().all(|(k, v)| s.labels.get(k) == Some(v))
     }
@@ -130,7 +280,7 @@ impl Alerting {
 pub fn silenced_by(silence: &SilenceRow, s: &Subject) -> bool {
     let vendor_ok = match &silence.vendor {
         None => true,
-        Some(v) => s.kind == "vendor" && &s.id == v,
+        Some(v) => s.kind == SubjectKind::Vendor && &s.id == v,
     };
     let check_ok = match &silence.check_id {
         None => true,
@@ -139,7 +289,7 @@ pub fn silenced_by(silence: &SilenceRow, s: &Subject) -> bool {
     // A region silence covers what happens in that region, not a global outage.
     let region_ok = match &silence.region {
         None => true,
-        Some(r) => s.scope != "global" && s.regions.iter().all(|x| x == r),
+        Some(r) => s.scope != SubjectScope::Global && s.regions.iter().all(|x| x == r),
     };
     vendor_ok && check_ok && region_ok
 }
@@ -148,13 +298,13 @@ pub fn silenced_by(silence: &SilenceRow, s: &Subject) -> bool {
 mod tests {
     use super::*;
 
-    fn subject(scope: &str, regions: &[&str]) -> Subject {
+    fn subject(scope: SubjectScope, regions: &[&str]) -> Subject {
         Subject {
-            kind: "vendor".into(),
+            kind: SubjectKind::Vendor,
             id: "fastcdn".into(),
             name: "FastCDN".into(),
-            state: "hard_down".into(),
-            scope: scope.into(),
+            state: IncidentState::Vendor(VendorState::HardDown),
+            scope,
             regions: regions.iter().map(|r| (*r).to_owned()).collect(),
             checks: vec!["static-css".into()],
             labels: [("vendor", "fastcdn"), ("state", "hard_down")]
@@ -170,8 +320,8 @@ mod tests {
             receivers: vec!["r".into()],
             ..Route::default()
         };
-        let global = subject("global", &[]);
-        let eu = subject("regional", &["eu"]);
+        let global = subject(SubjectScope::Global, &[]);
+        let eu = subject(SubjectScope::Regional, &["eu"]);
         let cases: Vec<(&str, Route, &Subject, bool)> = vec![
             ("catch-all", base.clone(), &global, true),
             (
@@ -186,7 +336,7 @@ mod tests {
             (
                 "state",
                 Route {
-                    states: vec!["api_down".into()],
+                    states: vec![IncidentState::Vendor(VendorState::ApiDown)],
                     ..base.clone()
                 },
                 &global,
@@ -238,16 +388,19 @@ mod tests {
             created_by: "test".into(),
             created_ms: 0,
         };
-        assert!(silenced_by(&s, &subject("regional", &["eu"])));
-        assert!(!silenced_by(&s, &subject("global", &[])));
-        assert!(!silenced_by(&s, &subject("regional", &["eu", "us"])));
+        assert!(silenced_by(&s, &subject(SubjectScope::Regional, &["eu"])));
+        assert!(!silenced_by(&s, &subject(SubjectScope::Global, &[])));
+        assert!(!silenced_by(
+            &s,
+            &subject(SubjectScope::Regional, &["eu", "us"])
+        ));
         let by_check = SilenceRow {
             vendor: None,
             region: None,
             check_id: Some("other".into()),
             ..s
         };
-        assert!(!silenced_by(&by_check, &subject("global", &[])));
+        assert!(!silenced_by(&by_check, &subject(SubjectScope::Global, &[])));
     }
 }
 
@@ -269,26 +422,26 @@ mod render_tests {
         }
     }
 
-    fn alert(event: &str) -> Alert {
+    fn alert(event: AlertEvent) -> Alert {
         Alert {
             version: 1,
-            event: event.into(),
+            event,
             incident_id: 42,
             subject: Subject {
-                kind: "vendor".into(),
+                kind: SubjectKind::Vendor,
                 id: "fastcdn".into(),
                 name: "FastCDN".into(),
-                state: "hard_down".into(),
-                scope: "regional".into(),
+                state: IncidentState::Vendor(VendorState::HardDown),
+                scope: SubjectScope::Regional,
                 regions: vec!["eu".into()],
                 checks: vec!["static-css".into()],
                 labels: BTreeMap::new(),
             },
             summary: "FastCDN is hard_down in eu".into(),
             opened_at: rfc3339(0),
-            opened_state: "hard_down".into(),
+            opened_state: Some(IncidentState::Vendor(VendorState::HardDown)),
             at: rfc3339(60_000),
-            resolved_at: (event == "resolve").then(|| rfc3339(60_000)),
+            resolved_at: (event == AlertEvent::Resolve).then(|| rfc3339(60_000)),
             detail: serde_json::Value::Null,
         }
     }
@@ -301,7 +454,7 @@ mod render_tests {
     fn each_receiver_renders_its_own_format() {
         let now = 60_000;
         let hook = json(webhook::render(
-            &alert("trigger"),
+            &alert(AlertEvent::Trigger),
             &receiver(ReceiverKind::Webhook),
             now,
         ));
@@ -310,7 +463,7 @@ mod render_tests {
         assert_eq!(hook["regions"], serde_json::json!(["eu"]));
 
         let slack = json(slack::render(
-            &alert("resolve"),
+            &alert(AlertEvent::Resolve),
             &receiver(ReceiverKind::Slack),
             now,
         ));
@@ -322,7 +475,7 @@ mod render_tests {
         assert!(!text.contains("SECRET"), "the URL never reaches a payload");
 
         let pd = json(pagerduty::render(
-            &alert("update"),
+            &alert(AlertEvent::Update),
             &receiver(ReceiverKind::Pagerduty),
             now,
         ));
@@ -334,14 +487,14 @@ mod render_tests {
         assert_eq!(pd["routing_key"], "KEY");
         assert_eq!(pd["payload"]["severity"], "critical");
         let pd = json(pagerduty::render(
-            &alert("resolve"),
+            &alert(AlertEvent::Resolve),
             &receiver(ReceiverKind::Pagerduty),
             now,
         ));
         assert_eq!(pd["event_action"], "resolve");
 
         let am = json(alertmanager::render(
-            &alert("trigger"),
+            &alert(AlertEvent::Trigger),
             &receiver(ReceiverKind::Alertmanager),
             now,
         ));
@@ -354,7 +507,7 @@ mod render_tests {
             "firing: ends 4 resends ahead"
         );
         let am = json(alertmanager::render(
-            &alert("resolve"),
+            &alert(AlertEvent::Resolve),
             &receiver(ReceiverKind::Alertmanager),
             now,
         ));

@@ -3,7 +3,8 @@
 
 use serde_json::json;
 
-use super::{Alert, Receiver};
+use super::{Alert, AlertEvent, IncidentState, Receiver};
+use crate::consensus::vendor::VendorState;
 
 /// The request body for `alert`.
 pub fn render(alert: &Alert, receiver: &Receiver, _now_ms: i64) -> Result<Vec<u8>, String> {
@@ -11,15 +12,15 @@ pub fn render(alert: &Alert, receiver: &Receiver, _now_ms: i64) -> Result<Vec<u8
         .routing_key
         .as_ref()
         .ok_or("the pagerduty receiver has no routing key")?;
-    let action = if alert.event == "resolve" {
+    let action = if alert.event == AlertEvent::Resolve {
         "resolve"
     } else {
         "trigger"
     };
-    let severity = match alert.subject.state.as_str() {
-        "hard_down" => "critical",
-        "api_down" => "error",
-        "limited_visibility" | "degraded" => "warning",
+    let severity = match alert.subject.state {
+        IncidentState::Vendor(VendorState::HardDown) => "critical",
+        IncidentState::Vendor(VendorState::ApiDown) => "error",
+        IncidentState::Vendor(VendorState::LimitedVisibility | VendorState::Degraded) => "warning",
         _ => "info",
     };
     let body = json!({

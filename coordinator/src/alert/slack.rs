@@ -2,15 +2,15 @@
 
 use serde_json::json;
 
-use super::{Alert, Receiver};
+use super::{Alert, AlertEvent, Receiver};
 
 /// The request body for `alert`.
 pub fn render(alert: &Alert, _receiver: &Receiver, _now_ms: i64) -> Result<Vec<u8>, String> {
-    let (mark, word) = match alert.event.as_str() {
-        "resolve" => (":white_check_mark:", "RESOLVED"),
-        "update" => (":arrows_counterclockwise:", "UPDATE"),
-        "reminder" => (":bell:", "STILL OPEN"),
-        _ => (":rotating_light:", "FIRING"),
+    let (mark, word) = match alert.event {
+        AlertEvent::Resolve => (":white_check_mark:", "RESOLVED"),
+        AlertEvent::Update => (":arrows_counterclockwise:", "UPDATE"),
+        AlertEvent::Reminder => (":bell:", "STILL OPEN"),
+        AlertEvent::Trigger => (":rotating_light:", "FIRING"),
     };
     let text = format!(
         "{mark} *[{word}] {}* (incident {})\nstate: `{}`, scope: {}{}",

@@ -30,7 +30,10 @@ pub(super) async fn vendor(state: &AppState, id: &str) -> Resp {
     }
     let open = {
         let vendor = id.to_owned();
-        blocking(&state.store, move |s| s.open_incident("vendor", &vendor)).await
+        blocking(&state.store, move |s| {
+            s.open_incident(crate::alert::SubjectKind::Vendor, &vendor)
+        })
+        .await
     };
     #[derive(Serialize)]
     struct Body {

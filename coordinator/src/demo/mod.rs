@@ -253,7 +253,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()>) -> Result
     let probes = probes();
     let settings = {
         let store = crate::server::open_store(&config)?;
-        register(&store, &probes, addr, dir.path())?
+        register(&*store, &probes, addr, dir.path())?
     };
 
     let (serve_stop, serve_rx) = watch::channel(false);
@@ -387,7 +387,7 @@ fn register(
             };
             store.add_probe(&record, &token.hash())?;
             let file = FileSettings {
-                coordinator: Some(format!("http://{addr}")),
+                coordinator: Some(format!("http://{addr}").into()),
                 probe_id: Some(p.id.clone()),
                 region: Some(p.region.to_owned()),
                 state_dir: Some(dir.join("probes").join(&p.id)),

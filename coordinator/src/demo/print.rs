@@ -161,10 +161,10 @@ pub(crate) fn state_changes(
 /// An alert as one line: `trigger demo-cdn hard_down regional: ap-south — Demo CDN is
 /// hard_down in ap-south (incident 3)`.
 pub(crate) fn alert_line(a: &Alert) -> String {
-    let scope = if a.subject.scope == "regional" {
+    let scope = if a.subject.scope == crate::alert::SubjectScope::Regional {
         format!("regional: {}", a.subject.regions.join(", "))
     } else {
-        a.subject.scope.clone()
+        a.subject.scope.to_string()
     };
     format!(
         "{} {} {} {scope} — {} (incident {})",
@@ -276,21 +276,23 @@ mod tests {
     fn alerts_read_as_one_line() {
         let alert = Alert {
             version: 1,
-            event: "trigger".into(),
+            event: crate::alert::AlertEvent::Trigger,
             incident_id: 3,
             subject: Subject {
-                kind: "vendor".into(),
+                kind: crate::alert::SubjectKind::Vendor,
                 id: "demo-cdn".into(),
                 name: "Demo CDN".into(),
-                state: "hard_down".into(),
-                scope: "regional".into(),
+                state: crate::alert::IncidentState::Vendor(
+                    crate::consensus::vendor::VendorState::HardDown,
+                ),
+                scope: crate::alert::SubjectScope::Regional,
                 regions: vec!["ap-south".into()],
                 checks: vec!["edge1-css".into()],
                 labels: BTreeMap::new(),
             },
             summary: "Demo CDN is hard_down in ap-south".into(),
             opened_at: String::new(),
-            opened_state: String::new(),
+            opened_state: None,
             at: String::new(),
             resolved_at: None,
             detail: serde_json::Value::Null,

@@ -6,6 +6,7 @@
 //! its webhook receiver), each wait bounded: a fault not seen in time is reported as such and
 //! the script goes on.
 
+use crate::alert::{AlertEvent, IncidentState, SubjectScope};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -162,12 +163,15 @@ impl Expect {
     /// True when `a` pages about it.
     pub(crate) fn pages(&self, a: &Alert) -> bool {
         let scope = match self.region {
-            None => a.subject.scope == "global",
-            Some(r) => a.subject.scope == "regional" && a.subject.regions.iter().any(|x| x == r),
+            None => a.subject.scope == SubjectScope::Global,
+            Some(r) => {
+                a.subject.scope == SubjectScope::Regional
+                    && a.subject.regions.iter().any(|x| x == r)
+            }
         };
-        matches!(a.event.as_str(), "trigger" | "update")
+        matches!(a.event, AlertEvent::Trigger | AlertEvent::Update)
             && a.subject.id == self.vendor
-            && a.subject.state == self.state.as_label()
+            && a.subject.state == IncidentState::Vendor(self.state)
             && scope
     }
 
@@ -283,7 +287,7 @@ impl Stage<'_> {
             .observed
             .borrow()
             .alerts_since(alerts_before)
-            .filter(|a| a.event == "trigger")
+            .filter(|a| a.event == AlertEvent::Trigger)
             .map(|a| a.incident_id)
             .collect();
         let recovered = self
@@ -291,7 +295,7 @@ impl Stage<'_> {
                 o.all_operational()
                     && opened.iter().all(|id| {
                         o.alerts_since(alerts_before)
-                            .any(|a| a.event == "resolve" && a.incident_id == *id)
+                            .any(|a| a.event == AlertEvent::Resolve && a.incident_id == *id)
                     })
             })
             .await;

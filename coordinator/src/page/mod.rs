@@ -20,6 +20,7 @@ pub(crate) mod limit;
 mod render;
 pub(crate) mod session;
 
+use crate::alert::SubjectKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
@@ -431,7 +432,7 @@ async fn read_overview(state: &AppState) -> Result<Overview, StoreError> {
         let mut open = Vec::new();
         for row in s.open_incidents()? {
             let events = s.incident(row.id)?.map(|(_, e, _)| e).unwrap_or_default();
-            let transitions = if row.subject_kind == "vendor" {
+            let transitions = if row.subject_kind == SubjectKind::Vendor {
                 s.transitions(&row.subject, 20)?
             } else {
                 Vec::new()
@@ -452,18 +453,13 @@ async fn read_overview(state: &AppState) -> Result<Overview, StoreError> {
     .await?;
 
     // Vendors that need attention: something bad anywhere, or an open incident.
-    let mut open_by_subject: BTreeMap<(String, String), (IncidentCard, Vec<String>)> = open
+    let mut open_by_subject: BTreeMap<(SubjectKind, String), (IncidentCard, Vec<String>)> = open
         .into_iter()
-        .map(|(card, t)| {
-            (
-                (card.row.subject_kind.clone(), card.row.subject.clone()),
-                (card, t),
-            )
-        })
+        .map(|(card, t)| ((card.row.subject_kind, card.row.subject.clone()), (card, t)))
         .collect();
     let mut attention = Vec::new();
     for v in &vendors {
-        let key = ("vendor".to_owned(), v.id.clone());
+        let key = (SubjectKind::Vendor, v.id.clone());
         let incident = open_by_subject.remove(&key);
         if !v.status.worst().is_bad() && incident.is_none() {
             continue;
@@ -491,7 +487,7 @@ async fn read_overview(state: &AppState) -> Result<Overview, StoreError> {
     }
     for (probe, h) in health.iter().filter(|(_, h)| h.quarantined) {
         let incident = open_by_subject
-            .remove(&("probe".to_owned(), probe.clone()))
+            .remove(&(SubjectKind::Probe, probe.clone()))
             .map(|(c, _)| c);
         attention.push(Attention {
             vendor: None,
@@ -570,7 +566,7 @@ async fn read_vendor(state: &AppState, id: &str) -> Result<Option<VendorPage>, S
     let (probes, transitions, incident, rollups) = blocking(&state.store, move |s| {
         let probes = s.list_probes()?;
         let transitions = s.transitions(&vendor, 50)?;
-        let incident = match s.open_incident("vendor", &vendor)? {
+        let incident = match s.open_incident(SubjectKind::Vendor, &vendor)? {
             Some(row) => {
                 let events = s.incident(row.id)?.map(|(_, e, _)| e).unwrap_or_default();
                 Some(IncidentCard { row, events })

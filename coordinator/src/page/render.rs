@@ -75,11 +75,7 @@ pub(super) fn severity(a: &Attention) -> (VendorState, bool) {
         .vendor
         .as_ref()
         .map(|v| v.vendor.status.worst())
-        .or_else(|| {
-            a.incident
-                .as_ref()
-                .and_then(|i| VendorState::from_label(&i.row.state))
-        })
+        .or_else(|| a.incident.as_ref().and_then(|i| i.row.state.vendor()))
         .unwrap_or(VendorState::Degraded);
     (state, a.incident.is_some())
 }
@@ -419,7 +415,7 @@ pub(super) fn overview(o: &Overview) -> Markup {
 }
 
 fn resolved_line(now: Ms, i: &IncidentRow) -> Markup {
-    let state = VendorState::from_label(&i.state);
+    let state = i.state.vendor();
     html! {
         li data-incident=(i.id) {
             @if let Some(s) = state { (badge(s)) } @else { span.badge.state-degraded { span.label { (i.state) } } }
@@ -499,7 +495,7 @@ fn timeline(incident: Option<&IncidentCard>, transitions: &[CheckTransition]) ->
                             li class={"event kind-" (e.kind)} data-kind=(e.kind) {
                                 time datetime=(crate::alert::rfc3339(*at)) title=(absolute(*at)) { (clock(*at)) }
                                 span.kind { (e.kind) }
-                                @if let Some(s) = VendorState::from_label(&e.state) { (badge(s)) }
+                                @if let Some(s) = e.state.vendor() { (badge(s)) }
                                 @if let Some(n) = event_note(e) { span.note { (n) } }
                             }
                         }
@@ -728,7 +724,7 @@ fn attention(now: Ms, a: &Attention) -> Markup {
                 }
             } @else if let Some(i) = &a.incident {
                 header.card-head {
-                    @if let Some(s) = VendorState::from_label(&i.row.state) { (badge(s)) }
+                    @if let Some(s) = i.row.state.vendor() { (badge(s)) }
                     h3 { (i.row.subject) }
                 }
                 p.summary { (i.row.summary) }
@@ -1018,15 +1014,15 @@ mod tests {
                 incident: Some(IncidentCard {
                     row: IncidentRow {
                         id: 7,
-                        subject_kind: "vendor".into(),
+                        subject_kind: crate::alert::SubjectKind::Vendor,
                         subject: "acme".into(),
-                        state: "hard_down".into(),
+                        state: crate::alert::IncidentState::Vendor(VendorState::HardDown),
                         summary: format!("Acme {EVIL} is hard_down in b"),
                         opened_ms: NOW - 120_000,
                         updated_ms: NOW - 120_000,
                         resolved_ms: None,
                         detail: String::new(),
-                        opened_state: "hard_down".into(),
+                        opened_state: crate::alert::IncidentState::Vendor(VendorState::HardDown),
                         clear_since_ms: None,
                         flaps: 2,
                     },
@@ -1034,7 +1030,7 @@ mod tests {
                         seq: 1,
                         at_ms: NOW - 120_000,
                         kind: "opened".into(),
-                        state: "hard_down".into(),
+                        state: crate::alert::IncidentState::Vendor(VendorState::HardDown),
                         detail: serde_json::json!({ "summary": "opened summary" }).to_string(),
                     }],
                 }),

@@ -187,10 +187,10 @@ pub fn table(r: &SlaReport) -> String {
         );
     }
     for i in &r.global.incidents {
-        let scope = if i.scope == "regional" {
+        let scope = if i.scope == crate::alert::SubjectScope::Regional {
             i.regions.join(",")
         } else {
-            i.scope.clone()
+            i.scope.to_string()
         };
         let _ = writeln!(
             w,

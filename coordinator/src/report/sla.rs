@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use vantage_checks::model::{Role, Vendor};
 
 use super::{ReportError, Window};
-use crate::alert::rfc3339;
+use crate::alert::{IncidentState, Label as _, SubjectKind, SubjectScope, rfc3339};
 use crate::consensus::vendor::VendorState;
 use crate::store::report::{CheckRegionTotals, ReportStore, StateChange, Tier, Totals};
 use crate::store::state::IncidentRow;
@@ -200,11 +200,11 @@ pub struct IncidentSpan {
     /// Incident id.
     pub id: i64,
     /// Its (worst) state.
-    pub state: String,
+    pub state: IncidentState,
     /// One line for people.
     pub summary: String,
     /// `global` or `regional`.
-    pub scope: String,
+    pub scope: SubjectScope,
     /// The regions of a regional incident.
     pub regions: Vec<String>,
     /// Opened (RFC 3339).
@@ -262,7 +262,7 @@ pub fn sla_report(
     let totals = store.rollup_totals(&ids, window.from_ms, window.to_ms)?;
     let history = store.vendor_history(&vendor.id, window.from_ms, window.to_ms)?;
     let incidents = store.incidents_overlapping(
-        "vendor",
+        SubjectKind::Vendor,
         &vendor.id,
         window.from_ms,
         window.to_ms,
@@ -431,10 +431,13 @@ fn state_minutes(
 }
 
 /// Scope and regions of an incident, from its stored detail (what it is about now).
-fn incident_scope(row: &IncidentRow) -> (String, Vec<String>) {
+fn incident_scope(row: &IncidentRow) -> (SubjectScope, Vec<String>) {
     let detail: serde_json::Value = serde_json::from_str(&row.detail).unwrap_or_default();
     let subject = &detail["subject"];
-    let scope = subject["scope"].as_str().unwrap_or("global").to_owned();
+    let scope = subject["scope"]
+        .as_str()
+        .and_then(SubjectScope::from_label)
+        .unwrap_or_default();
     let regions = subject["regions"]
         .as_array()
         .map(|a| {
@@ -452,7 +455,7 @@ fn incident_span(row: &IncidentRow, window: Window, now_ms: i64) -> IncidentSpan
     let clipped = end.min(window.to_ms) - row.opened_ms.max(window.from_ms);
     IncidentSpan {
         id: row.id,
-        state: row.state.clone(),
+        state: row.state,
         summary: row.summary.clone(),
         scope,
         regions,
@@ -517,7 +520,7 @@ pub fn compute(inp: &Inputs<'_>) -> SlaReport {
             .iter()
             .filter(|s| match region {
                 None => true,
-                Some(r) => s.scope != "regional" || s.regions.iter().any(|x| x == r),
+                Some(r) => s.scope != SubjectScope::Regional || s.regions.iter().any(|x| x == r),
             })
             .cloned()
             .collect();

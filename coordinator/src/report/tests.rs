@@ -16,6 +16,7 @@
 //! (32 to 45.25 ms); 100 ms bucket 14 (90.51 to 128 ms); 300 ms bucket 17 (256 to
 //! 362.04 ms); 1000 ms bucket 20 (724.08 to 1024 ms).
 
+use crate::alert::{IncidentState, Label as _, SubjectKind};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -264,9 +265,9 @@ fn fixture() -> (tempfile::TempDir, SqliteStore) {
         .to_string();
         let write = |id, at_ms, resolve| IncidentWrite {
             id,
-            subject_kind: subject_kind.into(),
+            subject_kind: SubjectKind::from_label(subject_kind).expect("a subject kind"),
             subject: subject.into(),
-            state: state.into(),
+            state: IncidentState::from_label(state).expect("a state"),
             summary: format!("{subject} is {state}"),
             detail: detail.clone(),
             at_ms,
@@ -338,7 +339,7 @@ fn fixture() -> (tempfile::TempDir, SqliteStore) {
     incident(
         "probe",
         "acme",
-        "quarantined",
+        "probe_quarantined",
         "regional",
         &["eu"],
         "2026-10-02T00:00:00Z",
@@ -618,8 +619,8 @@ fn incidents_overlapping_the_window_with_whole_and_clipped_durations() {
     fn span(i: &IncidentSpan) -> (i64, &str, &str, f64, f64, bool) {
         (
             i.id,
-            i.state.as_str(),
-            i.scope.as_str(),
+            i.state.as_label(),
+            i.scope.as_label(),
             i.duration_minutes,
             i.in_window_minutes,
             i.ongoing,

@@ -1,13 +1,12 @@
 //! The store: every SQL statement Vantage runs lives below this module, behind [`Store`].
 //!
-//! The embedded default is [`SqliteStore`]. The trait is shaped so that a second backend (a
-//! partitioned log plus a columnar store, ARCHITECTURE §8) can follow without touching ingest.
+//! The embedded default is [`SqliteStore`] (`sqlite/`). Nothing outside this module names a
+//! backend's types: callers hold an `Arc<dyn Store>` from [`crate::server::open_store`], and a
+//! backend's errors reach them as [`StoreError::Backend`].
 
+pub(crate) mod postgres;
 pub mod report;
-mod schema;
 pub(crate) mod sqlite;
-mod sqlite_report;
-mod sqlite_state;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -15,6 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use vantage_checks::result::CheckResult;
 
+pub use self::postgres::PostgresStore;
 pub use self::report::ReportStore;
 pub use self::sqlite::{SqliteStore, Synchronous};
 pub use self::state::StateStore;
@@ -22,9 +22,17 @@ pub use self::state::StateStore;
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// SQLite said no.
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The database failed a statement: an SQL error, a lost connection, a full disk.
+    #[error("{backend}: {message}")]
+    Backend {
+        /// Which database: `sqlite` or `postgresql`.
+        backend: &'static str,
+        /// What it said.
+        message: String,
+    },
+    /// The store's settings are unusable (a bad URL, say).
+    #[error("{0}")]
+    Config(String),
     /// The database file was written by a newer Vantage.
     #[error(
         "the database schema is version {found}, newer than this coordinator's {supported}; upgrade the coordinator"

@@ -170,17 +170,10 @@ impl Totals {
         }
     }
 
-    /// Adds a stored histogram (`LATENCY_BUCKETS` little-endian u32 counts).
+    /// Adds a stored histogram (see [`decode_buckets`]).
     pub fn add_latency_blob(&mut self, blob: &[u8]) -> Result<(), StoreError> {
-        if blob.len() != LATENCY_BUCKETS * 4 {
-            return Err(StoreError::Corrupt(format!(
-                "rollup latency has {} bytes, expected {}",
-                blob.len(),
-                LATENCY_BUCKETS * 4
-            )));
-        }
-        for (a, c) in self.latency.iter_mut().zip(blob.chunks_exact(4)) {
-            *a += u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+        for (a, b) in self.latency.iter_mut().zip(decode_buckets(blob)?) {
+            *a += b;
         }
         Ok(())
     }
@@ -279,7 +272,7 @@ pub trait ReportStore {
     /// resolved by `from_ms`), oldest first, at most `limit`.
     fn incidents_overlapping(
         &self,
-        subject_kind: &str,
+        subject_kind: super::state::SubjectKind,
         subject: &str,
         from_ms: i64,
         to_ms: i64,
@@ -290,6 +283,29 @@ pub trait ReportStore {
     /// history before `daily_before_ms` (keeping, per scope, the last change before it: the
     /// state still in force).
     fn prune_tiers(&self, hourly_before_ms: i64, daily_before_ms: i64) -> Result<(), StoreError>;
+}
+
+/// A latency histogram as both backends store it: `LATENCY_BUCKETS` little-endian u32
+/// counts (a count past `u32::MAX` is kept at `u32::MAX`).
+pub fn encode_buckets(b: &[u64]) -> Vec<u8> {
+    b.iter()
+        .flat_map(|&n| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes())
+        .collect()
+}
+
+/// The histogram of a stored blob; a blob of the wrong length is [`StoreError::Corrupt`].
+pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+    if bytes.len() != LATENCY_BUCKETS * 4 {
+        return Err(StoreError::Corrupt(format!(
+            "rollup latency has {} bytes, expected {}",
+            bytes.len(),
+            LATENCY_BUCKETS * 4
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+        .collect())
 }
 
 #[cfg(test)]

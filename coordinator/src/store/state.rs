@@ -1,10 +1,12 @@
 //! What the coordinator keeps besides results: consensus state, incidents, the alert outbox
 //! and silences. Values the store does not need to look into are kept as JSON text, so this
-//! module stays free of consensus types.
+//! module stays free of consensus types; an incident's subject kind and state, and an alert's
+//! event, are typed (stored as their labels).
 
 use serde::Serialize;
 
 use super::StoreError;
+pub use crate::alert::{AlertEvent, IncidentState, SubjectKind};
 
 /// Persisted consensus state, as JSON documents by key.
 #[derive(Clone, Debug, Default)]
@@ -50,12 +52,12 @@ pub struct TransitionRecord {
 pub struct IncidentRow {
     /// Id (also the PagerDuty `dedup_key`).
     pub id: i64,
-    /// `vendor` or `probe`.
-    pub subject_kind: String,
+    /// A vendor's or a probe's.
+    pub subject_kind: SubjectKind,
     /// The vendor or probe id.
     pub subject: String,
-    /// Current (or last) state label.
-    pub state: String,
+    /// Current (or last) state.
+    pub state: IncidentState,
     /// One line for people.
     pub summary: String,
     /// Opened (Unix ms).
@@ -67,7 +69,7 @@ pub struct IncidentRow {
     /// JSON: what the incident is about now.
     pub detail: String,
     /// The state it opened with (what the first page said).
-    pub opened_state: String,
+    pub opened_state: IncidentState,
     /// While open: since when (Unix ms) its subject has been clear. It resolves once the flap
     /// window has passed so; failing again before that is a flap of this same incident.
     pub clear_since_ms: Option<i64>,
@@ -85,7 +87,7 @@ pub struct IncidentEventRow {
     /// `opened`, `changed`, `resolved`, `notified`, `suppressed`.
     pub kind: String,
     /// The state at that point.
-    pub state: String,
+    pub state: IncidentState,
     /// JSON detail.
     pub detail: String,
 }
@@ -108,8 +110,8 @@ pub struct DeliveryRow {
 pub struct NewDelivery {
     /// Receiver name.
     pub receiver: String,
-    /// `trigger`, `update`, `resolve`, `reminder`.
-    pub event: String,
+    /// What the alert says.
+    pub event: AlertEvent,
     /// JSON payload (the receiver-neutral alert).
     pub payload: String,
 }
@@ -119,12 +121,12 @@ pub struct NewDelivery {
 pub struct IncidentWrite {
     /// The incident; `None` opens a new one.
     pub id: Option<i64>,
-    /// `vendor` or `probe`.
-    pub subject_kind: String,
+    /// A vendor's or a probe's.
+    pub subject_kind: SubjectKind,
     /// Vendor or probe id.
     pub subject: String,
-    /// State label now.
-    pub state: String,
+    /// State now.
+    pub state: IncidentState,
     /// Summary now.
     pub summary: String,
     /// JSON detail now.
@@ -152,8 +154,8 @@ pub struct OutboxRow {
     pub incident_id: i64,
     /// Receiver name.
     pub receiver: String,
-    /// Event kind.
-    pub event: String,
+    /// What the alert says.
+    pub event: AlertEvent,
     /// JSON payload.
     pub payload: String,
     /// Attempts so far.
@@ -226,7 +228,11 @@ pub trait StateStore {
     fn transitions(&self, vendor: &str, limit: u32) -> Result<Vec<String>, StoreError>;
 
     /// The open incident about a subject.
-    fn open_incident(&self, kind: &str, subject: &str) -> Result<Option<IncidentRow>, StoreError>;
+    fn open_incident(
+        &self,
+        kind: SubjectKind,
+        subject: &str,
+    ) -> Result<Option<IncidentRow>, StoreError>;
     /// Every open incident.
     fn open_incidents(&self) -> Result<Vec<IncidentRow>, StoreError>;
     /// Writes an incident change, its timeline entries and its alerts in one transaction;

@@ -8,11 +8,23 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use vantage_checks::result::{CheckResult, Status};
 
-use super::report::{Tier, Totals};
-use super::schema::MIGRATIONS;
-use super::{
-    IngestRow, InsertOutcome, LATENCY_BUCKETS, ProbeRecord, ResultQuery, Rollup, Store, StoreError,
-};
+mod report;
+mod schema;
+mod state;
+
+use self::schema::MIGRATIONS;
+use super::report::{Tier, Totals, decode_buckets, encode_buckets};
+use super::{IngestRow, InsertOutcome, ProbeRecord, ResultQuery, Rollup, Store, StoreError};
+use crate::ingest::unix_ms;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Backend {
+            backend: "sqlite",
+            message: e.to_string(),
+        }
+    }
+}
 
 /// SQLite's `synchronous` setting for the store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -106,10 +118,11 @@ impl SqliteStore {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if injected {
-            return Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            return Err(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
                 Some("database or disk is full (injected by a test)".into()),
-            )));
+            )
+            .into());
         }
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut conn)
@@ -619,35 +632,10 @@ fn merge_coarse(
     Ok(())
 }
 
-pub fn encode_buckets(b: &[u64]) -> Vec<u8> {
-    b.iter()
-        .flat_map(|&n| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes())
-        .collect()
-}
-
-pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
-    if bytes.len() != LATENCY_BUCKETS * 4 {
-        return Err(StoreError::Corrupt(format!(
-            "rollup latency has {} bytes, expected {}",
-            bytes.len(),
-            LATENCY_BUCKETS * 4
-        )));
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-        .collect())
-}
-
-/// Unix milliseconds of a timestamp.
-pub(crate) fn unix_ms(t: time::OffsetDateTime) -> i64 {
-    (t.unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{latency_bucket, latency_bucket_upper};
+    use crate::store::{LATENCY_BUCKETS, latency_bucket, latency_bucket_upper};
     use vantage_checks::model::CheckKind;
     use vantage_checks::result::{Facts, FailureKind, RESULT_SCHEMA_VERSION, TcpFacts, Timings};
 

@@ -9,12 +9,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, params};
 
-use super::report::{
+use super::SqliteStore;
+use super::state::{INCIDENT_COLUMNS, incident_row};
+use crate::store::StoreError;
+use crate::store::report::{
     CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, UNKNOWN_STATE, plan,
 };
-use super::sqlite_state::{INCIDENT_COLUMNS, incident_row};
-use super::state::IncidentRow;
-use super::{SqliteStore, StoreError};
+use crate::store::state::IncidentRow;
 
 const MINUTE_RANGE: &str = "
     WITH RECURSIVE p(id) AS (
@@ -304,7 +305,7 @@ impl ReportStore for SqliteStore {
 
     fn incidents_overlapping(
         &self,
-        subject_kind: &str,
+        subject_kind: crate::store::state::SubjectKind,
         subject: &str,
         from_ms: i64,
         to_ms: i64,

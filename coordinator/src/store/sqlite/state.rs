@@ -1,12 +1,39 @@
 //! [`StateStore`] on SQLite.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, params};
 
-use super::state::{
+use super::SqliteStore;
+use crate::alert::Label as _;
+use crate::store::StoreError;
+use crate::store::state::{AlertEvent, IncidentState, SubjectKind};
+use crate::store::state::{
     ConsensusRecords, DeliveryRow, IncidentEventRow, IncidentQuery, IncidentRecord, IncidentRow,
     IncidentWrite, OutboxRow, RecentResult, SilenceRow, StateStore, TransitionRecord,
 };
-use super::{SqliteStore, StoreError};
+
+/// Stored as their labels; a label this build does not know is corrupt data.
+macro_rules! sql_label {
+    ($t:ty, $what:literal) => {
+        impl ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_label()))
+            }
+        }
+
+        impl FromSql for $t {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+                let s = v.as_str()?;
+                <$t>::from_label(s).ok_or_else(|| {
+                    FromSqlError::Other(format!(concat!("unknown ", $what, " `{}`"), s).into())
+                })
+            }
+        }
+    };
+}
+sql_label!(SubjectKind, "subject kind");
+sql_label!(IncidentState, "incident state");
+sql_label!(AlertEvent, "alert event");
 
 pub(super) const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms, flaps";
 
@@ -137,7 +164,11 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn open_incident(&self, kind: &str, subject: &str) -> Result<Option<IncidentRow>, StoreError> {
+    fn open_incident(
+        &self,
+        kind: SubjectKind,
+        subject: &str,
+    ) -> Result<Option<IncidentRow>, StoreError> {
         self.read(|conn| {
             Ok(conn
                 .prepare_cached(&format!(
@@ -197,10 +228,10 @@ impl StateStore for SqliteStore {
                     "INSERT INTO outbox (incident_id, receiver, event, payload, created_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![id, d.receiver, d.event, d.payload, w.at_ms],
                 )?;
-                let (trig, res) = match d.event.as_str() {
-                    "trigger" => (Some(w.at_ms), None),
-                    "resolve" => (None, Some(w.at_ms)),
-                    _ => (None, None),
+                let (trig, res) = match d.event {
+                    AlertEvent::Trigger => (Some(w.at_ms), None),
+                    AlertEvent::Resolve => (None, Some(w.at_ms)),
+                    AlertEvent::Update | AlertEvent::Reminder => (None, None),
                 };
                 tx.execute(
                     "INSERT INTO deliveries (incident_id, receiver, triggered_ms, resolved_ms, last_sent_ms) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -1,0 +1,848 @@
+//! [`Store`] on PostgreSQL: a pool of `tokio-postgres` connections (`deadpool-postgres`),
+//! driven by a small runtime of the store's own, so that the trait stays blocking, as on
+//! SQLite, and callers keep calling it from blocking threads.
+//!
+//! Ingest is one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING` per commit
+//! for the raw results (array parameters in the binary protocol: one statement, one round
+//! trip), then one upsert per rollup row, pipelined on the connection. Rollups add in SQL
+//! (`count = rollups.count + excluded.count`, the histograms by `vantage_hist_add`), so two
+//! coordinators writing the same minute never read-modify-write. Rows are locked in key
+//! order; a deadlock or serialization failure PostgreSQL still reports is retried.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use vantage_checks::result::{CheckResult, Status};
+
+mod report;
+mod schema;
+mod state;
+
+use self::schema::MIGRATIONS;
+use super::report::{Tier, Totals};
+use super::{
+    IngestRow, InsertOutcome, LATENCY_BUCKETS, ProbeRecord, ResultQuery, Rollup, Store, StoreError,
+};
+use crate::ingest::unix_ms;
+
+/// Connections the pool keeps at most.
+const POOL_SIZE: usize = 16;
+
+/// How often a transaction that PostgreSQL aborted for a deadlock or a serialization failure
+/// is tried in all.
+const ATTEMPTS: u32 = 5;
+
+/// A failure inside the store: PostgreSQL's, or the store's own.
+#[derive(Debug)]
+pub(super) enum PgError {
+    Db(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for PgError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<StoreError> for PgError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Db(e) => Self::Backend {
+                backend: "postgresql",
+                message: describe(&e),
+            },
+            PgError::Store(e) => e,
+        }
+    }
+}
+
+/// What PostgreSQL said, with its SQLSTATE, or why the connection failed.
+fn describe(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// True for the aborts PostgreSQL asks the client to retry.
+fn retryable(e: &PgError) -> bool {
+    matches!(e, PgError::Db(e) if e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    }))
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> PgError {
+    PgError::Store(StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    /// Drives the pool's connections; `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
+    pool: Pool,
+    /// Where it connects, for messages: hosts, port, database and user, never the password.
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; the last handle may go in an async context.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Where a configuration connects, without its password.
+fn target_of(cfg: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = cfg
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        })
+        .collect();
+    let ports: Vec<String> = cfg.get_ports().iter().map(u16::to_string).collect();
+    format!(
+        "postgresql://{}@{}{}{}",
+        cfg.get_user().unwrap_or("?"),
+        if hosts.is_empty() {
+            "localhost".to_owned()
+        } else {
+            hosts.join(",")
+        },
+        if ports.is_empty() {
+            String::new()
+        } else {
+            format!(":{}", ports.join(","))
+        },
+        cfg.get_dbname()
+            .map(|d| format!("/{d}"))
+            .unwrap_or_default()
+    )
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgresql://user@host:port/db?…`, or the
+    /// `key=value` form), with `password` when given (it overrides one in the URL), and applies
+    /// pending migrations. Several coordinators may open it at once: migrations run under an
+    /// advisory lock.
+    pub fn open(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let mut cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Config(format!("the store URL is invalid: {e}")))?;
+        if let Some(p) = password {
+            cfg.password(p);
+        }
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(Duration::from_secs(5));
+        }
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("vantage-coordinator");
+        }
+        if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(StoreError::Config(
+                "sslmode=require: this build connects to PostgreSQL without TLS; connect over a \
+                 local socket or a TLS tunnel (stunnel, pgbouncer), or set sslmode=disable"
+                    .into(),
+            ));
+        }
+        let target = target_of(&cfg);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("vantage-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot start the store's runtime: {e}")))?;
+        let manager = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(Duration::from_secs(10)))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot build the connection pool: {e}")))?;
+        let store = Self {
+            rt: Some(rt),
+            pool,
+            target,
+        };
+        store.run(async |c| migrate(c).await)?;
+        Ok(store)
+    }
+
+    /// Where it connects (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Runs a future on the store's runtime and waits for it, from any thread: a blocking
+    /// one, or a worker of a multi-threaded runtime (which it leaves for the wait).
+    fn block_on<F: Future>(&self, fut: F) -> F::Output {
+        let rt = self.rt.as_ref().expect("the runtime lives until drop");
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| rt.block_on(fut))
+            }
+            _ => rt.block_on(fut),
+        }
+    }
+
+    /// Runs `f` on a pooled connection.
+    pub(super) fn run<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, PgError>,
+    ) -> Result<T, StoreError> {
+        self.block_on(async {
+            let mut client = self.pool.get().await.map_err(|e| StoreError::Backend {
+                backend: "postgresql",
+                message: format!("no connection to {}: {e}", self.target),
+            })?;
+            f(&mut client).await.map_err(StoreError::from)
+        })
+    }
+
+    /// Runs `f` in a transaction, trying it again when PostgreSQL aborts it for a deadlock or
+    /// a serialization failure.
+    pub(super) fn transaction<T>(
+        &self,
+        f: impl AsyncFn(&deadpool_postgres::Transaction<'_>) -> Result<T, PgError>,
+    ) -> Result<T, StoreError> {
+        self.run(async |c| {
+            let mut attempt = 1;
+            loop {
+                let tx = c.transaction().await?;
+                let out = match f(&tx).await {
+                    Ok(v) => tx.commit().await.map(|()| v).map_err(PgError::from),
+                    Err(e) => Err(e),
+                };
+                match out {
+                    Err(e) if attempt < ATTEMPTS && retryable(&e) => attempt += 1,
+                    out => return out,
+                }
+            }
+        })
+    }
+}
+
+async fn migrate(c: &mut deadpool_postgres::Client) -> Result<(), PgError> {
+    // One coordinator migrates at a time; the others wait, then find nothing to do.
+    const LOCK: i64 = 0x0076_616e_7461_6765; // "vantage"
+    c.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await?;
+    let out = async {
+        c.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .await?;
+        let current: i64 = c
+            .query_opt("SELECT version FROM schema_version", &[])
+            .await?
+            .map_or(0, |r| r.get(0));
+        let supported = MIGRATIONS.len() as i64;
+        if current > supported {
+            return Err(PgError::Store(StoreError::TooNew {
+                found: current,
+                supported,
+            }));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let version = i as i64 + 1;
+            let tx = c.transaction().await?;
+            tx.batch_execute(sql).await?;
+            tx.execute("DELETE FROM schema_version", &[]).await?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&version],
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(version, "applied store migration (postgresql)");
+        }
+        Ok(())
+    }
+    .await;
+    c.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await?;
+    out
+}
+
+const INSERT_RESULTS: &str = "INSERT INTO results
+    (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::float8[], $12::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING probe_id, boot_id, seq";
+
+const UPSERT_MINUTE: &str = "INSERT INTO rollups
+    (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9, $10)
+    ON CONFLICT (check_id, probe_id, minute_ms) DO UPDATE SET
+      count = rollups.count + excluded.count, failures = rollups.failures + excluded.failures,
+      slow = rollups.slow + excluded.slow, probe_errors = rollups.probe_errors + excluded.probe_errors,
+      by_kind = vantage_counts_add(rollups.by_kind, excluded.by_kind),
+      latency = vantage_hist_add(rollups.latency, excluded.latency)";
+
+const UPSERT_HOUR: &str = "INSERT INTO rollups_hourly
+    (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (check_id, hour_ms, region) DO UPDATE SET
+      count = rollups_hourly.count + excluded.count,
+      failures = rollups_hourly.failures + excluded.failures,
+      probe_errors = rollups_hourly.probe_errors + excluded.probe_errors,
+      slow = rollups_hourly.slow + excluded.slow,
+      latency = vantage_hist_add(rollups_hourly.latency, excluded.latency)";
+
+const UPSERT_DAY: &str = "INSERT INTO rollups_daily
+    (check_id, day_ms, region, count, failures, probe_errors, slow, latency)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    ON CONFLICT (check_id, day_ms, region) DO UPDATE SET
+      count = rollups_daily.count + excluded.count,
+      failures = rollups_daily.failures + excluded.failures,
+      probe_errors = rollups_daily.probe_errors + excluded.probe_errors,
+      slow = rollups_daily.slow + excluded.slow,
+      latency = vantage_hist_add(rollups_daily.latency, excluded.latency)";
+
+/// The raw results of one commit, column by column (the arrays `INSERT_RESULTS` unnests).
+#[derive(Default)]
+struct Columns {
+    probe: Vec<String>,
+    boot: Vec<String>,
+    seq: Vec<i64>,
+    check: Vec<String>,
+    vendor: Vec<String>,
+    region: Vec<String>,
+    started: Vec<i64>,
+    received: Vec<i64>,
+    status: Vec<&'static str>,
+    failure: Vec<Option<&'static str>>,
+    total: Vec<f64>,
+    body: Vec<String>,
+}
+
+impl Columns {
+    fn of(batches: &[Vec<IngestRow>]) -> Result<Self, StoreError> {
+        let mut c = Self::default();
+        for row in batches.iter().flatten() {
+            let r = &row.result;
+            c.probe.push(r.probe_id.clone());
+            c.boot.push(r.boot_id.clone());
+            c.seq.push(r.seq as i64);
+            c.check.push(r.check_id.clone());
+            c.vendor.push(r.vendor.clone());
+            c.region.push(row.region.clone());
+            c.started.push(unix_ms(r.started_at));
+            c.received.push(row.received_ms);
+            c.status.push(r.status.as_label());
+            c.failure.push(r.failure.map(|f| f.as_label()));
+            c.total.push(r.timings.total_ms);
+            c.body
+                .push(serde_json::to_string(r).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        Ok(c)
+    }
+}
+
+/// What one commit adds to one minute rollup row.
+struct MinuteDelta {
+    region: String,
+    totals: Totals,
+    by_kind: BTreeMap<String, u64>,
+}
+
+fn hist(t: &Totals) -> Vec<i64> {
+    t.latency
+        .iter()
+        .map(|&n| i64::try_from(n).unwrap_or(i64::MAX))
+        .collect()
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored histogram, checked.
+fn buckets_of(v: Vec<i64>) -> Result<Vec<u64>, PgError> {
+    if v.len() != LATENCY_BUCKETS {
+        return Err(corrupt(
+            "rollup latency",
+            format!("{} buckets, expected {LATENCY_BUCKETS}", v.len()),
+        ));
+    }
+    Ok(v.into_iter().map(|n| n.max(0) as u64).collect())
+}
+
+async fn insert_once(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batches: &[Vec<IngestRow>],
+    cols: &Columns,
+) -> Result<Vec<InsertOutcome>, PgError> {
+    let stmt = tx.prepare_cached(INSERT_RESULTS).await?;
+    let new = tx
+        .query(
+            &stmt,
+            &[
+                &cols.probe,
+                &cols.boot,
+                &cols.seq,
+                &cols.check,
+                &cols.vendor,
+                &cols.region,
+                &cols.started,
+                &cols.received,
+                &cols.status,
+                &cols.failure,
+                &cols.total,
+                &cols.body,
+            ],
+        )
+        .await?;
+    let mut new: std::collections::HashSet<(String, String, i64)> =
+        new.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let mut outcomes = Vec::with_capacity(batches.len());
+    // Keys in order, so that every writer locks rollup rows in the same order.
+    let mut minutes: BTreeMap<(&str, &str, i64), MinuteDelta> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut i = 0;
+    for rows in batches {
+        let mut outcome = InsertOutcome::default();
+        for row in rows {
+            let r: &CheckResult = &row.result;
+            let seen_ms = seen.entry(r.probe_id.as_str()).or_insert(row.received_ms);
+            *seen_ms = (*seen_ms).max(row.received_ms);
+            let key = (r.probe_id.clone(), r.boot_id.clone(), r.seq as i64);
+            if new.remove(&key) {
+                outcome.inserted += 1;
+                let started_ms = cols.started[i];
+                let minute = started_ms - started_ms.rem_euclid(60_000);
+                let d = minutes
+                    .entry((r.check_id.as_str(), r.probe_id.as_str(), minute))
+                    .or_insert_with(|| MinuteDelta {
+                        region: row.region.clone(),
+                        totals: Totals::default(),
+                        by_kind: BTreeMap::new(),
+                    });
+                d.totals.add_result(r);
+                if r.status == Status::Fail
+                    && let Some(kind) = r.failure
+                {
+                    *d.by_kind.entry(kind.as_label().to_owned()).or_default() += 1;
+                }
+            } else {
+                outcome.duplicates += 1;
+            }
+            i += 1;
+        }
+        outcomes.push(outcome);
+    }
+    // Minute rows, then the hourly and daily ones they add to, each upsert pipelined.
+    let mut coarse: BTreeMap<(Tier, &str, &str, i64), Totals> = BTreeMap::new();
+    struct MinuteRow<'a> {
+        check: &'a str,
+        probe: &'a str,
+        minute: i64,
+        region: &'a str,
+        counts: [i64; 4],
+        by_kind: String,
+        latency: Vec<i64>,
+    }
+    let mut minute_rows = Vec::with_capacity(minutes.len());
+    for ((check, probe, minute), d) in &minutes {
+        for tier in [Tier::Hour, Tier::Day] {
+            let start = minute - minute.rem_euclid(tier.ms());
+            coarse
+                .entry((tier, check, d.region.as_str(), start))
+                .or_default()
+                .add(&d.totals);
+        }
+        minute_rows.push(MinuteRow {
+            check,
+            probe,
+            minute: *minute,
+            region: &d.region,
+            counts: [
+                to_i64(d.totals.runs),
+                to_i64(d.totals.failures),
+                to_i64(d.totals.slow),
+                to_i64(d.totals.probe_errors),
+            ],
+            by_kind: serde_json::to_string(&d.by_kind).map_err(|e| corrupt("rollup by_kind", e))?,
+            latency: hist(&d.totals),
+        });
+    }
+    let up = tx.prepare_cached(UPSERT_MINUTE).await?;
+    let params: Vec<[&(dyn ToSql + Sync); 10]> = minute_rows
+        .iter()
+        .map(|m| {
+            [
+                &m.check as &(dyn ToSql + Sync),
+                &m.probe,
+                &m.minute,
+                &m.region,
+                &m.counts[0],
+                &m.counts[1],
+                &m.counts[2],
+                &m.by_kind,
+                &m.latency,
+                &m.counts[3],
+            ]
+        })
+        .collect();
+    futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&up, p))).await?;
+    struct CoarseRow<'a> {
+        tier: Tier,
+        check: &'a str,
+        region: &'a str,
+        start: i64,
+        counts: [i64; 4],
+        latency: Vec<i64>,
+    }
+    let coarse_rows: Vec<CoarseRow<'_>> = coarse
+        .iter()
+        .map(|((tier, check, region, start), t)| CoarseRow {
+            tier: *tier,
+            check,
+            region,
+            start: *start,
+            counts: [
+                to_i64(t.runs),
+                to_i64(t.failures),
+                to_i64(t.probe_errors),
+                to_i64(t.slow),
+            ],
+            latency: hist(t),
+        })
+        .collect();
+    let hour = tx.prepare_cached(UPSERT_HOUR).await?;
+    let day = tx.prepare_cached(UPSERT_DAY).await?;
+    let params: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 8])> = coarse_rows
+        .iter()
+        .map(|r| {
+            (
+                if r.tier == Tier::Hour { &hour } else { &day },
+                [
+                    &r.check as &(dyn ToSql + Sync),
+                    &r.start,
+                    &r.region,
+                    &r.counts[0],
+                    &r.counts[1],
+                    &r.counts[2],
+                    &r.counts[3],
+                    &r.latency,
+                ],
+            )
+        })
+        .collect();
+    futures_util::future::try_join_all(params.iter().map(|(s, p)| tx.execute(*s, p))).await?;
+    // A probe that pushes is a probe seen, whether or not it also pulls its config.
+    let touch = tx
+        .prepare_cached(
+            "UPDATE probes SET last_seen_ms = GREATEST(COALESCE(last_seen_ms, 0), $2) WHERE id = $1",
+        )
+        .await?;
+    let params: Vec<[&(dyn ToSql + Sync); 2]> = seen
+        .iter()
+        .map(|(probe, ms)| [probe as &(dyn ToSql + Sync), ms])
+        .collect();
+    futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&touch, p))).await?;
+    Ok(outcomes)
+}
+
+/// The raw results query for `q`, and its arguments.
+fn results_sql(q: &ResultQuery) -> (String, Vec<Box<dyn ToSql + Sync + Send>>) {
+    let mut sql = String::from("SELECT body FROM results WHERE true");
+    let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+    for (col, v) in [
+        ("check_id", &q.check),
+        ("probe_id", &q.probe),
+        ("vendor", &q.vendor),
+        ("region", &q.region),
+    ] {
+        if let Some(v) = v {
+            args.push(Box::new(v.clone()));
+            sql.push_str(&format!(" AND {col} = ${}", args.len()));
+        }
+    }
+    if let Some(s) = q.since_ms {
+        args.push(Box::new(s));
+        sql.push_str(&format!(" AND started_ms >= ${}", args.len()));
+    }
+    if let Some(u) = q.until_ms {
+        args.push(Box::new(u));
+        sql.push_str(&format!(" AND started_ms < ${}", args.len()));
+    }
+    args.push(Box::new(i64::from(q.limit)));
+    sql.push_str(&format!(
+        " ORDER BY started_ms DESC, probe_id, seq DESC LIMIT ${}",
+        args.len()
+    ));
+    (sql, args)
+}
+
+type ProbeRow = (String, String, String, i64, Option<i64>, Option<i64>);
+
+const PROBE_COLUMNS: &str = "id, region, labels, created_ms, revoked_ms, last_seen_ms";
+
+fn probe_of(r: &tokio_postgres::Row) -> Result<ProbeRecord, PgError> {
+    let (id, region, labels, created_ms, revoked_ms, last_seen_ms): ProbeRow = (
+        r.try_get(0)?,
+        r.try_get(1)?,
+        r.try_get(2)?,
+        r.try_get(3)?,
+        r.try_get(4)?,
+        r.try_get(5)?,
+    );
+    Ok(ProbeRecord {
+        id,
+        region,
+        labels: serde_json::from_str(&labels).map_err(|e| corrupt("probe labels", e))?,
+        created_ms,
+        revoked_ms,
+        last_seen_ms,
+    })
+}
+
+impl Store for PostgresStore {
+    fn insert_batches(&self, batches: &[Vec<IngestRow>]) -> Result<Vec<InsertOutcome>, StoreError> {
+        let cols = Columns::of(batches)?;
+        self.transaction(async |tx| insert_once(tx, batches, &cols).await)
+    }
+
+    fn query_results(&self, q: &ResultQuery) -> Result<Vec<CheckResult>, StoreError> {
+        let (sql, args) = results_sql(q);
+        self.run(async |c| {
+            if let Some(why) = q.stop.reason() {
+                return Err(StoreError::Stopped(why).into());
+            }
+            let stmt = c.prepare_cached(&sql).await?;
+            let refs: Vec<&(dyn ToSql + Sync)> = args
+                .iter()
+                .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            let query = c.query(&stmt, &refs);
+            // PostgreSQL cannot look at the stop flag: watch it here, and cancel the query on
+            // the server when it trips.
+            let watch = async {
+                loop {
+                    if let Some(why) = q.stop.reason() {
+                        return why;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            let rows = tokio::select! {
+                rows = query => rows?,
+                why = watch => {
+                    let _ = c.cancel_token().cancel_query(NoTls).await;
+                    return Err(StoreError::Stopped(why).into());
+                }
+            };
+            rows.iter()
+                .map(|r| {
+                    let body: &str = r.try_get(0)?;
+                    serde_json::from_str(body).map_err(|e| corrupt("result body", e))
+                })
+                .collect()
+        })
+    }
+
+    fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError> {
+        self.run(async |c| {
+            // The key is (check, probe, minute): find the check's probes by skipping from one
+            // to the next, then read each probe's range from the key.
+            let stmt = c
+                .prepare_cached(
+                    "WITH RECURSIVE probe(id) AS (
+                         SELECT MIN(probe_id) FROM rollups WHERE check_id = $1
+                         UNION ALL
+                         SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1 AND probe_id > probe.id)
+                         FROM probe WHERE probe.id IS NOT NULL
+                     )
+                     SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind::text,
+                            latency, probe_errors
+                     FROM rollups
+                     WHERE check_id = $1 AND probe_id IN (SELECT id FROM probe WHERE id IS NOT NULL)
+                       AND minute_ms >= $2 AND minute_ms < $3
+                     ORDER BY minute_ms, probe_id",
+                )
+                .await?;
+            let rows = c.query(&stmt, &[&check_id, &from_ms, &to_ms]).await?;
+            rows.iter()
+                .map(|r| {
+                    let by_kind: &str = r.try_get(7)?;
+                    Ok(Rollup {
+                        check_id: r.try_get(0)?,
+                        probe_id: r.try_get(1)?,
+                        minute_ms: r.try_get(2)?,
+                        region: r.try_get(3)?,
+                        count: r.try_get::<_, i64>(4)?.max(0) as u64,
+                        failures: r.try_get::<_, i64>(5)?.max(0) as u64,
+                        slow: r.try_get::<_, i64>(6)?.max(0) as u64,
+                        failures_by_kind: serde_json::from_str(by_kind)
+                            .map_err(|e| corrupt("rollup by_kind", e))?,
+                        latency_buckets: buckets_of(r.try_get(8)?)?,
+                        probe_errors: r.try_get::<_, i64>(9)?.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn prune(&self, raw_before_ms: i64, rollups_before_ms: i64) -> Result<u64, StoreError> {
+        self.transaction(async |tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM results WHERE started_ms < $1",
+                    &[&raw_before_ms],
+                )
+                .await?;
+            tx.execute(
+                "DELETE FROM rollups WHERE minute_ms < $1",
+                &[&rollups_before_ms],
+            )
+            .await?;
+            Ok(n)
+        })
+    }
+
+    fn add_probe(&self, p: &ProbeRecord, token_hash: &[u8]) -> Result<(), StoreError> {
+        let labels =
+            serde_json::to_string(&p.labels).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO probes (id, region, labels, token_hash, created_ms)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    &[&p.id, &p.region, &labels, &token_hash, &p.created_ms],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::ProbeExists(p.id.clone()).into());
+            }
+            Ok(())
+        })
+    }
+
+    fn list_probes(&self) -> Result<Vec<ProbeRecord>, StoreError> {
+        self.run(async |c| {
+            let rows = c
+                .query(
+                    &format!("SELECT {PROBE_COLUMNS} FROM probes ORDER BY id"),
+                    &[],
+                )
+                .await?;
+            rows.iter().map(probe_of).collect()
+        })
+    }
+
+    fn set_probe_token(&self, id: &str, token_hash: &[u8]) -> Result<(), StoreError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "UPDATE probes SET token_hash = $2, revoked_ms = NULL WHERE id = $1",
+                    &[&id, &token_hash],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NoSuchProbe(id.to_owned()).into());
+            }
+            Ok(())
+        })
+    }
+
+    fn revoke_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.run(async |c| {
+            let n = c
+                .execute(
+                    "UPDATE probes SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1",
+                    &[&id, &now_ms],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NoSuchProbe(id.to_owned()).into());
+            }
+            Ok(())
+        })
+    }
+
+    fn probe_by_token(&self, token_hash: &[u8]) -> Result<Option<ProbeRecord>, StoreError> {
+        self.run(async |c| {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {PROBE_COLUMNS} FROM probes WHERE token_hash = $1 AND revoked_ms IS NULL"
+                ))
+                .await?;
+            c.query_opt(&stmt, &[&token_hash])
+                .await?
+                .as_ref()
+                .map(probe_of)
+                .transpose()
+        })
+    }
+
+    fn touch_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError> {
+        self.run(async |c| {
+            let stmt = c
+                .prepare_cached("UPDATE probes SET last_seen_ms = $2 WHERE id = $1")
+                .await?;
+            c.execute(&stmt, &[&id, &now_ms]).await?;
+            Ok(())
+        })
+    }
+
+    fn size_bytes(&self) -> Result<u64, StoreError> {
+        self.run(async |c| {
+            let n: i64 = c
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await?
+                .try_get(0)?;
+            Ok(n.max(0) as u64)
+        })
+    }
+}
+
+/// The totals of one rollup row: (count, failures, probe_errors, slow, latency) at `at`.
+pub(super) fn totals_at(r: &tokio_postgres::Row, at: usize) -> Result<Totals, PgError> {
+    let count = |i: usize| -> Result<u64, PgError> { Ok(r.try_get::<_, i64>(i)?.max(0) as u64) };
+    let mut t = Totals {
+        runs: count(at)?,
+        failures: count(at + 1)?,
+        probe_errors: count(at + 2)?,
+        slow: count(at + 3)?,
+        ..Totals::default()
+    };
+    for (a, b) in t.latency.iter_mut().zip(buckets_of(r.try_get(at + 4)?)?) {
+        *a = b;
+    }
+    Ok(t)
+}
