@@ -1,5 +1,6 @@
-//! The probe's HTTP client for the coordinator: HTTPS by rustls (HTTP/2 when offered), the
-//! bearer token on every request, and answers sorted into what the agent must do next.
+//! The probe's HTTP client for its coordinators: HTTPS by rustls (HTTP/2 when offered), the
+//! bearer token on every request, failover from one coordinator to the next, and answers
+//! sorted into what the agent must do next.
 
 use std::time::Duration;
 
@@ -55,11 +56,16 @@ pub enum ConfigAnswer {
     Changed(Bytes, Option<String>),
 }
 
-/// A client for one coordinator.
+/// A client for the coordinators: requests go to the one that answered last, and move to
+/// the next in the list on a connection error, a timeout or a 5xx (any coordinator sharing
+/// the store takes a probe's results). A `429` is that coordinator shedding load: the probe
+/// waits as it asks rather than moving its load onto the others.
 #[derive(Clone)]
 pub struct CoordinatorClient {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
-    base: url::Url,
+    bases: std::sync::Arc<[url::Url]>,
+    /// Index in `bases` of the coordinator to ask first.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     auth: http::HeaderValue,
 }
 
@@ -132,14 +138,19 @@ impl CoordinatorClient {
             })?;
         Ok(Self {
             client,
-            base: settings.coordinator.clone(),
+            bases: settings.coordinators.clone().into(),
+            current: std::sync::Arc::default(),
             auth,
         })
     }
 
-    fn url(&self, path: &str) -> Result<http::Uri, ClientError> {
-        let url = self
-            .base
+    /// The coordinator asked first now.
+    pub fn current(&self) -> &url::Url {
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
+    }
+
+    fn url(&self, base: &url::Url, path: &str) -> Result<http::Uri, ClientError> {
+        let url = base
             .join(path)
             .map_err(|e| ClientError::Setup(format!("bad coordinator URL: {e}")))?;
         url.as_str()
@@ -147,10 +158,50 @@ impl CoordinatorClient {
             .map_err(|e| ClientError::Setup(format!("bad coordinator URL: {e}")))
     }
 
+    /// Sends the request `build` makes for a coordinator's URL of `path`, to the current
+    /// coordinator and, while they fail over, to the others in turn.
     async fn send(
         &self,
-        req: Request<Full<Bytes>>,
+        path: &str,
+        build: impl Fn(http::Uri) -> Result<Request<Full<Bytes>>, ClientError>,
     ) -> Result<(StatusCode, http::HeaderMap, Bytes), ClientError> {
+        use std::sync::atomic::Ordering;
+        let n = self.bases.len();
+        let first = self.current.load(Ordering::Relaxed) % n;
+        let mut last = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            let req = build(self.url(&self.bases[i], path)?)?;
+            match self.send_one(req).await {
+                Err((e, true)) if k + 1 < n => {
+                    tracing::warn!(coordinator = %self.bases[i], next = %self.bases[(i + 1) % n], error = %e, "coordinator unavailable; trying the next");
+                    last = Some(e);
+                }
+                Err((e, _)) => {
+                    if k > 0 {
+                        // The last one tried answered (or all failed): start there next time.
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Err(e);
+                }
+                Ok(answer) => {
+                    if k > 0 {
+                        tracing::info!(coordinator = %self.bases[i], "now sending to this coordinator");
+                        self.current.store(i, Ordering::Relaxed);
+                    }
+                    return Ok(answer);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Setup("no coordinator is configured".into())))
+    }
+
+    /// One request to one coordinator; an error says whether another coordinator may answer
+    /// it (`true`: the connection failed, timed out, or a 5xx).
+    async fn send_one(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), (ClientError, bool)> {
         let what = format!("{} {}", req.method(), req.uri().path());
         let call = async {
             let resp = self
@@ -171,13 +222,19 @@ impl CoordinatorClient {
                 })?;
             Ok((parts.status, parts.headers, body.to_bytes()))
         };
-        let (status, headers, body) =
-            tokio::time::timeout(REQUEST_TIMEOUT, call)
-                .await
-                .map_err(|_| ClientError::Retry {
-                    message: format!("{what}: no answer within {}s", REQUEST_TIMEOUT.as_secs()),
-                    retry_after: None,
-                })??;
+        let (status, headers, body) = match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+            Err(_) => {
+                return Err((
+                    ClientError::Retry {
+                        message: format!("{what}: no answer within {}s", REQUEST_TIMEOUT.as_secs()),
+                        retry_after: None,
+                    },
+                    true,
+                ));
+            }
+            Ok(Err(e)) => return Err((e, true)),
+            Ok(Ok(answer)) => answer,
+        };
         if status.is_success() || status == StatusCode::NOT_MODIFIED {
             return Ok((status, headers, body));
         }
@@ -189,35 +246,46 @@ impl CoordinatorClient {
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.min(600)));
         Err(match status {
-            StatusCode::UNAUTHORIZED => ClientError::Unauthorized(message),
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => ClientError::Retry {
-                message: format!("{what}: {status}: {message}"),
-                retry_after,
-            },
-            s if s.is_server_error() => ClientError::Retry {
-                message: format!("{what}: {status}: {message}"),
-                retry_after,
-            },
-            s => ClientError::Rejected {
-                status: s.as_u16(),
-                message,
-            },
+            StatusCode::UNAUTHORIZED => (ClientError::Unauthorized(message), false),
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => (
+                ClientError::Retry {
+                    message: format!("{what}: {status}: {message}"),
+                    retry_after,
+                },
+                false,
+            ),
+            s if s.is_server_error() => (
+                ClientError::Retry {
+                    message: format!("{what}: {status}: {message}"),
+                    retry_after,
+                },
+                true,
+            ),
+            s => (
+                ClientError::Rejected {
+                    status: s.as_u16(),
+                    message,
+                },
+                false,
+            ),
         })
     }
 
     /// Pulls this probe's config; `NotModified` when `etag` still holds.
     pub async fn config(&self, etag: Option<&str>) -> Result<ConfigAnswer, ClientError> {
-        let mut req = Request::builder()
-            .method(Method::GET)
-            .uri(self.url("api/v1/probe/config")?)
-            .header(header::AUTHORIZATION, self.auth.clone());
-        if let Some(tag) = etag {
-            req = req.header(header::IF_NONE_MATCH, tag);
-        }
-        let req = req
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
-        let (status, headers, body) = self.send(req).await?;
+        let (status, headers, body) = self
+            .send("api/v1/probe/config", |uri| {
+                let mut req = Request::builder()
+                    .method(Method::GET)
+                    .uri(uri)
+                    .header(header::AUTHORIZATION, self.auth.clone());
+                if let Some(tag) = etag {
+                    req = req.header(header::IF_NONE_MATCH, tag);
+                }
+                req.body(Full::new(Bytes::new()))
+                    .map_err(|e| ClientError::Setup(e.to_string()))
+            })
+            .await?;
         if status == StatusCode::NOT_MODIFIED {
             return Ok(ConfigAnswer::NotModified);
         }
@@ -235,16 +303,21 @@ impl CoordinatorClient {
         &self,
         batch: &ResultBatch,
     ) -> Result<(BatchAck, Option<std::time::SystemTime>), ClientError> {
-        let body = serde_json::to_vec(batch)
-            .map_err(|e| ClientError::Setup(format!("cannot encode a batch: {e}")))?;
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(self.url("api/v1/results")?)
-            .header(header::AUTHORIZATION, self.auth.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ClientError::Setup(e.to_string()))?;
-        let (_, headers, body) = self.send(req).await?;
+        let body = Bytes::from(
+            serde_json::to_vec(batch)
+                .map_err(|e| ClientError::Setup(format!("cannot encode a batch: {e}")))?,
+        );
+        let (_, headers, body) = self
+            .send("api/v1/results", |uri| {
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(uri)
+                    .header(header::AUTHORIZATION, self.auth.clone())
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| ClientError::Setup(e.to_string()))
+            })
+            .await?;
         let date = headers
             .get(header::DATE)
             .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok());

@@ -58,7 +58,8 @@ struct RunArgs {
     /// probe.toml with the settings below; flags and environment override it.
     #[arg(long, env = "VANTAGE_PROBE_CONFIG")]
     config: Option<PathBuf>,
-    /// The coordinator's base URL, e.g. https://coordinator.example.com:7470.
+    /// The coordinator's base URL, e.g. https://coordinator.example.com:7470; several,
+    /// comma-separated, for coordinators sharing one store (the probe fails over between them).
     #[arg(long, env = "VANTAGE_COORDINATOR")]
     coordinator: Option<String>,
     /// File holding this probe's token (from `vantage-coordinator probe add --token-file`).
@@ -112,7 +113,11 @@ fn run_agent(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => FileSettings::default(),
     };
     // Flags and environment variables win over the file.
-    file.coordinator = args.coordinator.or(file.coordinator);
+    file.coordinator = args
+        .coordinator
+        .as_deref()
+        .map(vantage_probe::settings::Coordinators::from_list)
+        .or(file.coordinator);
     file.token_file = args.token_file.or(file.token_file);
     file.probe_id = args.probe_id.or(file.probe_id);
     file.region = args.region.or(file.region);

@@ -35,12 +35,84 @@ pub enum SettingsError {
     Rule(String),
 }
 
+/// The `coordinator` setting: one URL or several.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Coordinators {
+    /// One coordinator.
+    One(String),
+    /// Several, in order of preference.
+    Many(Vec<String>),
+}
+
+impl Coordinators {
+    /// A comma-separated list (`--coordinator`, `VANTAGE_COORDINATOR`).
+    pub fn from_list(text: &str) -> Self {
+        Self::Many(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    fn urls(&self) -> Vec<&str> {
+        match self {
+            Self::One(u) => vec![u.as_str()],
+            Self::Many(us) => us.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+impl From<&str> for Coordinators {
+    fn from(u: &str) -> Self {
+        Self::One(u.to_owned())
+    }
+}
+
+impl From<String> for Coordinators {
+    fn from(u: String) -> Self {
+        Self::One(u)
+    }
+}
+
+/// Parses and checks one coordinator URL: https, or plain http on loopback only.
+fn coordinator_url(text: &str) -> Result<url::Url, SettingsError> {
+    let rule = |m: String| SettingsError::Rule(m);
+    let coordinator = url::Url::parse(text)
+        .map_err(|e| rule(format!("coordinator URL `{text}` is not valid: {e}; e.g. `https://coordinator.example.com:7470`")))?;
+    match coordinator.scheme() {
+        "https" => Ok(coordinator),
+        "http" => {
+            let loopback = match coordinator.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if loopback {
+                Ok(coordinator)
+            } else {
+                Err(rule(format!(
+                    "refusing plain http to {coordinator}: the token would cross the network in clear; use https (plain http is for loopback only)"
+                )))
+            }
+        }
+        other => Err(rule(format!(
+            "coordinator URL must be https (or http on loopback); got scheme `{other}`"
+        ))),
+    }
+}
+
 /// `probe.toml`, as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSettings {
-    /// Base URL of the coordinator, e.g. `https://coordinator.example.com:7470`.
-    pub coordinator: Option<String>,
+    /// Base URL of the coordinator, e.g. `https://coordinator.example.com:7470`, or several
+    /// (`["https://a:7470", "https://b:7470"]`): coordinators sharing one store, any of which
+    /// takes the probe's results.
+    pub coordinator: Option<Coordinators>,
     /// File holding the probe's bearer token.
     pub token_file: Option<PathBuf>,
     /// Expected probe id (checked against the registration).
@@ -122,8 +194,8 @@ pub struct ClientIdentity {
 /// The probe agent's settings, validated.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// Base URL of the coordinator.
-    pub coordinator: url::Url,
+    /// Base URLs of the coordinators, in order of preference (at least one).
+    pub coordinators: Vec<url::Url>,
     /// The bearer token (never logged).
     pub token: Secret,
     /// Expected id, region and labels.
@@ -190,31 +262,21 @@ impl Settings {
     /// environment (`VANTAGE_PROBE_TOKEN`) rather than a file.
     pub fn from_file(file: FileSettings, token: Option<String>) -> Result<Self, SettingsError> {
         let rule = |m: String| SettingsError::Rule(m);
-        let coordinator = file.coordinator.ok_or_else(|| {
-            rule("the coordinator's URL is not set: pass --coordinator https://HOST:7470 or set `coordinator` in probe.toml".into())
-        })?;
-        let coordinator = url::Url::parse(&coordinator)
-            .map_err(|e| rule(format!("coordinator URL `{coordinator}` is not valid: {e}; e.g. `https://coordinator.example.com:7470`")))?;
-        match coordinator.scheme() {
-            "https" => {}
-            "http" => {
-                let loopback = match coordinator.host() {
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    Some(url::Host::Domain(d)) => d == "localhost",
-                    None => false,
-                };
-                if !loopback {
-                    return Err(rule(format!(
-                        "refusing plain http to {coordinator}: the token would cross the network in clear; use https (plain http is for loopback only)"
-                    )));
-                }
+        let listed = file
+            .coordinator
+            .as_ref()
+            .map(Coordinators::urls)
+            .unwrap_or_default();
+        if listed.is_empty() {
+            return Err(rule("the coordinator's URL is not set: pass --coordinator https://HOST:7470 (several: comma-separated) or set `coordinator` in probe.toml".into()));
+        }
+        let mut coordinators: Vec<url::Url> = Vec::with_capacity(listed.len());
+        for text in listed {
+            let url = coordinator_url(text)?;
+            if coordinators.contains(&url) {
+                return Err(rule(format!("coordinator `{url}` is listed twice")));
             }
-            other => {
-                return Err(rule(format!(
-                    "coordinator URL must be https (or http on loopback); got scheme `{other}`"
-                )));
-            }
+            coordinators.push(url);
         }
         let token = match (token, &file.token_file) {
             (Some(t), _) => t,
@@ -275,7 +337,7 @@ impl Settings {
             }
         };
         Ok(Self {
-            coordinator,
+            coordinators,
             token: Secret::new(token),
             client_identity,
             expect_id: file.probe_id,
@@ -343,8 +405,49 @@ mod tests {
                 .is_some_and(|p| p.ends_with("deploy/probe.token"))
         );
         let s = Settings::from_file(file, Some("t".into())).expect("valid");
-        assert_eq!(s.coordinator.as_str(), "http://127.0.0.1:7470/");
+        assert_eq!(s.coordinators[0].as_str(), "http://127.0.0.1:7470/");
         assert_eq!(s.spool_max_age, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn several_coordinators_are_listed_and_each_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("probe.toml");
+        std::fs::write(
+            &path,
+            "coordinator = [\"https://a.example:7470\", \"https://b.example:7470\"]\n",
+        )
+        .expect("write");
+        let file = FileSettings::load(&path).expect("a list");
+        let s = Settings::from_file(file, Some("t".into())).expect("valid");
+        let urls: Vec<&str> = s.coordinators.iter().map(url::Url::as_str).collect();
+        assert_eq!(urls, ["https://a.example:7470/", "https://b.example:7470/"]);
+
+        let flag = Coordinators::from_list("https://a.example:7470, https://c.example:7470,");
+        let s = Settings::from_file(
+            FileSettings {
+                coordinator: Some(flag),
+                ..FileSettings::default()
+            },
+            Some("t".into()),
+        )
+        .expect("a comma-separated list");
+        assert_eq!(s.coordinators.len(), 2);
+
+        let refused = |list: &str| {
+            Settings::from_file(
+                FileSettings {
+                    coordinator: Some(Coordinators::from_list(list)),
+                    ..FileSettings::default()
+                },
+                Some("t".into()),
+            )
+            .expect_err(list)
+            .to_string()
+        };
+        assert!(refused("https://a.example, http://b.example").contains("plain http"));
+        assert!(refused("https://a.example, https://a.example").contains("listed twice"));
+        assert!(refused(" , ").contains("not set"));
     }
 
     #[test]

@@ -77,10 +77,15 @@ struct Agent {
 impl Agent {
     /// Starts it with its state in `dir/state` and its log in `dir/probe.log`.
     fn start(sink: &Sink, dir: &std::path::Path) -> Self {
+        Self::start_with(&sink.url("/"), dir)
+    }
+
+    /// Starts it with `--coordinator coordinators` (a comma-separated list).
+    fn start_with(coordinators: &str, dir: &std::path::Path) -> Self {
         let mut cmd = Command::new(workspace_binary("vantage-probe"));
         cmd.arg("run")
             .arg("--coordinator")
-            .arg(sink.url("/"))
+            .arg(coordinators)
             .arg("--state-dir")
             .arg(dir.join("state"))
             .env(
@@ -346,4 +351,84 @@ fn r12_a_full_spool_disk_drops_new_results_counted_and_recovers() {
     );
     assert!(log.contains("the spool is written again"), "{log}");
     drop(disk);
+}
+
+/// Issue 14: a probe listing several coordinators moves to the next on a `503` or a
+/// connection refused, within the same push, and stays with the one that answers; when that
+/// one fails in turn it moves on again. No result is lost or stored twice on the way.
+#[test]
+fn r14_a_probe_fails_over_between_its_coordinators() {
+    let port = open_port();
+    let config = config(port, 2);
+    // Two fake coordinators sharing a store (a set of seqs); `a_up` says which one answers.
+    let a = Sink::start();
+    let c = Sink::start();
+    let a_up = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for (sink, up_when) in [(&a, true), (&c, false)] {
+        for path in ["/api/v1/probe/config", "/api/v1/results"] {
+            let a_up = Arc::clone(&a_up);
+            let config = config.clone();
+            sink.set_responder(path, move |r| {
+                if a_up.load(std::sync::atomic::Ordering::SeqCst) != up_when {
+                    return Reply::new(503).with_body(r#"{"error":"the store is unavailable"}"#);
+                }
+                if r.path == "/api/v1/probe/config" {
+                    Reply::new(200).with_body(&config)
+                } else {
+                    ack(seqs(r).len(), vec![])
+                }
+            });
+        }
+    }
+    // Nothing listens on the second: a connection refused.
+    let dead = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}/", dead.local_addr().expect("addr"));
+    drop(dead);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = Agent::start_with(
+        &format!("{},{dead_url},{}", a.url("/"), c.url("/")),
+        dir.path(),
+    );
+    wait_for_seq(&c, 10);
+    // It stays with the one that answers: the first is not asked again while c answers.
+    let asked_a = a.requests().len();
+    assert!(asked_a >= 1, "the first coordinator was tried first");
+    wait_for_seq(&c, 20);
+    assert_eq!(
+        a.requests().len(),
+        asked_a,
+        "a failing coordinator is not asked again while another answers"
+    );
+    // c fails and a is back: the probe moves on, past the dead one, to a.
+    a_up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = seqs_answered(&c).last().copied().unwrap_or(0);
+    wait_for_seq(&a, before + 10);
+    let log = agent.stop();
+    let mut stored: Vec<u64> = seqs_answered(&a);
+    stored.extend(seqs_answered(&c));
+    stored.sort_unstable();
+    let max = *stored.last().expect("some stored");
+    let unique: BTreeSet<u64> = stored.iter().copied().collect();
+    assert_eq!(unique.len(), stored.len(), "a result stored twice\n{log}");
+    assert_eq!(
+        unique,
+        (0..=max).collect::<BTreeSet<u64>>(),
+        "every result stored once, whichever coordinator took it\n{log}"
+    );
+    assert!(
+        log.contains("coordinator unavailable; trying the next"),
+        "the failover is logged\n{log}"
+    );
+}
+
+/// The seqs of the pushes a sink answered `200`, in order.
+fn seqs_answered(sink: &Sink) -> Vec<u64> {
+    let mut out: Vec<u64> = sink
+        .requests_to("/api/v1/results")
+        .iter()
+        .filter(|r| r.replied == Some(200))
+        .flat_map(seqs)
+        .collect();
+    out.sort_unstable();
+    out
 }
