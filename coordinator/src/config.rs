@@ -52,6 +52,8 @@ struct FileConfig {
     tls: Option<TlsFileConfig>,
     /// `[store]`.
     store: Option<StoreFileConfig>,
+    /// `[cluster]`.
+    cluster: Option<ClusterFileConfig>,
     /// `[retention]`.
     retention: Option<RetentionFileConfig>,
     /// `[limits]`.
@@ -122,6 +124,14 @@ struct StoreFileConfig {
     password_file: Option<String>,
     /// PostgreSQL: an environment variable holding the password.
     password_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterFileConfig {
+    /// Evaluation lease (default `"10s"`): a dead coordinator's vendors move to another within
+    /// it plus a third of it.
+    lease: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +254,8 @@ pub struct CoordinatorConfig {
     pub store_url: Option<Secret>,
     /// PostgreSQL's password (`[store] password_file` or `password_env`).
     pub store_password: Option<Secret>,
+    /// Evaluation lease (`[cluster] lease`).
+    pub lease: Duration,
     /// Raw result retention.
     pub retention_raw: Duration,
     /// Per-minute rollup retention.
@@ -276,6 +288,7 @@ impl Default for CoordinatorConfig {
             synchronous: Synchronous::Full,
             store_url: None,
             store_password: None,
+            lease: crate::cluster::DEFAULT_LEASE,
             retention_raw: Duration::from_secs(14 * 86_400),
             retention_rollups: Duration::from_secs(400 * 86_400),
             retention_hourly: Duration::from_secs(400 * 86_400),
@@ -414,6 +427,7 @@ impl CoordinatorConfig {
                 "retention.rollups_daily",
                 d.retention_daily,
             )?,
+            lease: dur(raw.cluster.and_then(|c| c.lease), "cluster.lease", d.lease)?,
             limits: Limits {
                 max_body_bytes: l.max_body_bytes.unwrap_or(dl.max_body_bytes),
                 max_batch: l.max_batch.unwrap_or(dl.max_batch),
@@ -464,6 +478,12 @@ impl CoordinatorConfig {
             return Err(ConfigError::Rule(
                 "limits must allow something: max_batch, queue_batches and max_connections_per_address at least 1, max_body_bytes at least 1024".to_owned(),
             ));
+        }
+        if self.lease < Duration::from_secs(1) || self.lease > Duration::from_secs(300) {
+            return Err(ConfigError::Rule(format!(
+                "cluster.lease must be from 1s to 5m; got {}",
+                vantage_checks::duration::format(self.lease)
+            )));
         }
         if self.retention_rollups < self.retention_raw {
             return Err(ConfigError::Rule(format!(

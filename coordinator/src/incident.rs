@@ -255,6 +255,11 @@ pub fn probe_now(
 pub struct Incidents {
     /// The store.
     pub store: Arc<dyn Store>,
+    /// This coordinator's leases: it decides only for the subjects whose partition it holds,
+    /// and writes under their fence.
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// Notified when this coordinator takes a partition: its incidents are reconciled at once.
+    pub lease_gained: Arc<Notify>,
     /// Receivers, routes, configured silences.
     pub alerting: Arc<Alerting>,
     /// Vendor names.
@@ -342,6 +347,10 @@ impl Incidents {
     /// Applies what is now true of a subject: opens, changes, clears, flaps or resolves its
     /// incident.
     fn apply(&self, now: &Now, at: Ms) -> Result<(), StoreError> {
+        // Another coordinator evaluates it (or none, until a lease is taken): nothing to do.
+        let Some(fence) = self.cluster.fence(now.subject.kind, &now.subject.id) else {
+            return Ok(());
+        };
         let open = self
             .store
             .open_incident(now.subject.kind, &now.subject.id)?;
@@ -449,6 +458,8 @@ impl Incidents {
             flap: matches!(plan, Plan::Flap { .. }),
             events,
             deliveries,
+            fence: Some(fence),
+            expect_version: open.as_ref().map(|i| i.version),
         })?;
         let kind = match plan {
             Plan::Open => "opened",
@@ -502,9 +513,17 @@ impl Incidents {
             .map(|(v, s)| (v.clone(), s.clone()))
             .collect();
         for (vendor, status) in &vendors {
-            self.apply(&self.vendor_facts(vendor, status), at)?;
+            match self.apply(&self.vendor_facts(vendor, status), at) {
+                // The partition moved, or another write came first: the next pass decides
+                // again from what is stored then.
+                Err(StoreError::Fenced(_) | StoreError::Conflict(_)) => continue,
+                other => other?,
+            }
         }
         for incident in self.store.open_incidents()? {
+            let Some(fence) = self.cluster.fence(incident.subject_kind, &incident.subject) else {
+                continue;
+            };
             let Ok(saved) = serde_json::from_str::<serde_json::Value>(&incident.detail) else {
                 continue;
             };
@@ -565,7 +584,7 @@ impl Incidents {
                 .filter(|d| d.event == AlertEvent::Trigger)
                 .map(|d| ("notified".to_owned(), json!({ "receiver": d.receiver, "why": "no silence holds it back any more" }).to_string()))
                 .collect();
-            self.store.write_incident(&IncidentWrite {
+            let written = self.store.write_incident(&IncidentWrite {
                 id: Some(incident.id),
                 subject_kind: incident.subject_kind,
                 subject: incident.subject.clone(),
@@ -578,7 +597,13 @@ impl Incidents {
                 flap: false,
                 events,
                 deliveries,
-            })?;
+                fence: Some(fence),
+                expect_version: Some(incident.version),
+            });
+            match written {
+                Err(StoreError::Fenced(_) | StoreError::Conflict(_)) => continue,
+                other => other?,
+            };
             self.wake.notify_one();
         }
         Ok(())
@@ -609,12 +634,25 @@ impl Incidents {
                 states,
                 transitions,
             } => {
+                // Only the checks of the vendors evaluated here: each coordinator runs the
+                // engine on every result, and the owner alone records.
+                let catalog = self.catalogs.current();
+                let owned = |check: &str| {
+                    catalog
+                        .checks
+                        .checks
+                        .iter()
+                        .find(|c| c.id == check)
+                        .is_some_and(|c| self.cluster.holds(SubjectKind::Vendor, &c.vendor))
+                };
                 let states: Vec<(String, String)> = states
                     .iter()
+                    .filter(|(id, _)| owned(id))
                     .map(|(id, s)| (id.clone(), serde_json::to_string(s).unwrap_or_default()))
                     .collect();
                 let transitions: Vec<TransitionRecord> = transitions
                     .iter()
+                    .filter(|t| self.cluster.holds(SubjectKind::Vendor, &t.vendor))
                     .map(|t| TransitionRecord {
                         check_id: t.check.clone(),
                         vendor: t.vendor.clone(),
@@ -624,6 +662,9 @@ impl Incidents {
                     .collect();
                 for t in &transitions {
                     tracing::info!(check = %t.check_id, vendor = %t.vendor, "check verdict changed");
+                }
+                if states.is_empty() && transitions.is_empty() {
+                    return Ok(());
                 }
                 self.store
                     .save_check_states(&states, &transitions, now_ms())
@@ -645,16 +686,19 @@ impl Incidents {
                         )
                         .map(|(r, s)| (r, s.as_label().to_owned()))
                         .collect();
+                self.vendors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(vendor.clone(), status.clone());
+                if !self.cluster.holds(SubjectKind::Vendor, &vendor) {
+                    return Ok(());
+                }
                 self.store.record_vendor_status(
                     &vendor,
                     &serde_json::to_string(&status).unwrap_or_default(),
                     &states,
                     at_ms,
                 )?;
-                self.vendors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(vendor.clone(), status.clone());
                 self.apply(&self.vendor_facts(&vendor, &status), at_ms)
             }
             Change::Probe { change, health } => {
@@ -664,6 +708,9 @@ impl Incidents {
                 let record = probes.iter().find(|p| p.id == change.probe);
                 self.stream
                     .probe(&change, record.map(|p| p.region.as_str()));
+                if !self.cluster.holds(SubjectKind::Probe, &change.probe) {
+                    return Ok(());
+                }
                 self.store.save_probe_health(
                     &change.probe,
                     &serde_json::to_string(&health).unwrap_or_default(),
@@ -691,6 +738,14 @@ pub async fn run(incidents: Arc<Incidents>, mut changes: mpsc::Receiver<Change>)
                 // The live stream hears of it first, once: the store writes may take a while.
                 incidents.stream.change(&change);
                 record(&incidents, change).await;
+            }
+            () = incidents.lease_gained.notified() => {
+                let inc = Arc::clone(&incidents);
+                let outcome = tokio::task::spawn_blocking(move || inc.reconcile(now_ms())).await;
+                if let Ok(Err(e)) = outcome {
+                    incidents.metrics.store_error(StoreOp::Reconcile);
+                    tracing::error!(error = %e, "cannot reconcile the incidents of partitions taken; trying again at the next tick");
+                }
             }
             _ = reconcile.tick() => {
                 let inc = Arc::clone(&incidents);
@@ -723,6 +778,11 @@ async fn record(incidents: &Arc<Incidents>, change: Change) {
                         "recorded a consensus change after store errors"
                     );
                 }
+                return;
+            }
+            Ok(Err(StoreError::Fenced(why))) => {
+                // Another coordinator took the partition meanwhile: it decides now.
+                tracing::info!(%why, "a change was not recorded here: its partition moved to another coordinator");
                 return;
             }
             Ok(Err(e)) => {
@@ -790,6 +850,7 @@ mod tests {
             opened_state: now.subject.state,
             clear_since_ms,
             flaps: 0,
+            version: 0,
         }
     }
 
@@ -979,6 +1040,7 @@ mod tests {
                             opened_state: now.subject.state,
                             clear_since_ms: None,
                             flaps: 0,
+                            version: 0,
                         });
                     }
                     Some(Plan::Clear) => {
@@ -1040,8 +1102,16 @@ mod tests {
             routes: vec![],
             silences: vec![],
         };
+        // A lone coordinator: it takes every lease.
+        let cluster = Arc::new(crate::cluster::Cluster::new(
+            "127.0.0.1:0".into(),
+            crate::cluster::DEFAULT_LEASE,
+        ));
+        cluster.balance(&*store).expect("take the leases");
         let inc = Arc::new(Incidents {
             store: Arc::clone(&store) as Arc<dyn Store>,
+            cluster,
+            lease_gained: Arc::new(Notify::new()),
             alerting: Arc::new(alerting),
             catalogs: Arc::new(Catalogs::load(vec![checks]).expect("load checks")),
             wake: Arc::new(Notify::new()),

@@ -28,6 +28,7 @@ pub mod alert;
 pub mod api;
 pub mod auth;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod consensus;

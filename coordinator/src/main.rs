@@ -70,6 +70,12 @@ enum Command {
         #[arg(long)]
         local_probe: bool,
     },
+    /// The coordinators sharing the store: each one's last heartbeat, and who holds each
+    /// evaluation lease.
+    Status {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Register, list and revoke probes.
     Probe {
         #[command(subcommand)]
@@ -264,6 +270,63 @@ fn load_config(args: &ConfigArgs) -> anyhow::Result<CoordinatorConfig> {
     Ok(config)
 }
 
+/// Prints the cluster: coordinators heard from within three leases, and every lease.
+fn status(config: &CoordinatorConfig) -> anyhow::Result<()> {
+    let store = server::open_store(config)?;
+    let lease_ms = config.lease.as_millis() as i64;
+    let (nodes, leases) = store.cluster(3 * lease_ms)?;
+    let now = now_ms();
+    let ago = |ms: i64| format!("{:.1}s ago", (now - ms).max(0) as f64 / 1000.0);
+    println!(
+        "{:<40} {:<22} {:<9} {:<16} {:<16} LEASES",
+        "COORDINATOR", "ADDRESS", "VERSION", "STARTED", "HEARTBEAT"
+    );
+    for n in &nodes {
+        let held: Vec<String> = leases
+            .iter()
+            .filter(|l| l.holder.as_deref() == Some(n.node.node.as_str()) && l.expires_ms > now)
+            .map(|l| l.part.to_string())
+            .collect();
+        println!(
+            "{:<40} {:<22} {:<9} {:<16} {:<16} {}",
+            n.node.node,
+            n.node.address,
+            n.node.version,
+            ago(n.node.started_ms),
+            ago(n.heartbeat_ms),
+            if held.is_empty() {
+                "-".to_owned()
+            } else {
+                held.join(",")
+            }
+        );
+    }
+    if nodes.is_empty() {
+        println!(
+            "(no coordinator heard from within {}s)",
+            3 * lease_ms / 1000
+        );
+    }
+    println!();
+    println!("{:<5} {:<40} {:>6}  EXPIRES", "PART", "HOLDER", "EPOCH");
+    for l in &leases {
+        let expires = if l.holder.is_none() {
+            "free".to_owned()
+        } else if l.expires_ms > now {
+            format!("in {:.1}s", (l.expires_ms - now) as f64 / 1000.0)
+        } else {
+            format!("expired {}", ago(l.expires_ms))
+        };
+        println!(
+            "{:<5} {:<40} {:>6}  {expires}",
+            l.part,
+            l.holder.as_deref().unwrap_or("-"),
+            l.epoch
+        );
+    }
+    Ok(())
+}
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -356,6 +419,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Probe { command } => probe_command(command),
+        Command::Status { config } => status(&load_config(&config)?),
         Command::Silence { command } => silence_command(command),
         Command::Report { command } => report_command(command),
         #[cfg(feature = "demo")]

@@ -111,18 +111,31 @@ pub enum StoreOp {
     Reconcile,
     /// The outbox marking an alert sent, or scheduling its retry.
     Outbox,
+    /// Balancing leases (a heartbeat).
+    Lease,
 }
 
 impl StoreOp {
-    const ALL: [StoreOp; 3] = [Self::RecordChange, Self::Reconcile, Self::Outbox];
+    const ALL: [StoreOp; 4] = [
+        Self::RecordChange,
+        Self::Reconcile,
+        Self::Outbox,
+        Self::Lease,
+    ];
 
     fn as_label(self) -> &'static str {
         match self {
             Self::RecordChange => "record_change",
             Self::Reconcile => "reconcile",
             Self::Outbox => "outbox",
+            Self::Lease => "lease",
         }
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartLabels {
+    part: u32,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -215,6 +228,8 @@ pub struct Metrics {
     evaluation_seconds: Family<TriggerLabels, Histogram, fn() -> Histogram>,
     stream_consumers: Gauge,
     stream_dropped: Family<StreamDropLabels, Counter>,
+    leases_held: Gauge,
+    lease_epoch: Family<PartLabels, Gauge>,
     /// Scrapes refresh and encode one at a time, so none sees another's half-filled families.
     scraping: Mutex<()>,
 }
@@ -279,6 +294,8 @@ impl Metrics {
             evaluation_seconds: Family::new_with_constructor(evaluation_histogram),
             stream_consumers: Gauge::default(),
             stream_dropped: Family::default(),
+            leases_held: Gauge::default(),
+            lease_epoch: Family::default(),
             scraping: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -464,6 +481,16 @@ impl Metrics {
             "Live stream consumers dropped for not keeping up, by reason",
             m.stream_dropped.clone(),
         );
+        registry.register(
+            "leases_held",
+            "Evaluation leases (partitions of vendors and probes) this coordinator holds now",
+            m.leases_held.clone(),
+        );
+        registry.register(
+            "lease_epoch",
+            "Epoch of each lease this coordinator holds (grows each time a lease changes hands)",
+            m.lease_epoch.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -528,6 +555,17 @@ impl Metrics {
                 receiver: receiver.to_owned(),
             })
             .inc();
+    }
+
+    /// The leases held now: their count, and each one's epoch (a lease gone is removed).
+    pub fn set_leases(&self, held: &[crate::store::lease::Lease]) {
+        self.leases_held.set(held.len() as i64);
+        self.lease_epoch.clear();
+        for l in held {
+            self.lease_epoch
+                .get_or_create(&PartLabels { part: l.part })
+                .set(l.epoch);
+        }
     }
 
     /// Counts a store failure while doing `op`.

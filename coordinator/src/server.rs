@@ -138,12 +138,53 @@ pub async fn run(
     let catalogs = Arc::new(Catalogs::load(config.checks.clone())?);
     let (writer, writer_thread) = Writer::start(Arc::clone(&store), config.limits.queue_batches);
     let metrics = Arc::new(crate::metrics::Metrics::new());
+    // With a store other coordinators write to, the engine follows its feed of committed
+    // results: the cursor is taken before the engine reads what is stored, so that nothing
+    // committed in between is missed (a result seen twice lands in the same place).
+    let feed_from = {
+        let s = Arc::clone(&store);
+        tokio::task::spawn_blocking(move || s.feed().map(|f| f.feed_start()).transpose())
+            .await
+            .map_err(|e| ServeError::Store(crate::store::StoreError::Corrupt(e.to_string())))?
+            .map_err(ServeError::Store)?
+    };
     let (engine, changes) = start_engine(&store, &catalogs, &config, &metrics).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+    // This coordinator's leases: the first pass before anything decides, so that a lone
+    // coordinator evaluates every vendor from its first change.
+    let cluster = Arc::new(crate::cluster::Cluster::new(addr.to_string(), config.lease));
+    {
+        let (c, s) = (Arc::clone(&cluster), Arc::clone(&store));
+        match tokio::task::spawn_blocking(move || c.balance(&*s)).await {
+            Ok(Ok(_)) => {
+                tracing::info!(node = %cluster.node.node, leases = cluster.held().len(), "leases taken")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot take leases yet; trying again in the background")
+            }
+            Err(e) => tracing::error!(error = %e, "the first lease pass panicked"),
+        }
+    }
+    metrics.set_leases(&cluster.held());
+    let lease_gained = Arc::new(tokio::sync::Notify::new());
+    let lease_task = tokio::spawn(crate::cluster::run(
+        Arc::clone(&cluster),
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        Arc::clone(&lease_gained),
+    ));
     let live = Arc::new(crate::stream::Hub::new());
     let alerting = Arc::new(config.alerting.clone());
     let wake = Arc::new(tokio::sync::Notify::new());
     let incidents = Arc::new(crate::incident::Incidents {
         store: Arc::clone(&store),
+        cluster: Arc::clone(&cluster),
+        lease_gained,
         alerting: Arc::clone(&alerting),
         catalogs: Arc::clone(&catalogs),
         wake: Arc::clone(&wake),
@@ -161,13 +202,24 @@ pub async fn run(
     let incident_task = tokio::spawn(crate::incident::run(incidents, changes));
     let dispatcher = tokio::spawn(crate::alert::outbox::run(
         Arc::clone(&store),
+        cluster.node.node.clone(),
         Arc::clone(&alerting),
         wake,
         Arc::clone(&metrics),
     ));
     let ticker = tokio::spawn(tick(Arc::clone(&engine), Arc::clone(&store)));
+    let follower = feed_from.map(|cursor| {
+        tokio::spawn(follow(
+            Arc::clone(&store),
+            Arc::clone(&engine),
+            Arc::clone(&live),
+            cursor,
+        ))
+    });
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
+        cluster: Arc::clone(&cluster),
+        fed_by_store: follower.is_some(),
         writer,
         catalogs: Arc::clone(&catalogs),
         limits: config.limits.clone(),
@@ -184,12 +236,6 @@ pub async fn run(
     });
 
     let background = tokio::spawn(background(Arc::clone(&store), catalogs, config.clone()));
-    let addr = listener
-        .local_addr()
-        .map_err(|source| ServeError::DataDir {
-            path: config.data_dir.clone(),
-            source,
-        })?;
     tracing::info!(%addr, tls = tls.is_some(), checks = state.catalogs.current().checks.checks.len(), "coordinator serving");
 
     let graceful = GracefulShutdown::new();
@@ -332,11 +378,22 @@ pub async fn run(
     }
     background.abort();
     ticker.abort();
+    if let Some(f) = follower {
+        f.abort();
+    }
     // Let the incident task record what the engine last sent, then stop the dispatcher; what
     // it had not sent stays queued for the next start.
     drop(state);
     let _ = tokio::time::timeout(Duration::from_secs(5), incident_task).await;
     dispatcher.abort();
+    // Give the leases up, so that the other coordinators take this one's vendors at their next
+    // pass rather than after the lease.
+    lease_task.abort();
+    cluster.drop_all();
+    let (node, s) = (cluster.node.node.clone(), Arc::clone(&store));
+    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || s.release_leases(&node)).await {
+        tracing::warn!(error = %e, "cannot give the leases up; they run out by themselves");
+    }
     // Dropping the last writer handle (with the state) lets the writer commit what is queued
     // and stop.
     let _ = tokio::task::spawn_blocking(move || writer_thread.join()).await;
@@ -490,6 +547,61 @@ async fn start_engine(
         resume,
         Arc::clone(metrics),
     ))
+}
+
+/// How often the engine looks at the store's feed for results other coordinators took.
+const FEED_POLL: Duration = Duration::from_millis(100);
+/// Most results read from the feed at once.
+const FEED_BATCH: u32 = 5_000;
+
+/// Feeds the engine (and the live stream) every result committed to a shared store, whichever
+/// coordinator took it, in commit order.
+async fn follow(
+    store: Arc<dyn Store>,
+    engine: Arc<crate::engine::Engine>,
+    stream: Arc<crate::stream::Hub>,
+    mut cursor: crate::store::FeedCursor,
+) {
+    let mut every = tokio::time::interval(FEED_POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        every.tick().await;
+        loop {
+            let s = Arc::clone(&store);
+            let read = tokio::task::spawn_blocking(move || match s.feed() {
+                Some(f) => f.feed_after(cursor, FEED_BATCH),
+                None => Ok((Vec::new(), cursor)),
+            })
+            .await;
+            let (rows, next) = match read {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    if !failing {
+                        tracing::error!(error = %e, "cannot read the store's feed of results; the engine waits for it");
+                    }
+                    failing = true;
+                    break;
+                }
+                Err(_) => break,
+            };
+            if failing {
+                tracing::info!("reading the store's feed of results again");
+                failing = false;
+            }
+            cursor = next;
+            if rows.is_empty() {
+                break;
+            }
+            stream.results(&rows);
+            engine
+                .observe(&rows, ingest::unix_ms(time::OffsetDateTime::now_utc()))
+                .await;
+            if rows.len() < FEED_BATCH as usize {
+                break;
+            }
+        }
+    }
 }
 
 /// Drives the engine's timer.

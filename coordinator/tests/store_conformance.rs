@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use time::OffsetDateTime;
 use vantage_checks::result::{CheckResult, FailureKind, Status};
 use vantage_coordinator::consensus::vendor::VendorState;
+use vantage_coordinator::store::lease::{Fence, Node, PARTS};
 use vantage_coordinator::store::report::UNKNOWN_STATE;
 use vantage_coordinator::store::state::{
     AlertEvent, DeliveryRow, IncidentQuery, IncidentState, IncidentWrite, NewDelivery, SilenceRow,
@@ -86,6 +87,9 @@ macro_rules! conformance {
 const T0: i64 = 1_764_547_200_000 + 3_600_000; // 2025-12-01T01:00:00Z
 
 const HARD_DOWN: IncidentState = IncidentState::Vendor(VendorState::HardDown);
+
+/// How long an outbox claim lasts in these tests.
+const CLAIM: i64 = 60_000;
 
 fn at(ms: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).expect("a time")
@@ -570,7 +574,7 @@ conformance!(
         .expect("queue a resolve");
         assert_eq!(s.outbox_pending().expect("pending"), 3);
         // Per (incident, receiver) only the oldest: the resolve waits for its trigger.
-        let due = s.outbox_due(T0 + 10, 10).expect("due");
+        let due = s.outbox_claim("a", T0 + 10, CLAIM, 10).expect("due");
         let events: Vec<(&str, AlertEvent)> =
             due.iter().map(|r| (r.receiver.as_str(), r.event)).collect();
         assert_eq!(
@@ -580,19 +584,28 @@ conformance!(
                 ("chat", AlertEvent::Trigger)
             ]
         );
+        // Claimed by `a`: another coordinator gets none of them.
+        assert!(
+            s.outbox_claim("b", T0 + 10, CLAIM, 10)
+                .expect("due")
+                .is_empty(),
+            "claimed rows go to one coordinator"
+        );
         assert_eq!(due[0].payload, "{\"n\":1}");
         assert_eq!(
             (due[0].incident_id, due[0].attempts, due[0].created_ms),
             (id, 0, T0)
         );
         assert!(
-            s.outbox_due(T0 - 1, 10).expect("due").is_empty(),
+            s.outbox_claim("a", T0 - 1, CLAIM, 10)
+                .expect("due")
+                .is_empty(),
             "not due yet"
         );
 
         s.outbox_delivered(due[0].id, T0 + 20).expect("delivered");
         s.outbox_retry(due[1].id, "503", T0 + 1000).expect("retry");
-        let due = s.outbox_due(T0 + 20, 10).expect("due");
+        let due = s.outbox_claim("a", T0 + 20, CLAIM, 10).expect("due");
         let events: Vec<(&str, AlertEvent)> =
             due.iter().map(|r| (r.receiver.as_str(), r.event)).collect();
         assert_eq!(
@@ -600,12 +613,18 @@ conformance!(
             [("pager", AlertEvent::Resolve)],
             "the chat trigger waits for its retry"
         );
-        let later = s.outbox_due(T0 + 1000, 10).expect("due");
+        let later = s.outbox_claim("a", T0 + 1000, CLAIM, 10).expect("due");
         let chat = later
             .iter()
             .find(|r| r.receiver == "chat")
             .expect("chat again");
         assert_eq!(chat.attempts, 1);
+        assert_eq!(later.len(), 1, "the resolve is still `a`'s: {later:?}");
+        // `a` died holding its claims: once they end, `b` takes both.
+        let taken = s
+            .outbox_claim("b", T0 + 1000 + CLAIM, CLAIM, 10)
+            .expect("due");
+        assert_eq!(taken.len(), 2, "{taken:?}");
 
         s.outbox_dead(chat.id, "410 gone", T0 + 1001).expect("dead");
         s.outbox_dead(chat.id, "410 gone", T0 + 1002)
@@ -743,3 +762,188 @@ conformance!(vendor_history_records_changes_only, |s: &dyn Store| {
         ]
     );
 });
+
+fn node(id: &str) -> Node {
+    Node {
+        node: id.into(),
+        address: "127.0.0.1:7470".into(),
+        version: "test".into(),
+        started_ms: T0,
+    }
+}
+
+fn parts(held: &[vantage_coordinator::store::lease::Lease]) -> Vec<u32> {
+    held.iter().map(|l| l.part).collect()
+}
+
+conformance!(leases_are_shared_fenced_and_taken_over, |s: &dyn Store| {
+    const TTL: i64 = 1_500;
+    let a = s.balance_leases(&node("a"), TTL).expect("balance");
+    let first = a.now_ms;
+    assert_eq!(
+        (a.held.len(), a.live),
+        (PARTS as usize, 1),
+        "alone, it takes all"
+    );
+    assert!(a.held.iter().all(|l| l.epoch == 1));
+    // A second coordinator: nothing is free yet; the first gives up what is above its share,
+    // and the second takes it.
+    let b = s.balance_leases(&node("b"), TTL).expect("balance");
+    assert_eq!((b.held.len(), b.live), (0, 2));
+    let a = s.balance_leases(&node("a"), TTL).expect("balance");
+    assert_eq!(parts(&a.held), (0..8).collect::<Vec<u32>>());
+    let b = s.balance_leases(&node("b"), TTL).expect("balance");
+    assert_eq!(parts(&b.held), (8..16).collect::<Vec<u32>>());
+    assert!(
+        b.held.iter().all(|l| l.epoch == 2),
+        "a new holder, a new epoch: {b:?}"
+    );
+
+    // A write under a fence the writer no longer holds is refused; under the holder's, it goes.
+    let fenced = |node: &str, part: u32, epoch: i64| IncidentWrite {
+        fence: Some(Fence {
+            node: node.into(),
+            part,
+            epoch,
+        }),
+        ..open_write("v1")
+    };
+    let stale = s.write_incident(&fenced("a", 15, 1));
+    assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+    assert_eq!(
+        s.open_incident(SubjectKind::Vendor, "v1").expect("read"),
+        None,
+        "nothing written"
+    );
+    s.write_incident(&fenced("b", 15, 2))
+        .expect("the holder writes");
+
+    // `a` stops renewing (dead, or paused): once its leases run out, `b` takes them, at a new
+    // epoch, and `a`'s fences are refused.
+    std::thread::sleep(std::time::Duration::from_millis(TTL as u64 + 200));
+    let b = s.balance_leases(&node("b"), TTL).expect("balance");
+    assert_eq!((b.held.len(), b.live), (PARTS as usize, 1));
+    let p0 = b.held.iter().find(|l| l.part == 0).expect("part 0");
+    assert_eq!(p0.epoch, 2);
+    let late = s.write_incident(&IncidentWrite {
+        subject: "v2".into(),
+        ..fenced("a", 0, 1)
+    });
+    assert!(matches!(late, Err(StoreError::Fenced(_))), "{late:?}");
+    let (nodes, leases) = s.cluster(TTL).expect("cluster");
+    assert_eq!(
+        nodes
+            .iter()
+            .map(|n| n.node.node.as_str())
+            .collect::<Vec<_>>(),
+        ["b"]
+    );
+    assert!(leases.iter().all(|l| l.holder.as_deref() == Some("b")));
+    // Coverage: `a`'s span of partition 0, then `b`'s, with the gap between.
+    let spans = s.coverage(0, first - 1, i64::MAX).expect("coverage");
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert!(
+        spans[0].1 < spans[1].0,
+        "a gap while nobody held it: {spans:?}"
+    );
+
+    // A graceful stop frees everything at once.
+    s.release_leases("b").expect("release");
+    let (nodes, leases) = s.cluster(TTL).expect("cluster");
+    assert!(nodes.is_empty());
+    assert!(leases.iter().all(|l| l.holder.is_none()));
+    let c = s.balance_leases(&node("c"), TTL).expect("balance");
+    assert_eq!(c.held.len(), PARTS as usize);
+});
+
+conformance!(incident_writes_are_compare_and_set, |s: &dyn Store| {
+    let id = s.write_incident(&open_write("v1")).expect("open");
+    let again = s.write_incident(&open_write("v1"));
+    assert!(
+        matches!(again, Err(StoreError::Conflict(_))),
+        "one open incident per subject: {again:?}"
+    );
+    let change = |expect_version| IncidentWrite {
+        id: Some(id),
+        expect_version,
+        events: vec![],
+        deliveries: vec![],
+        ..open_write("v1")
+    };
+    s.write_incident(&change(Some(0))).expect("from version 0");
+    let stale = s.write_incident(&change(Some(0)));
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    s.write_incident(&change(Some(1))).expect("from version 1");
+    s.write_incident(&change(None)).expect("unchecked");
+    let row = s
+        .open_incident(SubjectKind::Vendor, "v1")
+        .expect("read")
+        .expect("open");
+    assert_eq!(row.version, 3);
+});
+
+/// SQLite has one coordinator, which feeds its engine in process; PostgreSQL has a feed.
+#[test]
+fn only_a_shared_store_has_a_feed() {
+    let f = open(Backend::Sqlite, "feed_sqlite");
+    assert!(f.store.feed().is_none());
+    let f = open(Backend::Postgres, "feed_postgres");
+    assert!(f.store.feed().is_some());
+}
+
+/// The feed never skips a result committed late: a transaction that began first but commits
+/// last holds back what came after it until it commits, then both come, in order.
+#[test]
+fn the_postgres_feed_waits_for_a_transaction_that_commits_late() {
+    let url = server().create_database("feed_order");
+    let store = PostgresStore::open(&url, None).expect("open postgresql");
+    let feed = store.feed().expect("a feed");
+    let start = feed.feed_start().expect("start");
+    let late = row("fra-1", "eu", 1, "c1", "v1", T0);
+    let body = serde_json::to_string(&late.result).expect("json");
+    // A writer that inserts, then holds its transaction open for two seconds.
+    let sql = format!(
+        "BEGIN; INSERT INTO results (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, total_ms, body) \
+         VALUES ('fra-1', 'fra-1-boot', 1, 'c1', 'v1', 'eu', {T0}, {}, 'ok', 20, '{}'); SELECT pg_sleep(2); COMMIT;",
+        T0 + 5,
+        body.replace('\'', "''")
+    );
+    let writer = std::thread::spawn(move || server().psql("feed_order", &sql));
+    // Its insert is in (it holds the row's key) before the second one commits.
+    vantage_e2e::wait_until(
+        "the slow transaction's insert",
+        std::time::Duration::from_secs(10),
+        || {
+            server()
+            .psql(
+                "feed_order",
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'BEGIN; INSERT INTO results%' AND state = 'active'",
+            )
+            .is_ok_and(|n| n == "1")
+        },
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    store
+        .insert_results(&[row("ams-1", "eu", 2, "c1", "v1", T0 + 1000)])
+        .expect("insert");
+    let (early, at) = feed.feed_after(start, 100).expect("feed");
+    assert!(
+        early.is_empty(),
+        "nothing passes a transaction still running: {early:?}"
+    );
+    assert_eq!(at, start);
+    writer
+        .join()
+        .expect("writer")
+        .expect("the slow transaction commits");
+    let (rows, end) = feed.feed_after(start, 100).expect("feed");
+    let got: Vec<(&str, u64)> = rows
+        .iter()
+        .map(|r| (r.result.probe_id.as_str(), r.result.seq))
+        .collect();
+    assert_eq!(got, [("fra-1", 1), ("ams-1", 2)], "commit-safe order");
+    assert!(end > start);
+    let (none, same) = feed.feed_after(end, 100).expect("feed");
+    assert!(none.is_empty());
+    assert_eq!(same, end);
+}

@@ -3,6 +3,12 @@
 //! is marked delivered only after a 2xx, so a crash in between sends it again (PagerDuty and
 //! Alertmanager de-duplicate by incident; the webhook carries the incident id and event).
 //!
+//! Each alert is claimed (for a minute) before it is sent, so that of several coordinators on
+//! one store one sends it; one that dies holding a claim leaves the alert to the others when the
+//! claim ends. That is the one case where an alert can go out twice: sent, then the sender died
+//! before marking it delivered. PagerDuty and Alertmanager fold the second into the first by
+//! the incident; the webhook's `incident_id` and `event` let a receiver do the same.
+//!
 //! An alert that fails every attempt its receiver allows (`max_attempts`) is given up: a dead
 //! letter, on its incident's timeline (`undeliverable`) and in
 //! `vantage_alert_dead_letters_total`, so that it no longer holds back the alerts after it.
@@ -30,6 +36,9 @@ use crate::store::state::OutboxRow;
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Sends in flight at once.
 const PARALLEL: usize = 16;
+/// How long a claimed alert is this coordinator's to send; a coordinator that dies holding
+/// claims leaves them to the others after this. Longer than any receiver's timeout.
+const CLAIM: Duration = Duration::from_secs(60);
 /// Shortest and longest pause after the store failed.
 const STORE_BACKOFF: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(30));
 
@@ -120,6 +129,7 @@ async fn send(
 /// Runs the dispatcher until the task is aborted. `wake` is notified when alerts are queued.
 pub async fn run(
     store: Arc<dyn Store>,
+    node: String,
     alerting: Arc<Alerting>,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
@@ -156,7 +166,13 @@ pub async fn run(
             Vec::new()
         } else {
             let s = Arc::clone(&store);
-            match tokio::task::spawn_blocking(move || s.outbox_due(now, PARALLEL as u32)).await {
+            let node = node.clone();
+            let claim = CLAIM.as_millis() as i64;
+            match tokio::task::spawn_blocking(move || {
+                s.outbox_claim(&node, now, claim, PARALLEL as u32)
+            })
+            .await
+            {
                 Ok(Ok(due)) => due,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot read the outbox");

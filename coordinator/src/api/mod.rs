@@ -40,6 +40,11 @@ const RESULTS_MAX_LIMIT: u32 = 10_000;
 pub struct AppState {
     /// The store (reads).
     pub store: Arc<dyn Store>,
+    /// This coordinator among those sharing the store: its node id and leases.
+    pub cluster: Arc<crate::cluster::Cluster>,
+    /// The engine and the live stream follow the store's feed of committed results (a store
+    /// shared with other coordinators), not the batches this coordinator takes.
+    pub fed_by_store: bool,
     /// The writer (ingest).
     pub writer: Writer,
     /// The check catalog.
@@ -304,17 +309,28 @@ async fn readyz(state: &AppState) -> Resp {
     #[derive(Serialize)]
     struct Ready {
         ready: bool,
+        store: &'static str,
         checks: usize,
         checks_error: Option<String>,
         queued_batches: usize,
+        /// This coordinator's node id.
+        node: String,
+        /// The partitions it evaluates now (all of them when it is alone).
+        leases: Vec<u32>,
+        /// Lease passes that failed in a row (the store unreachable).
+        lease_failures: u64,
     }
     let store_ok = blocking(&state.store, |s| s.size_bytes()).await.is_ok();
     let catalog = state.catalogs.current();
     let body = Ready {
         ready: store_ok,
+        store: if store_ok { "ok" } else { "unreachable" },
         checks: catalog.checks.checks.len(),
         checks_error: state.catalogs.last_error(),
         queued_batches: state.writer.queued(),
+        node: state.cluster.node.node.clone(),
+        leases: state.cluster.held().iter().map(|l| l.part).collect(),
+        lease_failures: state.cluster.failures(),
     };
     json(
         if store_ok {
@@ -567,13 +583,15 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
             state.metrics.ingested(outcome.inserted, outcome.duplicates);
             // A batch the store had whole already is not news. (One re-sent in part is
             // streamed whole: the store does not say which of its results were new.)
-            if outcome.inserted > 0 {
-                state.stream.results(&observed);
+            if !state.fed_by_store {
+                if outcome.inserted > 0 {
+                    state.stream.results(&observed);
+                }
+                state
+                    .engine
+                    .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
+                    .await;
             }
-            state
-                .engine
-                .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
-                .await;
             let ack = BatchAck {
                 accepted: outcome.inserted,
                 duplicates: outcome.duplicates,

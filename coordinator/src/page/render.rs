@@ -1025,6 +1025,7 @@ mod tests {
                         opened_state: crate::alert::IncidentState::Vendor(VendorState::HardDown),
                         clear_since_ms: None,
                         flaps: 2,
+                        version: 3,
                     },
                     events: vec![IncidentEventRow {
                         seq: 1,

@@ -128,7 +128,7 @@ pub fn table(r: &SlaReport) -> String {
     for s in VendorState::ALL {
         let _ = write!(w, " {:>18}", s.as_label().to_uppercase());
     }
-    let _ = writeln!(w, " {:>12}", "UNRECORDED");
+    let _ = writeln!(w, " {:>12} {:>12}", "UNRECORDED", "UNEVALUATED");
     for (name, s) in scopes(r) {
         let _ = write!(w, "{name:<16}");
         for st in VendorState::ALL {
@@ -139,7 +139,11 @@ pub fn table(r: &SlaReport) -> String {
                 .unwrap_or(0.0);
             let _ = write!(w, " {m:>18.1}");
         }
-        let _ = writeln!(w, " {:>12.1}", s.unrecorded_minutes);
+        let _ = writeln!(
+            w,
+            " {:>12.1} {:>12.1}",
+            s.unrecorded_minutes, s.unevaluated_minutes
+        );
     }
 
     let _ = writeln!(w, "\nROLES (all regions)");
@@ -252,6 +256,7 @@ pub fn csv(r: &SlaReport) -> String {
     .collect::<Vec<_>>();
     header.extend(states.iter().map(|s| format!("minutes_{s}")));
     header.push("unrecorded_minutes".to_owned());
+    header.push("unevaluated_minutes".to_owned());
     let mut out = header.join(",");
     out.push('\n');
     let mut row = |scope: &str, name: &str, s: &Sli, extra: Option<&ScopeReport>| {
@@ -283,8 +288,9 @@ pub fn csv(r: &SlaReport) -> String {
                     cells.push(num(x.minutes_in_state.get(*st).copied()));
                 }
                 cells.push(x.unrecorded_minutes.to_string());
+                cells.push(x.unevaluated_minutes.to_string());
             }
-            None => cells.extend(std::iter::repeat_n(String::new(), 5 + states.len())),
+            None => cells.extend(std::iter::repeat_n(String::new(), 6 + states.len())),
         }
         out.push_str(&cells.join(","));
         out.push('\n');

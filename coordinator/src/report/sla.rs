@@ -18,7 +18,10 @@
 //! - **Minutes in each state** come from the vendor state history, clipped to the window (and
 //!   to `now` for a window that ends in the future); the state in force at `from` is the last
 //!   one recorded before it. Time before the first record is counted as `unknown`, and shown
-//!   apart as `unrecorded_minutes`.
+//!   apart as `unrecorded_minutes`. So is time in which no coordinator was evaluating the
+//!   vendor (no one held its partition's lease: every coordinator down, or cut off from the
+//!   store), shown apart as `unevaluated_minutes`: the last recorded state says nothing then,
+//!   and counting it would hide an outage that nobody was watching.
 //! - **Incidents** overlapping the window, with their whole duration (until now while they
 //!   are open) and the part inside the window.
 //! - **Contract**: availability against `sla.availability`, and each latency percentile
@@ -36,9 +39,10 @@ use vantage_checks::model::{Role, Vendor};
 use super::{ReportError, Window};
 use crate::alert::{IncidentState, Label as _, SubjectKind, SubjectScope, rfc3339};
 use crate::consensus::vendor::VendorState;
+use crate::store::lease::part_of;
 use crate::store::report::{CheckRegionTotals, ReportStore, StateChange, Tier, Totals};
 use crate::store::state::IncidentRow;
-use crate::store::{LATENCY_BUCKETS, StoreError, latency_bucket_upper};
+use crate::store::{LATENCY_BUCKETS, Store, StoreError, latency_bucket_upper};
 
 /// Most incidents a report lists.
 pub const MAX_INCIDENTS: u32 = 10_000;
@@ -146,6 +150,9 @@ pub struct ScopeReport {
     pub minutes_in_state: BTreeMap<String, f64>,
     /// Minutes of the window (up to now) with no recorded state, included in `unknown`.
     pub unrecorded_minutes: f64,
+    /// Minutes of the window (up to now) in which no coordinator was evaluating the vendor,
+    /// included in `unknown`.
+    pub unevaluated_minutes: f64,
     /// Incidents that overlap the window and touch this scope (global incidents touch every
     /// region).
     pub incidents: Vec<IncidentSpan>,
@@ -246,13 +253,16 @@ pub struct Inputs<'a> {
     pub history: &'a [StateChange],
     /// Incidents overlapping the window.
     pub incidents: &'a [IncidentRow],
+    /// When a coordinator was evaluating the vendor (spans, Unix ms, any order); `None`:
+    /// always (no record of coverage to go by).
+    pub coverage: Option<&'a [(i64, i64)]>,
     /// Now (Unix ms).
     pub now_ms: i64,
 }
 
 /// Reads what a report needs from the store and computes it.
 pub fn sla_report(
-    store: &dyn ReportStore,
+    store: &dyn Store,
     vendor: &Vendor,
     checks: &[(String, Role)],
     window: Window,
@@ -268,6 +278,11 @@ pub fn sla_report(
         window.to_ms,
         MAX_INCIDENTS,
     )?;
+    let coverage = store.coverage(
+        part_of(SubjectKind::Vendor, &vendor.id),
+        window.from_ms,
+        window.to_ms,
+    )?;
     Ok(compute(&Inputs {
         vendor,
         checks,
@@ -275,6 +290,7 @@ pub fn sla_report(
         totals: &totals,
         history: &history,
         incidents: &incidents,
+        coverage: Some(&coverage),
         now_ms,
     }))
 }
@@ -393,29 +409,35 @@ pub fn judge(t: &Totals, targets: &SlaTargets) -> ContractResult {
 /// Minutes in each state of one scope over `[from, end)`, and the unrecorded part.
 fn state_minutes(
     changes: &[&StateChange],
+    coverage: Option<&[(i64, i64)]>,
     from_ms: i64,
     end_ms: i64,
-) -> (BTreeMap<String, f64>, f64) {
+) -> (BTreeMap<String, f64>, f64, f64) {
     let mut ms: BTreeMap<String, i64> = VendorState::ALL
         .iter()
         .map(|s| (s.as_label().to_owned(), 0))
         .collect();
-    let mut unrecorded = 0;
+    let unknown = VendorState::Unknown.as_label();
+    let (mut unrecorded, mut unevaluated) = (0, 0);
+    let covered = coverage.map(merged);
     let mut current: Option<&str> = None;
     let mut since = from_ms;
     let mut credit = |state: Option<&str>, a: i64, b: i64| {
-        let d = b.min(end_ms) - a.max(from_ms);
-        if d <= 0 {
+        let (a, b) = (a.max(from_ms), b.min(end_ms));
+        if b <= a {
             return;
         }
-        match state {
-            Some(s) => *ms.entry(s.to_owned()).or_default() += d,
-            None => {
-                unrecorded += d;
-                *ms.entry(VendorState::Unknown.as_label().to_owned())
-                    .or_default() += d;
-            }
-        }
+        let Some(s) = state else {
+            unrecorded += b - a;
+            *ms.entry(unknown.to_owned()).or_default() += b - a;
+            return;
+        };
+        // The part of [a, b) some coordinator evaluated keeps the recorded state; the rest
+        // is unknown.
+        let seen = covered.as_ref().map_or(b - a, |c| overlap(c, a, b));
+        *ms.entry(s.to_owned()).or_default() += seen;
+        unevaluated += (b - a) - seen;
+        *ms.entry(unknown.to_owned()).or_default() += (b - a) - seen;
     };
     for c in changes {
         let at = c.at_ms.max(from_ms);
@@ -427,7 +449,30 @@ fn state_minutes(
     (
         ms.into_iter().map(|(k, v)| (k, minutes(v))).collect(),
         minutes(unrecorded),
+        minutes(unevaluated),
     )
+}
+
+/// Spans sorted and merged where they touch or overlap.
+fn merged(spans: &[(i64, i64)]) -> Vec<(i64, i64)> {
+    let mut s: Vec<(i64, i64)> = spans.iter().copied().filter(|(a, b)| b > a).collect();
+    s.sort_unstable();
+    let mut out: Vec<(i64, i64)> = Vec::with_capacity(s.len());
+    for (a, b) in s {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// How much of `[a, b)` merged spans cover.
+fn overlap(spans: &[(i64, i64)], a: i64, b: i64) -> i64 {
+    spans
+        .iter()
+        .map(|&(x, y)| (y.min(b) - x.max(a)).max(0))
+        .sum()
 }
 
 /// Scope and regions of an incident, from its stored detail (what it is about now).
@@ -515,7 +560,8 @@ pub fn compute(inp: &Inputs<'_>) -> SlaReport {
             .iter()
             .filter(|c| c.region.as_deref() == region)
             .collect();
-        let (minutes_in_state, unrecorded_minutes) = state_minutes(&changes, window.from_ms, end);
+        let (minutes_in_state, unrecorded_minutes, unevaluated_minutes) =
+            state_minutes(&changes, inp.coverage, window.from_ms, end);
         let incidents = spans
             .iter()
             .filter(|s| match region {
@@ -528,6 +574,7 @@ pub fn compute(inp: &Inputs<'_>) -> SlaReport {
             sli: sli(totals),
             minutes_in_state,
             unrecorded_minutes,
+            unevaluated_minutes,
             incidents,
             contract: judge(totals, &targets),
         }
@@ -619,4 +666,45 @@ pub fn latency_series(
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(state: &str, at_ms: i64) -> StateChange {
+        StateChange {
+            region: None,
+            state: state.to_owned(),
+            at_ms,
+        }
+    }
+
+    /// Issue 14: time in which no coordinator evaluated the vendor is unknown, whatever state
+    /// was last recorded: a coordinator down for ten minutes of an operational hour leaves 50
+    /// operational minutes and 10 unknown, not 60 operational.
+    #[test]
+    fn time_nobody_evaluated_counts_as_unknown() {
+        const MIN: i64 = 60_000;
+        let ok = change("operational", 0);
+        let changes = vec![&ok];
+        // Evaluated for the first 20 minutes and the last 30, by two coordinators whose
+        // spans overlap a little; nobody between minute 20 and 30.
+        let coverage = [(0, 15 * MIN), (10 * MIN, 20 * MIN), (30 * MIN, 60 * MIN)];
+        let (minutes, unrecorded, unevaluated) =
+            state_minutes(&changes, Some(&coverage), 0, 60 * MIN);
+        assert_eq!(minutes["operational"], 50.0);
+        assert_eq!(minutes["unknown"], 10.0);
+        assert_eq!((unrecorded, unevaluated), (0.0, 10.0));
+        // With no record of coverage (`None`), the recorded state holds throughout.
+        let (minutes, _, unevaluated) = state_minutes(&changes, None, 0, 60 * MIN);
+        assert_eq!((minutes["operational"], unevaluated), (60.0, 0.0));
+        // Unrecorded time is unknown once, not also unevaluated.
+        let late = change("hard_down", 40 * MIN);
+        let (minutes, unrecorded, unevaluated) =
+            state_minutes(&[&late], Some(&coverage), 0, 60 * MIN);
+        assert_eq!((unrecorded, unevaluated), (40.0, 0.0));
+        assert_eq!(minutes["hard_down"], 20.0);
+        assert_eq!(minutes["unknown"], 40.0);
+    }
 }

@@ -4,6 +4,7 @@
 //! backend's types: callers hold an `Arc<dyn Store>` from [`crate::server::open_store`], and a
 //! backend's errors reach them as [`StoreError::Backend`].
 
+pub mod lease;
 pub(crate) mod postgres;
 pub mod report;
 pub(crate) mod sqlite;
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use vantage_checks::result::CheckResult;
 
+pub use self::lease::LeaseStore;
 pub use self::postgres::PostgresStore;
 pub use self::report::ReportStore;
 pub use self::sqlite::{SqliteStore, Synchronous};
@@ -61,6 +63,13 @@ pub enum StoreError {
     /// A probe id that must exist does not.
     #[error("no probe `{0}`")]
     NoSuchProbe(String),
+    /// An incident write decided under a lease that this coordinator no longer holds (it
+    /// expired, or moved to another coordinator): refused, since another decides now.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// An incident changed since it was read (another writer came first): decide again.
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 /// One result as ingested: the probe's raw result plus what the coordinator knows of the probe.
@@ -205,7 +214,7 @@ pub fn latency_bucket_upper(i: usize) -> f64 {
 
 /// Everything the coordinator keeps. All methods are blocking; call them from a blocking
 /// thread or the store's own writer task.
-pub trait Store: StateStore + ReportStore + Send + Sync + 'static {
+pub trait Store: StateStore + ReportStore + LeaseStore + Send + Sync + 'static {
     /// Stores several batches in one transaction (group commit), ignoring duplicates, and
     /// updates the rollups of the new results. Returns one outcome per batch, only after the
     /// transaction is durable per the `synchronous` setting.
@@ -236,4 +245,33 @@ pub trait Store: StateStore + ReportStore + Send + Sync + 'static {
     fn touch_probe(&self, id: &str, now_ms: i64) -> Result<(), StoreError>;
     /// Size of the store on disk, in bytes.
     fn size_bytes(&self) -> Result<u64, StoreError>;
+    /// The feed of committed results, for a store that other coordinators write to as well
+    /// (PostgreSQL): each coordinator's engine then reads every result from it, whichever
+    /// coordinator took it. `None` (SQLite: one coordinator) feeds the engine in process.
+    fn feed(&self) -> Option<&dyn ResultFeed> {
+        None
+    }
+}
+
+/// A position in the feed of committed results: (transaction, row) order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FeedCursor {
+    /// The writing transaction.
+    pub tx: i64,
+    /// The row within the store's insert order.
+    pub id: i64,
+}
+
+/// Every committed result, in an order that never goes back: a reader that follows the
+/// cursor sees each result once it is committed (and may see one again after a restart).
+pub trait ResultFeed {
+    /// A cursor from which the feed returns every result committed from now on (and perhaps
+    /// some before: read what is already stored after taking it).
+    fn feed_start(&self) -> Result<FeedCursor, StoreError>;
+    /// Results committed after `after`, at most `limit`, and the cursor after them.
+    fn feed_after(
+        &self,
+        after: FeedCursor,
+        limit: u32,
+    ) -> Result<(Vec<IngestRow>, FeedCursor), StoreError>;
 }

@@ -75,6 +75,8 @@ pub struct IncidentRow {
     pub clear_since_ms: Option<i64>,
     /// How many times its subject failed again within the flap window after clearing.
     pub flaps: i64,
+    /// Grows by one at each change: a write names the version it was decided from.
+    pub version: i64,
 }
 
 /// One entry of an incident's timeline.
@@ -143,6 +145,11 @@ pub struct IncidentWrite {
     pub events: Vec<(String, String)>,
     /// Alerts to queue.
     pub deliveries: Vec<NewDelivery>,
+    /// The lease it was decided under: refused ([`StoreError::Fenced`]) unless still held.
+    pub fence: Option<super::lease::Fence>,
+    /// The incident's version it was decided from: refused ([`StoreError::Conflict`]) if the
+    /// incident has changed since. `None` skips the check.
+    pub expect_version: Option<i64>,
 }
 
 /// A queued alert.
@@ -245,9 +252,17 @@ pub trait StateStore {
     /// Where an incident's alerts went.
     fn deliveries(&self, incident_id: i64) -> Result<Vec<DeliveryRow>, StoreError>;
 
-    /// Queued alerts due at `now`: for each (incident, receiver), only the oldest undelivered
-    /// one, so that a resolve never overtakes its trigger.
-    fn outbox_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Claims queued alerts due at `now` for `node` until `now + claim_ms`: for each
+    /// (incident, receiver), only the oldest undelivered one, so that a resolve never overtakes
+    /// its trigger, and none another coordinator's unexpired claim holds. Delivered, retried or
+    /// dead, a row's claim ends; a claimer that dies leaves it to another once the claim ends.
+    fn outbox_claim(
+        &self,
+        node: &str,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
     /// Marks a queued alert delivered.
     fn outbox_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
     /// Records a failed attempt and when to try again.

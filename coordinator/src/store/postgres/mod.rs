@@ -19,6 +19,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use vantage_checks::result::{CheckResult, Status};
 
+mod lease;
 mod report;
 mod schema;
 mod state;
@@ -820,6 +821,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn feed(&self) -> Option<&dyn super::ResultFeed> {
+        Some(self)
+    }
+
     fn size_bytes(&self) -> Result<u64, StoreError> {
         self.run(async |c| {
             let n: i64 = c
@@ -845,4 +850,57 @@ pub(super) fn totals_at(r: &tokio_postgres::Row, at: usize) -> Result<Totals, Pg
         *a = b;
     }
     Ok(t)
+}
+
+impl super::ResultFeed for PostgresStore {
+    fn feed_start(&self) -> Result<super::FeedCursor, StoreError> {
+        self.run(async |c| {
+            let tx: i64 = c
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            Ok(super::FeedCursor { tx, id: 0 })
+        })
+    }
+
+    fn feed_after(
+        &self,
+        after: super::FeedCursor,
+        limit: u32,
+    ) -> Result<(Vec<IngestRow>, super::FeedCursor), StoreError> {
+        self.run(async |c| {
+            let stmt = c
+                .prepare_cached(
+                    "SELECT tx::text::bigint, feed_id, region, received_ms, body FROM results
+                     WHERE (tx, feed_id) > ($1::text::xid8, $2)
+                       AND tx < pg_snapshot_xmin(pg_current_snapshot())
+                     ORDER BY tx, feed_id LIMIT $3",
+                )
+                .await?;
+            let rows = c
+                .query(
+                    &stmt,
+                    &[&after.tx.to_string(), &after.id, &i64::from(limit)],
+                )
+                .await?;
+            let mut cursor = after;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                cursor = super::FeedCursor {
+                    tx: r.try_get(0)?,
+                    id: r.try_get(1)?,
+                };
+                let body: &str = r.try_get(4)?;
+                out.push(IngestRow {
+                    region: r.try_get(2)?,
+                    received_ms: r.try_get(3)?,
+                    result: serde_json::from_str(body).map_err(|e| corrupt("result body", e))?,
+                });
+            }
+            Ok((out, cursor))
+        })
+    }
 }

@@ -195,4 +195,49 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX vendor_history_by_scope ON vendor_history (vendor, region, at_ms);
     "#,
+    // 2: several coordinators on one store (as SQLite's 7). Times are the server's clock,
+    // `vantage_now_ms()`, never a coordinator's: leases expire by one clock for everyone.
+    r#"
+    CREATE FUNCTION vantage_now_ms() RETURNS BIGINT LANGUAGE sql VOLATILE AS $$
+        SELECT (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT
+    $$;
+
+    CREATE TABLE coordinators (
+        node         TEXT PRIMARY KEY,
+        address      TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        started_ms   BIGINT NOT NULL,
+        heartbeat_ms BIGINT NOT NULL
+    );
+
+    CREATE TABLE leases (
+        part        INTEGER PRIMARY KEY,
+        holder      TEXT,
+        epoch       BIGINT NOT NULL DEFAULT 0,
+        expires_ms  BIGINT NOT NULL DEFAULT 0,
+        acquired_ms BIGINT NOT NULL DEFAULT 0
+    );
+    INSERT INTO leases (part) SELECT generate_series(0, 15);
+
+    CREATE TABLE coverage (
+        part    INTEGER NOT NULL,
+        epoch   BIGINT NOT NULL,
+        node    TEXT NOT NULL,
+        from_ms BIGINT NOT NULL,
+        to_ms   BIGINT NOT NULL,
+        PRIMARY KEY (part, epoch)
+    );
+    CREATE INDEX coverage_by_time ON coverage (part, to_ms);
+
+    ALTER TABLE incidents ADD COLUMN version BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until_ms BIGINT;
+
+    -- The feed of committed results that every coordinator's engine follows: ordered by
+    -- (writing transaction, insert order) and read only below the oldest transaction still
+    -- running, so that a result committed late is never skipped.
+    ALTER TABLE results ADD COLUMN tx xid8 NOT NULL DEFAULT pg_current_xact_id();
+    ALTER TABLE results ADD COLUMN feed_id BIGSERIAL;
+    CREATE INDEX results_feed ON results (tx, feed_id);
+    "#,
 ];

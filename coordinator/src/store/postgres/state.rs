@@ -12,7 +12,7 @@ use crate::store::state::{
     IncidentWrite, OutboxRow, RecentResult, SilenceRow, StateStore, TransitionRecord,
 };
 
-pub(super) const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms, flaps";
+pub(super) const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms, flaps, version";
 
 /// A stored label, parsed; one this build does not know is corrupt data.
 pub(super) fn parsed<T>(
@@ -39,6 +39,7 @@ pub(super) fn incident_row(r: &Row) -> Result<IncidentRow, PgError> {
         opened_state: parsed(r, 9, "incident state", IncidentState::from_label)?,
         clear_since_ms: r.try_get(10)?,
         flaps: r.try_get(11)?,
+        version: r.try_get(12)?,
     })
 }
 
@@ -210,42 +211,82 @@ impl StateStore for PostgresStore {
         let resolved = w.resolve.then_some(w.clear_since_ms.unwrap_or(w.at_ms));
         let (kind, state) = (w.subject_kind.as_label(), w.state.as_label());
         self.transaction(async |tx| {
-            let id: i64 = match w.id {
-                None => tx
-                    .query_one(
-                        "INSERT INTO incidents (subject_kind, subject, state, summary, opened_ms, updated_ms,
-                                                resolved_ms, detail, opened_state, clear_since_ms)
-                         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $3, $8) RETURNING id",
-                        &[
-                            &kind,
-                            &w.subject,
-                            &state,
-                            &w.summary,
-                            &w.at_ms,
-                            &resolved,
-                            &w.detail,
-                            &w.clear_since_ms,
-                        ],
-                    )
-                    .await?
-                    .try_get(0)?,
-                Some(id) => {
-                    tx.execute(
-                        "UPDATE incidents SET state = $2, summary = $3, updated_ms = $4,
-                         resolved_ms = COALESCE(resolved_ms, $5), detail = $6, clear_since_ms = $7,
-                         flaps = flaps + $8 WHERE id = $1",
-                        &[
-                            &id,
-                            &state,
-                            &w.summary,
-                            &w.at_ms,
-                            &resolved,
-                            &w.detail,
-                            &w.clear_since_ms,
-                            &i64::from(w.flap),
-                        ],
+            if let Some(f) = &w.fence {
+                // The lease's row is locked until this commits: a takeover waits for it.
+                let held = tx
+                    .query_opt(
+                        "SELECT 1 FROM leases WHERE part = $1 AND holder = $2 AND epoch = $3
+                           AND expires_ms > vantage_now_ms() FOR SHARE",
+                        &[&(f.part as i32), &f.node, &f.epoch],
                     )
                     .await?;
+                if held.is_none() {
+                    return Err(StoreError::Fenced(format!(
+                        "partition {} is no longer held by {} at epoch {}",
+                        f.part, f.node, f.epoch
+                    ))
+                    .into());
+                }
+            }
+            let id: i64 = match w.id {
+                None => {
+                    let row = tx
+                        .query_opt(
+                            "INSERT INTO incidents (subject_kind, subject, state, summary, opened_ms, updated_ms,
+                                                    resolved_ms, detail, opened_state, clear_since_ms)
+                             VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $3, $8)
+                             ON CONFLICT (subject_kind, subject) WHERE resolved_ms IS NULL DO NOTHING
+                             RETURNING id",
+                            &[
+                                &kind,
+                                &w.subject,
+                                &state,
+                                &w.summary,
+                                &w.at_ms,
+                                &resolved,
+                                &w.detail,
+                                &w.clear_since_ms,
+                            ],
+                        )
+                        .await?;
+                    match row {
+                        Some(r) => r.try_get(0)?,
+                        None => {
+                            return Err(StoreError::Conflict(format!(
+                                "{kind} `{}` already has an open incident",
+                                w.subject
+                            ))
+                            .into());
+                        }
+                    }
+                }
+                Some(id) => {
+                    let n = tx
+                        .execute(
+                            "UPDATE incidents SET state = $2, summary = $3, updated_ms = $4,
+                             resolved_ms = COALESCE(resolved_ms, $5), detail = $6, clear_since_ms = $7,
+                             flaps = flaps + $8, version = version + 1
+                             WHERE id = $1 AND ($9::BIGINT IS NULL OR version = $9)",
+                            &[
+                                &id,
+                                &state,
+                                &w.summary,
+                                &w.at_ms,
+                                &resolved,
+                                &w.detail,
+                                &w.clear_since_ms,
+                                &i64::from(w.flap),
+                                &w.expect_version,
+                            ],
+                        )
+                        .await?;
+                    if n == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "incident {id} changed since version {:?} was read",
+                            w.expect_version
+                        ))
+                        .into());
+                    }
                     id
                 }
             };
@@ -367,39 +408,55 @@ impl StateStore for PostgresStore {
         })
     }
 
-    fn outbox_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        self.run(async |c| {
-            c.query(
-                "SELECT o.id, o.incident_id, o.receiver, o.event, o.payload, o.attempts, o.created_ms
-                 FROM outbox o
-                 WHERE o.delivered_ms IS NULL AND o.dead_ms IS NULL AND o.next_ms <= $1
-                   AND o.id = (SELECT MIN(p.id) FROM outbox p
-                               WHERE p.delivered_ms IS NULL AND p.dead_ms IS NULL
-                                 AND p.receiver = o.receiver AND p.incident_id = o.incident_id)
-                 ORDER BY o.id LIMIT $2",
-                &[&now_ms, &i64::from(limit)],
-            )
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(OutboxRow {
-                    id: r.try_get(0)?,
-                    incident_id: r.try_get(1)?,
-                    receiver: r.try_get(2)?,
-                    event: parsed(r, 3, "alert event", AlertEvent::from_label)?,
-                    payload: r.try_get(4)?,
-                    attempts: u32::try_from(r.try_get::<_, i64>(5)?).unwrap_or(u32::MAX),
-                    created_ms: r.try_get(6)?,
+    fn outbox_claim(
+        &self,
+        node: &str,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.transaction(async |tx| {
+            let mut rows = tx
+                .query(
+                    "WITH due AS (
+                         SELECT o.id FROM outbox o
+                         WHERE o.delivered_ms IS NULL AND o.dead_ms IS NULL AND o.next_ms <= $1
+                           AND (o.claim_until_ms IS NULL OR o.claim_until_ms <= $1)
+                           AND o.id = (SELECT MIN(p.id) FROM outbox p
+                                       WHERE p.delivered_ms IS NULL AND p.dead_ms IS NULL
+                                         AND p.receiver = o.receiver AND p.incident_id = o.incident_id)
+                         ORDER BY o.id LIMIT $2
+                         FOR UPDATE OF o SKIP LOCKED)
+                     UPDATE outbox SET claimed_by = $3, claim_until_ms = $1 + $4
+                     FROM due WHERE outbox.id = due.id
+                     RETURNING outbox.id, outbox.incident_id, outbox.receiver, outbox.event,
+                               outbox.payload, outbox.attempts, outbox.created_ms",
+                    &[&now_ms, &i64::from(limit), &node, &claim_ms],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(OutboxRow {
+                        id: r.try_get(0)?,
+                        incident_id: r.try_get(1)?,
+                        receiver: r.try_get(2)?,
+                        event: parsed(r, 3, "alert event", AlertEvent::from_label)?,
+                        payload: r.try_get(4)?,
+                        attempts: u32::try_from(r.try_get::<_, i64>(5)?).unwrap_or(u32::MAX),
+                        created_ms: r.try_get(6)?,
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>, PgError>>()?;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
         })
     }
 
     fn outbox_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
         self.run(async |c| {
             c.execute(
-                "UPDATE outbox SET delivered_ms = $2, attempts = attempts + 1, last_error = NULL WHERE id = $1",
+                "UPDATE outbox SET delivered_ms = $2, attempts = attempts + 1, last_error = NULL,
+                 claimed_by = NULL, claim_until_ms = NULL WHERE id = $1",
                 &[&id, &now_ms],
             )
             .await?;
@@ -410,7 +467,8 @@ impl StateStore for PostgresStore {
     fn outbox_retry(&self, id: i64, error: &str, next_ms: i64) -> Result<(), StoreError> {
         self.run(async |c| {
             c.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_ms = $3 WHERE id = $1",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_ms = $3,
+                 claimed_by = NULL, claim_until_ms = NULL WHERE id = $1",
                 &[&id, &error, &next_ms],
             )
             .await?;
@@ -422,7 +480,8 @@ impl StateStore for PostgresStore {
         self.transaction(async |tx| {
             let row = tx
                 .query_opt(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, dead_ms = $3
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = $2, dead_ms = $3,
+                     claimed_by = NULL, claim_until_ms = NULL
                      WHERE id = $1 AND dead_ms IS NULL
                      RETURNING incident_id, receiver, event, attempts",
                     &[&id, &error, &now_ms],

@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use vantage_checks::result::{CheckResult, Status};
 
+mod lease;
 mod report;
 mod schema;
 mod state;
@@ -16,6 +17,11 @@ use self::schema::MIGRATIONS;
 use super::report::{Tier, Totals, decode_buckets, encode_buckets};
 use super::{IngestRow, InsertOutcome, ProbeRecord, ResultQuery, Rollup, Store, StoreError};
 use crate::ingest::unix_ms;
+
+/// The clock leases and fences are read by: on SQLite, this machine's (one coordinator).
+pub(super) fn now_ms() -> i64 {
+    unix_ms(time::OffsetDateTime::now_utc())
+}
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {

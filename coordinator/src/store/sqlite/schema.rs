@@ -228,4 +228,45 @@ pub(super) const MIGRATIONS: &[&str] = &[
     CREATE INDEX results_by_vendor ON results (vendor, started_ms);
     CREATE INDEX results_by_region ON results (region, started_ms);
     "#,
+    // 7: several coordinators on one store. Evaluation leases per partition (16, as
+    // `store::lease::PARTS`) with a fencing epoch, the coordinators' heartbeats, the spans in
+    // which each partition was evaluated (coverage, for SLA reports), a version on incidents
+    // for compare-and-set, and a claim on outbox rows so that one coordinator sends each.
+    r#"
+    CREATE TABLE coordinators (
+        node         TEXT PRIMARY KEY,
+        address      TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        started_ms   INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE leases (
+        part        INTEGER PRIMARY KEY,
+        holder      TEXT,
+        epoch       INTEGER NOT NULL DEFAULT 0,
+        expires_ms  INTEGER NOT NULL DEFAULT 0,
+        acquired_ms INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    WITH RECURSIVE p(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM p WHERE n < 15)
+    INSERT INTO leases (part) SELECT n FROM p;
+
+    CREATE TABLE coverage (
+        part    INTEGER NOT NULL,
+        epoch   INTEGER NOT NULL,
+        node    TEXT NOT NULL,
+        from_ms INTEGER NOT NULL,
+        to_ms   INTEGER NOT NULL,
+        PRIMARY KEY (part, epoch)
+    ) STRICT;
+    CREATE INDEX coverage_by_time ON coverage (part, to_ms);
+    -- Before this version nothing recorded coverage: reports over that time read as before.
+    INSERT INTO coverage (part, epoch, node, from_ms, to_ms)
+    SELECT part, 0, '(before coverage was recorded)', 0, CAST(strftime('%s', 'now') AS INTEGER) * 1000
+    FROM leases;
+
+    ALTER TABLE incidents ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+    ALTER TABLE outbox ADD COLUMN claim_until_ms INTEGER;
+    "#,
 ];

@@ -35,7 +35,7 @@ sql_label!(SubjectKind, "subject kind");
 sql_label!(IncidentState, "incident state");
 sql_label!(AlertEvent, "alert event");
 
-pub(super) const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms, flaps";
+pub(super) const INCIDENT_COLUMNS: &str = "id, subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms, flaps, version";
 
 pub(super) fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRow> {
     Ok(IncidentRow {
@@ -51,7 +51,30 @@ pub(super) fn incident_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IncidentRo
         opened_state: r.get(9)?,
         clear_since_ms: r.get(10)?,
         flaps: r.get(11)?,
+        version: r.get(12)?,
     })
+}
+
+/// Refuses a write decided under a lease that `fence`'s node no longer holds.
+pub(super) fn check_fence(
+    tx: &rusqlite::Transaction<'_>,
+    fence: Option<&crate::store::lease::Fence>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let Some(f) = fence else { return Ok(()) };
+    let held: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM leases WHERE part = ?1 AND holder = ?2 AND epoch = ?3 AND expires_ms > ?4)",
+        params![f.part, f.node, f.epoch, now_ms],
+        |r| r.get(0),
+    )?;
+    if held {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced(format!(
+            "partition {} is no longer held by {} at epoch {}",
+            f.part, f.node, f.epoch
+        )))
+    }
 }
 
 fn silence_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SilenceRow> {
@@ -191,23 +214,42 @@ impl StateStore for SqliteStore {
     fn write_incident(&self, w: &IncidentWrite) -> Result<i64, StoreError> {
         self.write(|conn| {
             let tx = conn.transaction()?;
+            check_fence(&tx, w.fence.as_ref(), super::now_ms())?;
             let resolved = w.resolve.then_some(w.clear_since_ms.unwrap_or(w.at_ms));
             let id = match w.id {
                 None => {
-                    tx.execute(
+                    let inserted = tx.execute(
                         "INSERT INTO incidents (subject_kind, subject, state, summary, opened_ms, updated_ms, resolved_ms, detail, opened_state, clear_since_ms)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, ?3, ?8)",
                         params![w.subject_kind, w.subject, w.state, w.summary, w.at_ms, resolved, w.detail, w.clear_since_ms],
-                    )?;
+                    );
+                    match inserted {
+                        Err(rusqlite::Error::SqliteFailure(e, _))
+                            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                        {
+                            return Err(StoreError::Conflict(format!(
+                                "{} `{}` already has an open incident",
+                                w.subject_kind, w.subject
+                            )));
+                        }
+                        other => other?,
+                    };
                     tx.last_insert_rowid()
                 }
                 Some(id) => {
-                    tx.execute(
+                    let n = tx.execute(
                         "UPDATE incidents SET state = ?2, summary = ?3, updated_ms = ?4,
                          resolved_ms = COALESCE(resolved_ms, ?5), detail = ?6, clear_since_ms = ?7,
-                         flaps = flaps + ?8 WHERE id = ?1",
-                        params![id, w.state, w.summary, w.at_ms, resolved, w.detail, w.clear_since_ms, i64::from(w.flap)],
+                         flaps = flaps + ?8, version = version + 1
+                         WHERE id = ?1 AND (?9 IS NULL OR version = ?9)",
+                        params![id, w.state, w.summary, w.at_ms, resolved, w.detail, w.clear_since_ms, i64::from(w.flap), w.expect_version],
                     )?;
+                    if n == 0 {
+                        return Err(StoreError::Conflict(format!(
+                            "incident {id} changed since version {:?} was read",
+                            w.expect_version
+                        )));
+                    }
                     id
                 }
             };
@@ -310,35 +352,51 @@ impl StateStore for SqliteStore {
         })
     }
 
-    fn outbox_due(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>, StoreError> {
-        self.read(|conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT o.id, o.incident_id, o.receiver, o.event, o.payload, o.attempts, o.created_ms
-                 FROM outbox o
-                 WHERE o.delivered_ms IS NULL AND o.dead_ms IS NULL AND o.next_ms <= ?1
-                   AND o.id = (SELECT MIN(p.id) FROM outbox p
-                               WHERE p.delivered_ms IS NULL AND p.dead_ms IS NULL
-                                 AND p.receiver = o.receiver AND p.incident_id = o.incident_id)
-                 ORDER BY o.id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![now_ms, limit], |r| {
-                Ok(OutboxRow {
-                    id: r.get(0)?,
-                    incident_id: r.get(1)?,
-                    receiver: r.get(2)?,
-                    event: r.get(3)?,
-                    payload: r.get(4)?,
-                    attempts: r.get(5)?,
-                    created_ms: r.get(6)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+    fn outbox_claim(
+        &self,
+        node: &str,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let rows = {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE outbox SET claimed_by = ?3, claim_until_ms = ?1 + ?4
+                     WHERE id IN (
+                         SELECT o.id FROM outbox o
+                         WHERE o.delivered_ms IS NULL AND o.dead_ms IS NULL AND o.next_ms <= ?1
+                           AND (o.claim_until_ms IS NULL OR o.claim_until_ms <= ?1)
+                           AND o.id = (SELECT MIN(p.id) FROM outbox p
+                                       WHERE p.delivered_ms IS NULL AND p.dead_ms IS NULL
+                                         AND p.receiver = o.receiver AND p.incident_id = o.incident_id)
+                         ORDER BY o.id LIMIT ?2)
+                     RETURNING id, incident_id, receiver, event, payload, attempts, created_ms",
+                )?;
+                let rows = stmt.query_map(params![now_ms, limit, node, claim_ms], |r| {
+                    Ok(OutboxRow {
+                        id: r.get(0)?,
+                        incident_id: r.get(1)?,
+                        receiver: r.get(2)?,
+                        event: r.get(3)?,
+                        payload: r.get(4)?,
+                        attempts: r.get(5)?,
+                        created_ms: r.get(6)?,
+                    })
+                })?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            tx.commit()?;
+            let mut rows = rows;
+            rows.sort_by_key(|r| r.id);
+            Ok(rows)
         })
     }
 
     fn outbox_delivered(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
         self.write(|conn| {
-            conn.prepare_cached("UPDATE outbox SET delivered_ms = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1")?
+            conn.prepare_cached("UPDATE outbox SET delivered_ms = ?2, attempts = attempts + 1, last_error = NULL, claimed_by = NULL, claim_until_ms = NULL WHERE id = ?1")?
                 .execute(params![id, now_ms])?;
             Ok(())
         })
@@ -347,7 +405,8 @@ impl StateStore for SqliteStore {
     fn outbox_retry(&self, id: i64, error: &str, next_ms: i64) -> Result<(), StoreError> {
         self.write(|conn| {
             conn.prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_ms = ?3 WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_ms = ?3,
+                 claimed_by = NULL, claim_until_ms = NULL WHERE id = ?1",
             )?
             .execute(params![id, error, next_ms])?;
             Ok(())
@@ -359,7 +418,8 @@ impl StateStore for SqliteStore {
             let tx = conn.transaction()?;
             let row: Option<(i64, String, String, u32)> = tx
                 .query_row(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, dead_ms = ?3
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, dead_ms = ?3,
+                     claimed_by = NULL, claim_until_ms = NULL
                      WHERE id = ?1 AND dead_ms IS NULL
                      RETURNING incident_id, receiver, event, attempts",
                     params![id, error, now_ms],
