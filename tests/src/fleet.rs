@@ -301,6 +301,12 @@ impl Coordinator {
             .arg(token_file)
             .arg("--data-dir")
             .arg(&self.data_dir)
+            // The coordinator's own config: the same store (a PostgreSQL one, say).
+            .args(
+                self.config
+                    .iter()
+                    .flat_map(|c| [std::ffi::OsStr::new("--config"), c.as_os_str()]),
+            )
             .env_remove("VANTAGE_CONFIG")
             .output()
             .expect("run vantage-coordinator probe add");
@@ -345,6 +351,9 @@ pub struct ProbeOptions {
     pub netns: Option<String>,
     /// More arguments for `vantage-probe run`.
     pub args: Vec<String>,
+    /// Coordinator URLs to list instead (coordinators sharing a store), in order of
+    /// preference.
+    pub coordinators: Vec<String>,
 }
 
 /// A `vantage-probe run` agent.
@@ -378,9 +387,14 @@ impl Probe {
             }
             None => Command::new(binary),
         };
+        let coordinators = if self.options.coordinators.is_empty() {
+            format!("http://{}", self.coordinator)
+        } else {
+            self.options.coordinators.join(",")
+        };
         cmd.arg("run")
             .arg("--coordinator")
-            .arg(format!("http://{}", self.coordinator))
+            .arg(coordinators)
             .arg("--token-file")
             .arg(&self.token_file)
             .arg("--state-dir")

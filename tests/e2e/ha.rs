@@ -1,0 +1,230 @@
+//! High availability on PostgreSQL (issue 14): three coordinators on one real PostgreSQL,
+//! six probes in three regions listing all three, a vendor whose service goes down. The
+//! coordinator that evaluates the vendor is killed with SIGKILL before the page, and the next
+//! one mid-incident: exactly one trigger and one resolve reach the webhook sink, under one
+//! incident id.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vantage_e2e::fleet::{Coordinator, Fleet, Probe, ProbeOptions, http_get};
+use vantage_e2e::postgres::Postgres;
+use vantage_e2e::sink::Sink;
+use vantage_e2e::world::CORPUS_DEFAULTS;
+
+const VENDOR: &str = "tcpco";
+
+/// Long enough for any state change here; polls end as soon as it happens.
+const WITHIN: Duration = Duration::from_secs(90);
+
+/// A TCP service that accepts while it is up and refuses (its listener closed) while down.
+struct Service {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+}
+
+impl Service {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let service = Self {
+            addr,
+            up: Arc::clone(&up),
+        };
+        service.serve(listener);
+        service
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let up = Arc::clone(&self.up);
+        listener.set_nonblocking(true).expect("nonblocking");
+        std::thread::spawn(move || {
+            while up.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => drop(conn),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            // The listener closes here: connections are refused.
+        });
+    }
+
+    fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    fn up(&self) {
+        let listener = TcpListener::bind(self.addr).expect("bind the service again");
+        self.up.store(true, Ordering::SeqCst);
+        self.serve(listener);
+    }
+}
+
+/// The vendor's partition, as the coordinator computes it (FNV-1a of `vendor:id`, mod 16;
+/// pinned by the coordinator's own unit test).
+fn part(vendor: &str) -> u64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in format!("vendor:{vendor}").bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    u64::from(h % 16)
+}
+
+fn get_json(addr: SocketAddr, path: &str) -> Option<Value> {
+    match http_get(addr, path) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+/// The coordinator (index) whose `/readyz` lists the vendor's partition among its leases.
+fn owner(coordinators: &[Coordinator], alive: &[bool]) -> Option<usize> {
+    let p = part(VENDOR);
+    coordinators.iter().enumerate().position(|(i, c)| {
+        alive[i]
+            && get_json(c.addr, "/readyz").is_some_and(|r| {
+                r["leases"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|x| x.as_u64() == Some(p)))
+            })
+    })
+}
+
+fn wait(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < WITHIN {
+        if done() {
+            eprintln!("{what}: after {:.1?}", start.elapsed());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not happen within {WITHIN:?}");
+}
+
+/// The webhook alerts about the vendor so far: (event, incident id).
+fn alerts(sink: &Sink) -> Vec<(String, i64)> {
+    sink.requests_to("/hook")
+        .iter()
+        .map(|r| r.json())
+        .filter(|a| a["id"] == VENDOR)
+        .map(|a| {
+            (
+                a["event"].as_str().unwrap_or_default().to_owned(),
+                a["incident_id"].as_i64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn count(alerts: &[(String, i64)], event: &str) -> usize {
+    alerts.iter().filter(|(e, _)| e == event).count()
+}
+
+#[test]
+fn three_coordinators_page_once_through_kill_9_of_the_owner_twice() {
+    let pg = Postgres::start();
+    let url = pg.create_database("ha");
+    let sink = Sink::start();
+    let service = Service::start();
+    let checks = format!(
+        "[defaults]\n{CORPUS_DEFAULTS}\n[[vendor]]\nid = \"{VENDOR}\"\nname = \"TCP Co\"\n\n\
+         [[check]]\nid = \"tcp-svc\"\nvendor = \"{VENDOR}\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
+        service.addr
+    );
+    let config = format!(
+        "[store]\nurl = \"{url}\"\n\n[cluster]\nlease = \"3s\"\n\n\
+         [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+        sink.url("/hook")
+    );
+    let fleets: Vec<Fleet> = (0..3).map(|_| Fleet::new()).collect();
+    let mut coordinators: Vec<Coordinator> = fleets
+        .iter()
+        .map(|f| f.coordinator_with(&checks, Some(&config)))
+        .collect();
+    let mut alive = [true; 3];
+    let urls: Vec<String> = coordinators.iter().map(Coordinator::url).collect();
+    // Each probe prefers a different coordinator, so that each takes results.
+    let mut probes: Vec<Probe> = [
+        ("eu-1", "eu"),
+        ("eu-2", "eu"),
+        ("us-1", "us"),
+        ("us-2", "us"),
+        ("ap-1", "ap"),
+        ("ap-2", "ap"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (id, region))| {
+        let mut list = urls.clone();
+        list.rotate_left(i % 3);
+        fleets[i % 3].probe_with(
+            &coordinators[i % 3],
+            id,
+            region,
+            ProbeOptions {
+                coordinators: list,
+                ..ProbeOptions::default()
+            },
+        )
+    })
+    .collect();
+
+    // Every coordinator sees every probe's results (the store's feed): all say operational.
+    wait("the vendor operational on every coordinator", || {
+        coordinators.iter().all(|c| {
+            get_json(c.addr, &format!("/api/v1/vendors/{VENDOR}"))
+                .is_some_and(|v| v["global"]["state"] == "operational")
+        })
+    });
+    let mut first = None;
+    wait("one coordinator holding the vendor's lease", || {
+        first = owner(&coordinators, &alive);
+        first.is_some()
+    });
+    let first = first.expect("an owner");
+
+    // The service goes down, and its evaluator dies before it can page.
+    service.down();
+    coordinators[first].kill();
+    alive[first] = false;
+    wait("one trigger at the webhook", || {
+        count(&alerts(&sink), "trigger") >= 1
+    });
+
+    // The next evaluator dies mid-incident.
+    let mut second = None;
+    wait("another coordinator holding the lease", || {
+        second = owner(&coordinators, &alive);
+        second.is_some()
+    });
+    let second = second.expect("an owner");
+    coordinators[second].kill();
+    alive[second] = false;
+
+    service.up();
+    wait("one resolve at the webhook", || {
+        count(&alerts(&sink), "resolve") >= 1
+    });
+    // Long enough for a second page to show, if one were coming: leases move within 4 s.
+    std::thread::sleep(Duration::from_secs(10));
+    let got = alerts(&sink);
+    let last = alive.iter().position(|a| *a).expect("one left");
+    assert_eq!(
+        (count(&got, "trigger"), count(&got, "resolve")),
+        (1, 1),
+        "exactly one trigger and one resolve: {got:?}\nlast coordinator's log:\n{}",
+        coordinators[last].log()
+    );
+    let ids: std::collections::BTreeSet<i64> = got.iter().map(|(_, id)| *id).collect();
+    assert_eq!(ids.len(), 1, "one incident throughout: {got:?}");
+    for p in &mut probes {
+        p.assert_running();
+    }
+}
