@@ -127,104 +127,167 @@ fn count(alerts: &[(String, i64)], event: &str) -> usize {
     alerts.iter().filter(|(e, _)| e == event).count()
 }
 
+/// Three coordinators on one PostgreSQL with a lease of 3 s, six probes in three regions
+/// listing all three (each preferring a different one), the vendor operational everywhere.
+struct Cluster {
+    // Field order is drop order: probes, then coordinators, then the servers.
+    probes: Vec<Probe>,
+    coordinators: Vec<Coordinator>,
+    alive: [bool; 3],
+    _fleets: Vec<Fleet>,
+    sink: Sink,
+    service: Service,
+    _pg: Postgres,
+}
+
+impl Cluster {
+    fn start(db: &str) -> Self {
+        let pg = Postgres::start();
+        let url = pg.create_database(db);
+        let sink = Sink::start();
+        let service = Service::start();
+        let checks = format!(
+            "[defaults]\n{CORPUS_DEFAULTS}\n[[vendor]]\nid = \"{VENDOR}\"\nname = \"TCP Co\"\n\n\
+             [[check]]\nid = \"tcp-svc\"\nvendor = \"{VENDOR}\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
+            service.addr
+        );
+        let config = format!(
+            "[store]\nurl = \"{url}\"\n\n[cluster]\nlease = \"3s\"\n\n\
+             [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+            sink.url("/hook")
+        );
+        let fleets: Vec<Fleet> = (0..3).map(|_| Fleet::new()).collect();
+        let coordinators: Vec<Coordinator> = fleets
+            .iter()
+            .map(|f| f.coordinator_with(&checks, Some(&config)))
+            .collect();
+        let urls: Vec<String> = coordinators.iter().map(Coordinator::url).collect();
+        let probes: Vec<Probe> = [
+            ("eu-1", "eu"),
+            ("eu-2", "eu"),
+            ("us-1", "us"),
+            ("us-2", "us"),
+            ("ap-1", "ap"),
+            ("ap-2", "ap"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (id, region))| {
+            let mut list = urls.clone();
+            list.rotate_left(i % 3);
+            fleets[i % 3].probe_with(
+                &coordinators[i % 3],
+                id,
+                region,
+                ProbeOptions {
+                    coordinators: list,
+                    ..ProbeOptions::default()
+                },
+            )
+        })
+        .collect();
+        let c = Self {
+            probes,
+            coordinators,
+            alive: [true; 3],
+            _fleets: fleets,
+            sink,
+            service,
+            _pg: pg,
+        };
+        // Every coordinator sees every probe's results (the store's feed): all say
+        // operational.
+        wait("the vendor operational on every coordinator", || {
+            c.coordinators.iter().all(|co| {
+                get_json(co.addr, &format!("/api/v1/vendors/{VENDOR}"))
+                    .is_some_and(|v| v["global"]["state"] == "operational")
+            })
+        });
+        c
+    }
+
+    /// The coordinator evaluating the vendor now (waits until one holds its lease).
+    fn owner(&self) -> usize {
+        let mut found = None;
+        wait("a coordinator holding the vendor's lease", || {
+            found = owner(&self.coordinators, &self.alive);
+            found.is_some()
+        });
+        found.expect("an owner")
+    }
+
+    fn kill(&mut self, i: usize) {
+        self.coordinators[i].kill();
+        self.alive[i] = false;
+    }
+
+    /// Asserts one trigger and one resolve, under one incident id.
+    fn assert_paged_once(&mut self) {
+        let got = alerts(&self.sink);
+        let last = self.alive.iter().position(|a| *a).expect("one left");
+        assert_eq!(
+            (count(&got, "trigger"), count(&got, "resolve")),
+            (1, 1),
+            "exactly one trigger and one resolve: {got:?}\nlog of a live coordinator:\n{}",
+            self.coordinators[last].log()
+        );
+        let ids: std::collections::BTreeSet<i64> = got.iter().map(|(_, id)| *id).collect();
+        assert_eq!(ids.len(), 1, "one incident throughout: {got:?}");
+        for p in &mut self.probes {
+            p.assert_running();
+        }
+    }
+}
+
 #[test]
 fn three_coordinators_page_once_through_kill_9_of_the_owner_twice() {
-    let pg = Postgres::start();
-    let url = pg.create_database("ha");
-    let sink = Sink::start();
-    let service = Service::start();
-    let checks = format!(
-        "[defaults]\n{CORPUS_DEFAULTS}\n[[vendor]]\nid = \"{VENDOR}\"\nname = \"TCP Co\"\n\n\
-         [[check]]\nid = \"tcp-svc\"\nvendor = \"{VENDOR}\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
-        service.addr
-    );
-    let config = format!(
-        "[store]\nurl = \"{url}\"\n\n[cluster]\nlease = \"3s\"\n\n\
-         [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
-        sink.url("/hook")
-    );
-    let fleets: Vec<Fleet> = (0..3).map(|_| Fleet::new()).collect();
-    let mut coordinators: Vec<Coordinator> = fleets
-        .iter()
-        .map(|f| f.coordinator_with(&checks, Some(&config)))
-        .collect();
-    let mut alive = [true; 3];
-    let urls: Vec<String> = coordinators.iter().map(Coordinator::url).collect();
-    // Each probe prefers a different coordinator, so that each takes results.
-    let mut probes: Vec<Probe> = [
-        ("eu-1", "eu"),
-        ("eu-2", "eu"),
-        ("us-1", "us"),
-        ("us-2", "us"),
-        ("ap-1", "ap"),
-        ("ap-2", "ap"),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, (id, region))| {
-        let mut list = urls.clone();
-        list.rotate_left(i % 3);
-        fleets[i % 3].probe_with(
-            &coordinators[i % 3],
-            id,
-            region,
-            ProbeOptions {
-                coordinators: list,
-                ..ProbeOptions::default()
-            },
-        )
-    })
-    .collect();
-
-    // Every coordinator sees every probe's results (the store's feed): all say operational.
-    wait("the vendor operational on every coordinator", || {
-        coordinators.iter().all(|c| {
-            get_json(c.addr, &format!("/api/v1/vendors/{VENDOR}"))
-                .is_some_and(|v| v["global"]["state"] == "operational")
-        })
-    });
-    let mut first = None;
-    wait("one coordinator holding the vendor's lease", || {
-        first = owner(&coordinators, &alive);
-        first.is_some()
-    });
-    let first = first.expect("an owner");
-
+    let mut c = Cluster::start("ha_kill");
+    let first = c.owner();
     // The service goes down, and its evaluator dies before it can page.
-    service.down();
-    coordinators[first].kill();
-    alive[first] = false;
+    c.service.down();
+    c.kill(first);
     wait("one trigger at the webhook", || {
-        count(&alerts(&sink), "trigger") >= 1
+        count(&alerts(&c.sink), "trigger") >= 1
     });
-
     // The next evaluator dies mid-incident.
-    let mut second = None;
-    wait("another coordinator holding the lease", || {
-        second = owner(&coordinators, &alive);
-        second.is_some()
-    });
-    let second = second.expect("an owner");
-    coordinators[second].kill();
-    alive[second] = false;
-
-    service.up();
+    let second = c.owner();
+    c.kill(second);
+    c.service.up();
     wait("one resolve at the webhook", || {
-        count(&alerts(&sink), "resolve") >= 1
+        count(&alerts(&c.sink), "resolve") >= 1
     });
     // Long enough for a second page to show, if one were coming: leases move within 4 s.
     std::thread::sleep(Duration::from_secs(10));
-    let got = alerts(&sink);
-    let last = alive.iter().position(|a| *a).expect("one left");
-    assert_eq!(
-        (count(&got, "trigger"), count(&got, "resolve")),
-        (1, 1),
-        "exactly one trigger and one resolve: {got:?}\nlast coordinator's log:\n{}",
-        coordinators[last].log()
+    c.assert_paged_once();
+}
+
+/// The evaluator is frozen (SIGSTOP) for longer than its lease while the vendor goes down,
+/// then woken: the coordinator that took its lease pages once, and the woken one, which may
+/// still believe it owns the vendor, writes and sends nothing stale (its writes are fenced).
+#[test]
+fn a_frozen_owner_woken_after_its_lease_sends_nothing_stale() {
+    let mut c = Cluster::start("ha_freeze");
+    let frozen = c.owner();
+    c.coordinators[frozen].pause();
+    c.service.down();
+    wait("one trigger at the webhook", || {
+        count(&alerts(&c.sink), "trigger") >= 1
+    });
+    let taker = c.owner();
+    assert_ne!(taker, frozen, "another coordinator took the lease");
+    // Woken mid-incident; then the vendor recovers.
+    c.coordinators[frozen].resume();
+    std::thread::sleep(Duration::from_secs(5));
+    c.service.up();
+    wait("one resolve at the webhook", || {
+        count(&alerts(&c.sink), "resolve") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    c.assert_paged_once();
+    let log = c.coordinators[frozen].log();
+    let woken = &log[log.find("resumed (SIGCONT)").expect("resumed")..];
+    assert!(
+        !woken.contains("incident opened"),
+        "the woken coordinator opened nothing:\n{woken}"
     );
-    let ids: std::collections::BTreeSet<i64> = got.iter().map(|(_, id)| *id).collect();
-    assert_eq!(ids.len(), 1, "one incident throughout: {got:?}");
-    for p in &mut probes {
-        p.assert_running();
-    }
 }

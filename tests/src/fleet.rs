@@ -260,6 +260,33 @@ impl Coordinator {
         );
     }
 
+    /// Freezes the coordinator with SIGSTOP (a paused VM, a long GC, a stuck host): its
+    /// sockets stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+        append_marker(&self.log, "paused (SIGSTOP)");
+    }
+
+    /// Wakes a paused coordinator with SIGCONT.
+    pub fn resume(&self) {
+        append_marker(&self.log, "resumed (SIGCONT)");
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self
+            .process
+            .as_ref()
+            .and_then(ServerProcess::pid)
+            .expect("a running coordinator");
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
     /// Starts the coordinator again on the same data directory and port, and waits until it
     /// answers `/healthz`.
     pub fn restart(&mut self) {
