@@ -169,6 +169,14 @@ impl PostgresStore {
         if cfg.get_application_name().is_none() {
             cfg.application_name("vantage-coordinator");
         }
+        // A link that goes silent (a partition, a dead host) fails its queries within seconds,
+        // rather than when the kernel gives up on it: the coordinator then answers 503 and its
+        // leases run out, so the probes and the others go on without it.
+        cfg.keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
+            .tcp_user_timeout(Duration::from_secs(10));
         if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::Config(
                 "sslmode=require: this build connects to PostgreSQL without TLS; connect over a \
