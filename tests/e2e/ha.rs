@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vantage_e2e::fleet::{Coordinator, Fleet, Probe, ProbeOptions, http_get};
 use vantage_e2e::postgres::Postgres;
+use vantage_e2e::relay::Relay;
 use vantage_e2e::sink::Sink;
 use vantage_e2e::world::CORPUS_DEFAULTS;
 
@@ -134,10 +135,12 @@ struct Cluster {
     probes: Vec<Probe>,
     coordinators: Vec<Coordinator>,
     alive: [bool; 3],
-    _fleets: Vec<Fleet>,
+    fleets: Vec<Fleet>,
+    /// Each coordinator reaches PostgreSQL through its own relay, to cut it off alone.
+    links: Vec<Relay>,
     sink: Sink,
     service: Service,
-    _pg: Postgres,
+    pg: Postgres,
 }
 
 impl Cluster {
@@ -151,15 +154,21 @@ impl Cluster {
              [[check]]\nid = \"tcp-svc\"\nvendor = \"{VENDOR}\"\nkind = \"tcp\"\ntarget = \"{}\"\n",
             service.addr
         );
-        let config = format!(
-            "[store]\nurl = \"{url}\"\n\n[cluster]\nlease = \"3s\"\n\n\
-             [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
-            sink.url("/hook")
-        );
+        let pg_addr = SocketAddr::from(([127, 0, 0, 1], pg.port()));
+        let links: Vec<Relay> = (0..3).map(|_| Relay::start(pg_addr)).collect();
+        let config = |link: &Relay| {
+            format!(
+                "[store]\nurl = \"{}\"\n\n[cluster]\nlease = \"3s\"\n\n\
+                 [[receiver]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{}\"\n",
+                url.replace(&pg_addr.to_string(), &link.addr().to_string()),
+                sink.url("/hook")
+            )
+        };
         let fleets: Vec<Fleet> = (0..3).map(|_| Fleet::new()).collect();
         let coordinators: Vec<Coordinator> = fleets
             .iter()
-            .map(|f| f.coordinator_with(&checks, Some(&config)))
+            .zip(&links)
+            .map(|(f, link)| f.coordinator_with(&checks, Some(&config(link))))
             .collect();
         let urls: Vec<String> = coordinators.iter().map(Coordinator::url).collect();
         let probes: Vec<Probe> = [
@@ -190,10 +199,11 @@ impl Cluster {
             probes,
             coordinators,
             alive: [true; 3],
-            _fleets: fleets,
+            fleets,
+            links,
             sink,
             service,
-            _pg: pg,
+            pg,
         };
         // Every coordinator sees every probe's results (the store's feed): all say
         // operational.
@@ -290,4 +300,105 @@ fn a_frozen_owner_woken_after_its_lease_sends_nothing_stale() {
         !woken.contains("incident opened"),
         "the woken coordinator opened nothing:\n{woken}"
     );
+}
+
+fn ready(c: &Coordinator) -> Option<Value> {
+    match http_get(c.addr, "/readyz") {
+        Ok((_, body)) => serde_json::from_str(&body).ok(),
+        Err(_) => None,
+    }
+}
+
+/// The evaluator is cut off from PostgreSQL (its link blackholed) while the vendor goes down:
+/// it says so on `/readyz`, answers ingest with `503` (the probes go elsewhere), gives up its
+/// leases; another coordinator pages once. When the link returns it rejoins and takes leases
+/// again, and the resolve still comes once.
+#[test]
+fn a_coordinator_cut_from_postgres_steps_aside_and_rejoins() {
+    let mut c = Cluster::start("ha_cut");
+    let cut = c.owner();
+    c.links[cut].pause();
+    c.service.down();
+    wait(
+        "the cut coordinator to say its store is unreachable",
+        || {
+            ready(&c.coordinators[cut])
+                .is_some_and(|r| r["ready"] == false && r["leases"] == serde_json::json!([]))
+        },
+    );
+    let token = std::fs::read_to_string(c.fleets[0].path().join("eu-1.token")).expect("token");
+    let push = vantage_e2e::fleet::http_post_json(
+        c.coordinators[cut].addr,
+        "/api/v1/results",
+        token.trim(),
+        r#"{"results":[]}"#,
+    );
+    assert!(
+        matches!(push, Ok((503, _))),
+        "ingest is refused with 503 while the store is out of reach: {push:?}"
+    );
+    wait("one trigger at the webhook", || {
+        count(&alerts(&c.sink), "trigger") >= 1
+    });
+    assert_ne!(c.owner(), cut, "another coordinator evaluates the vendor");
+    c.links[cut].resume();
+    wait("the cut coordinator back, holding leases again", || {
+        ready(&c.coordinators[cut]).is_some_and(|r| {
+            r["ready"] == true && r["leases"].as_array().is_some_and(|l| !l.is_empty())
+        })
+    });
+    c.service.up();
+    wait("one resolve at the webhook", || {
+        count(&alerts(&c.sink), "resolve") >= 1
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    c.assert_paged_once();
+}
+
+/// PostgreSQL restarts while six probes push to three coordinators: the coordinators
+/// reconnect, and no result a probe made is lost (each probe's results are stored without a
+/// hole), since nothing is acknowledged before it is committed.
+#[test]
+fn a_postgres_restart_mid_ingest_loses_nothing_acknowledged() {
+    let mut c = Cluster::start("ha_restart");
+    std::thread::sleep(Duration::from_secs(3));
+    c.pg.restart();
+    // Ingest resumes: results made after the restart are stored.
+    let resumed = SystemTimeMs::now();
+    wait("results stored again after the restart", || {
+        c.coordinators[0]
+            .results("limit=1")
+            .first()
+            .is_some_and(|r| unix_ms(r.started_at) > resumed.0 + 2_000)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    for p in &mut c.probes {
+        p.assert_running();
+    }
+    for p in &c.probes {
+        let seqs: std::collections::BTreeSet<u64> = c.coordinators[1]
+            .results_of(&p.id)
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        let max = *seqs.last().expect("some results");
+        let stored_before_the_last_push = (0..max).filter(|s| !seqs.contains(s)).count();
+        assert_eq!(
+            stored_before_the_last_push, 0,
+            "probe {}: a hole in seqs 0..{max}: every result before the last is stored",
+            p.id
+        );
+    }
+}
+
+struct SystemTimeMs(i64);
+
+impl SystemTimeMs {
+    fn now() -> Self {
+        Self(unix_ms(time::OffsetDateTime::now_utc()))
+    }
+}
+
+fn unix_ms(t: time::OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
