@@ -177,6 +177,18 @@ impl Label for AlertEvent {
 }
 label_serde!(AlertEvent, "alert event");
 
+impl AlertEvent {
+    /// What queueing this event at `at_ms` marks on its receiver's delivery record: (when
+    /// triggered, when resolved).
+    pub fn delivery_marks(self, at_ms: i64) -> (Option<i64>, Option<i64>) {
+        match self {
+            Self::Trigger => (Some(at_ms), None),
+            Self::Resolve => (None, Some(at_ms)),
+            Self::Update | Self::Reminder => (None, None),
+        }
+    }
+}
+
 /// What an incident is about, as routes and silences see it. Stored with the incident.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {

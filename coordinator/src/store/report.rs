@@ -225,6 +225,31 @@ pub struct StateChange {
 /// The state label a scope takes when it drops out of a vendor's status.
 pub const UNKNOWN_STATE: &str = "unknown";
 
+/// What [`ReportStore::record_vendor_status`] appends to the history: each scope of `states`
+/// (`None`: global, stored as `""`) whose state differs from its `last` recorded one, and
+/// [`UNKNOWN_STATE`] for each scope in `last` that `states` no longer has. (scope, state).
+pub fn history_changes<'a>(
+    last: &'a std::collections::HashMap<String, String>,
+    states: &'a [(Option<String>, String)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut changes: Vec<(&str, &str)> = Vec::new();
+    for (region, state) in states {
+        let region = region.as_deref().unwrap_or("");
+        if last.get(region).map(String::as_str) != Some(state.as_str()) {
+            changes.push((region, state));
+        }
+    }
+    for (region, state) in last {
+        let gone = !states
+            .iter()
+            .any(|(r, _)| r.as_deref().unwrap_or("") == region.as_str());
+        if gone && state != UNKNOWN_STATE {
+            changes.push((region, UNKNOWN_STATE));
+        }
+    }
+    changes
+}
+
 /// Reads for SLA reports and charts, and the vendor state history they need.
 pub trait ReportStore {
     /// Rollups of `checks` summed per (check, region) over the minutes starting in

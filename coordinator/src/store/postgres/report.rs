@@ -14,7 +14,8 @@ use super::state::{INCIDENT_COLUMNS, incident_row};
 use super::{PgError, PostgresStore, totals_at};
 use crate::store::StoreError;
 use crate::store::report::{
-    CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, UNKNOWN_STATE, plan,
+    CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, history_changes,
+    plan,
 };
 use crate::store::state::IncidentRow;
 
@@ -198,21 +199,7 @@ impl ReportStore for PostgresStore {
                     last.insert(region, state);
                 }
             }
-            let mut changes: Vec<(&str, &str)> = Vec::new();
-            for (region, state) in states {
-                let region = region.as_deref().unwrap_or("");
-                if last.get(region).map(String::as_str) != Some(state.as_str()) {
-                    changes.push((region, state));
-                }
-            }
-            for (region, state) in &last {
-                let gone = !states
-                    .iter()
-                    .any(|(r, _)| r.as_deref().unwrap_or("") == region.as_str());
-                if gone && state != UNKNOWN_STATE {
-                    changes.push((region, UNKNOWN_STATE));
-                }
-            }
+            let changes = history_changes(&last, states);
             for (region, state) in changes {
                 tx.execute(
                     "INSERT INTO vendor_history (vendor, region, state, at_ms) VALUES ($1, $2, $3, $4)",

@@ -313,11 +313,7 @@ impl StateStore for PostgresStore {
                     &[&id, &d.receiver, &d.event.as_label(), &d.payload, &w.at_ms],
                 )
                 .await?;
-                let (trig, res) = match d.event {
-                    AlertEvent::Trigger => (Some(w.at_ms), None),
-                    AlertEvent::Resolve => (None, Some(w.at_ms)),
-                    AlertEvent::Update | AlertEvent::Reminder => (None, None),
-                };
+                let (trig, res) = d.event.delivery_marks(w.at_ms);
                 tx.execute(
                     "INSERT INTO deliveries (incident_id, receiver, triggered_ms, resolved_ms, last_sent_ms)
                      VALUES ($1, $2, $3, $4, $5)

@@ -13,7 +13,8 @@ use super::SqliteStore;
 use super::state::{INCIDENT_COLUMNS, incident_row};
 use crate::store::StoreError;
 use crate::store::report::{
-    CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, UNKNOWN_STATE, plan,
+    CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, history_changes,
+    plan,
 };
 use crate::store::state::IncidentRow;
 
@@ -231,21 +232,7 @@ impl ReportStore for SqliteStore {
                     last.insert(region, state);
                 }
             }
-            let mut changes: Vec<(&str, &str)> = Vec::new();
-            for (region, state) in states {
-                let region = region.as_deref().unwrap_or("");
-                if last.get(region).map(String::as_str) != Some(state.as_str()) {
-                    changes.push((region, state));
-                }
-            }
-            for (region, state) in &last {
-                let gone = !states
-                    .iter()
-                    .any(|(r, _)| r.as_deref().unwrap_or("") == region.as_str());
-                if gone && state != UNKNOWN_STATE {
-                    changes.push((region, UNKNOWN_STATE));
-                }
-            }
+            let changes = history_changes(&last, states);
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO vendor_history (vendor, region, state, at_ms) VALUES (?1, ?2, ?3, ?4)",

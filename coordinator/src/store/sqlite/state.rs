@@ -270,11 +270,7 @@ impl StateStore for SqliteStore {
                     "INSERT INTO outbox (incident_id, receiver, event, payload, created_ms, next_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                     params![id, d.receiver, d.event, d.payload, w.at_ms],
                 )?;
-                let (trig, res) = match d.event {
-                    AlertEvent::Trigger => (Some(w.at_ms), None),
-                    AlertEvent::Resolve => (None, Some(w.at_ms)),
-                    AlertEvent::Update | AlertEvent::Reminder => (None, None),
-                };
+                let (trig, res) = d.event.delivery_marks(w.at_ms);
                 tx.execute(
                     "INSERT INTO deliveries (incident_id, receiver, triggered_ms, resolved_ms, last_sent_ms) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (incident_id, receiver) DO UPDATE SET
