@@ -20,6 +20,11 @@
 //!    `SqliteStore::insert_batches` on a fresh file (the store's own path, rollups included);
 //! 3. inserts the same rows with a bare prepared `INSERT` into `results`, one transaction per
 //!    batch, JSON bodies encoded beforehand (the floor: no rollups, no encoding).
+//!
+//! Then the same into PostgreSQL (a server the bench starts, as the tests do; skip it with
+//! `VANTAGE_BENCH_POSTGRES=0`): HTTP ingest through one coordinator and through three sharing
+//! the store (probes spread over them, each coordinator's engine following the store's feed),
+//! `PostgresStore::insert_batches`, and a raw binary `COPY` of the same rows into `results`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -93,6 +98,144 @@ fn main() {
             ingest.rate / bare
         );
     }
+    if std::env::var_os("VANTAGE_BENCH_POSTGRES").is_some_and(|v| v == "0") {
+        println!("\nPostgreSQL: skipped (VANTAGE_BENCH_POSTGRES=0)");
+        return;
+    }
+    postgres(&work);
+}
+
+/// The same workload into PostgreSQL (a server of the bench's own, `fsync = off`): through one
+/// coordinator and through three sharing the store, against the store's own inserts and a raw
+/// binary `COPY` of the same rows into the same table.
+fn postgres(work: &Workload) {
+    let pg = vantage_e2e::postgres::Postgres::start();
+    println!("\nPostgreSQL (fsync off; one server on this machine)");
+    for n in [1, 3] {
+        let url = pg.create_database(&format!("bench_http_{n}"));
+        let ingest = ingest_over_http_with(work, &format!("url = \"{url}\""), n);
+        println!(
+            "  HTTP ingest, {n} coordinator(s)      {:>9.0} results/s  ack p50 {:>6.1} ms  p99 {:>6.1} ms  ({:.2}s, {} answered 429 and were resent)",
+            ingest.rate, ingest.p50_ms, ingest.p99_ms, ingest.secs, ingest.shed
+        );
+        assert!(
+            ingest.acks_failing > 0,
+            "the consensus engine judged no run"
+        );
+    }
+    let url = pg.create_database("bench_store");
+    let store = vantage_coordinator::store::PostgresStore::open(&url, None).expect("open");
+    let batches = work.rows();
+    let started = Instant::now();
+    let mut inserted = 0;
+    for b in &batches {
+        let out = store
+            .insert_batches(std::slice::from_ref(b))
+            .expect("insert");
+        inserted += out.iter().map(|o| o.inserted).sum::<u64>();
+    }
+    let store_rate = work.total as f64 / started.elapsed().as_secs_f64();
+    assert_eq!(inserted, work.total as u64);
+    drop(store);
+    println!("  PostgresStore::insert_batches      {store_rate:>9.0} results/s  (1 thread)");
+    let copy = raw_copy(work, &pg.create_database("bench_copy"));
+    println!("  raw binary COPY into results       {copy:>9.0} results/s  (1 connection)");
+}
+
+/// One row of `results`, its columns in order.
+type CopyRow = (
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    String,
+    Option<String>,
+    f64,
+    String,
+);
+
+/// A binary `COPY` of the rows into `results`, one transaction per batch (the floor: no
+/// rollups, no duplicate check, bodies encoded beforehand).
+fn raw_copy(work: &Workload, url: &str) -> f64 {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    // The store creates the schema.
+    drop(vantage_coordinator::store::PostgresStore::open(url, None).expect("schema"));
+    let received_ms = unix_ms(OffsetDateTime::now_utc());
+    let batches: Vec<Vec<CopyRow>> = work
+        .rows()
+        .into_iter()
+        .map(|rows| {
+            rows.into_iter()
+                .map(|row| {
+                    let r = &row.result;
+                    (
+                        r.probe_id.clone(),
+                        r.boot_id.clone(),
+                        r.seq as i64,
+                        r.check_id.clone(),
+                        r.vendor.clone(),
+                        row.region.clone(),
+                        unix_ms(r.started_at),
+                        received_ms,
+                        r.status.as_label().to_owned(),
+                        r.failure.map(|f| f.as_label().to_owned()),
+                        r.timings.total_ms,
+                        serde_json::to_string(r).expect("encode"),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(conn);
+        let types = [
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::TEXT,
+        ];
+        let started = Instant::now();
+        for b in &batches {
+            let tx = client.transaction().await.expect("begin");
+            let sink = tx
+                .copy_in(
+                    "COPY results (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body) FROM STDIN BINARY",
+                )
+                .await
+                .expect("copy");
+            let writer = BinaryCopyInWriter::new(sink, &types);
+            let mut writer = std::pin::pin!(writer);
+            for r in b {
+                let row: [&(dyn ToSql + Sync); 12] = [
+                    &r.0, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8, &r.9, &r.10, &r.11,
+                ];
+                writer.as_mut().write(&row).await.expect("row");
+            }
+            writer.finish().await.expect("finish");
+            tx.commit().await.expect("commit");
+        }
+        work.total as f64 / started.elapsed().as_secs_f64()
+    })
 }
 
 /// Every probe's batches, as result values and as encoded request bodies.
@@ -337,6 +480,12 @@ async fn healthy(addr: SocketAddr) -> bool {
 }
 
 fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
+    ingest_over_http_with(work, &format!("synchronous = \"{sync}\""), 1)
+}
+
+/// HTTP ingest into `coordinators` coordinators sharing the store that `store_toml` (the
+/// `[store]` table's body) names, the probes spread over them.
+fn ingest_over_http_with(work: &Workload, store_toml: &str, coordinators: usize) -> IngestFigures {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("coordinator.toml");
     let checks = dir.path().join("checks.toml");
@@ -344,7 +493,7 @@ fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"data\"\nchecks = [{checks:?}]\n[store]\nsynchronous = \"{sync}\"\n[limits]\nmax_result_age = \"1d\"\n"
+            "data_dir = \"data\"\nchecks = [{checks:?}]\n[store]\n{store_toml}\n[limits]\nmax_result_age = \"1d\"\n"
         ),
     )
     .expect("write config");
@@ -359,12 +508,18 @@ fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let server = start(dir.path(), &config).await;
-        let addr = server.addr;
+        let mut servers = Vec::with_capacity(coordinators);
+        for i in 0..coordinators {
+            let own = dir.path().join(format!("c{i}"));
+            std::fs::create_dir_all(&own).expect("coordinator dir");
+            servers.push(start(&own, &config).await);
+        }
+        let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
         let started = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
-        for (bodies, token) in work.bodies.iter().zip(tokens) {
+        for (i, (bodies, token)) in work.bodies.iter().zip(tokens).enumerate() {
             let bodies = bodies.clone();
+            let addr = addrs[i % addrs.len()];
             tasks.spawn(async move { one_probe(addr, token, bodies).await });
         }
         let mut latencies = Vec::with_capacity(work.bodies.iter().map(Vec::len).sum());
@@ -377,7 +532,7 @@ fn ingest_over_http(work: &Workload, sync: &str) -> IngestFigures {
             acks_failing += f;
         }
         let secs = started.elapsed().as_secs_f64();
-        drop(server);
+        drop(servers);
         assert_eq!(
             accepted, work.total as u64,
             "every result is accepted exactly once"
