@@ -34,6 +34,9 @@ use crate::ingest::unix_ms;
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
 
+/// How long the server lets a transaction of this store sit idle before it ends it.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
 /// How often a transaction that PostgreSQL aborted for a deadlock or a serialization failure
 /// is tried in all.
 const ATTEMPTS: u32 = 5;
@@ -177,6 +180,17 @@ impl PostgresStore {
             .keepalives_interval(Duration::from_secs(2))
             .keepalives_retries(3)
             .tcp_user_timeout(Duration::from_secs(10));
+        // A coordinator that stops in the middle of a transaction (paused, frozen, its host
+        // stalled) must not hold it open: its row locks would block the others' writes, and
+        // the feed every engine follows waits for the oldest running transaction. The server
+        // ends such a transaction after a few seconds; this store's own transactions never
+        // wait between statements.
+        let options = format!(
+            "{} -c idle_in_transaction_session_timeout={}",
+            cfg.get_options().unwrap_or_default(),
+            IDLE_IN_TRANSACTION.as_millis()
+        );
+        cfg.options(options.trim());
         if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
             return Err(StoreError::Config(
                 "sslmode=require: this build connects to PostgreSQL without TLS; connect over a \
