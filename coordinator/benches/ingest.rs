@@ -143,7 +143,7 @@ fn postgres(work: &Workload) {
 }
 
 /// One row of `results`, its columns in order.
-type CopyRow = (
+type Columns = (
     String,
     String,
     i64,
@@ -152,22 +152,16 @@ type CopyRow = (
     String,
     i64,
     i64,
-    String,
-    Option<String>,
+    &'static str,
+    Option<&'static str>,
     f64,
     String,
 );
 
-/// A binary `COPY` of the rows into `results`, one transaction per batch (the floor: no
-/// rollups, no duplicate check, bodies encoded beforehand).
-fn raw_copy(work: &Workload, url: &str) -> f64 {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::{ToSql, Type};
-    // The store creates the schema.
-    drop(vantage_coordinator::store::PostgresStore::open(url, None).expect("schema"));
+/// Every batch's rows as the bare inserts write them: columns in order, bodies encoded.
+fn columns(work: &Workload) -> Vec<Vec<Columns>> {
     let received_ms = unix_ms(OffsetDateTime::now_utc());
-    let batches: Vec<Vec<CopyRow>> = work
-        .rows()
+    work.rows()
         .into_iter()
         .map(|rows| {
             rows.into_iter()
@@ -182,15 +176,25 @@ fn raw_copy(work: &Workload, url: &str) -> f64 {
                         row.region.clone(),
                         unix_ms(r.started_at),
                         received_ms,
-                        r.status.as_label().to_owned(),
-                        r.failure.map(|f| f.as_label().to_owned()),
+                        r.status.as_label(),
+                        r.failure.map(|f| f.as_label()),
                         r.timings.total_ms,
                         serde_json::to_string(r).expect("encode"),
                     )
                 })
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+/// A binary `COPY` of the rows into `results`, one transaction per batch (the floor: no
+/// rollups, no duplicate check, bodies encoded beforehand).
+fn raw_copy(work: &Workload, url: &str) -> f64 {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::{ToSql, Type};
+    // The store creates the schema.
+    drop(vantage_coordinator::store::PostgresStore::open(url, None).expect("schema"));
+    let batches = columns(work);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -631,46 +635,7 @@ fn bare_inserts(work: &Workload, sync: Synchronous) -> f64 {
         }
     ))
     .expect("pragmas");
-    type Row = (
-        String,
-        String,
-        i64,
-        String,
-        String,
-        String,
-        i64,
-        i64,
-        &'static str,
-        Option<&'static str>,
-        f64,
-        String,
-    );
-    let received_ms = unix_ms(OffsetDateTime::now_utc());
-    let batches: Vec<Vec<Row>> = work
-        .rows()
-        .into_iter()
-        .map(|rows| {
-            rows.into_iter()
-                .map(|row| {
-                    let r = &row.result;
-                    (
-                        r.probe_id.clone(),
-                        r.boot_id.clone(),
-                        r.seq as i64,
-                        r.check_id.clone(),
-                        r.vendor.clone(),
-                        row.region.clone(),
-                        unix_ms(r.started_at),
-                        received_ms,
-                        r.status.as_label(),
-                        r.failure.map(|f| f.as_label()),
-                        r.timings.total_ms,
-                        serde_json::to_string(r).expect("encode"),
-                    )
-                })
-                .collect()
-        })
-        .collect();
+    let batches = columns(work);
     let started = Instant::now();
     for b in &batches {
         let tx = conn.transaction().expect("begin");
