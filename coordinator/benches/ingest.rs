@@ -25,6 +25,7 @@
 //! `VANTAGE_BENCH_POSTGRES=0`): HTTP ingest through one coordinator and through three sharing
 //! the store (probes spread over them, each coordinator's engine following the store's feed),
 //! `PostgresStore::insert_batches`, and a raw binary `COPY` of the same rows into `results`.
+//! `VANTAGE_BENCH_SQLITE=0` skips the SQLite part.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,14 @@ fn main() {
         "        {:.0} bytes of JSON per result on the wire",
         work.bodies.iter().flatten().map(Bytes::len).sum::<usize>() as f64 / total as f64
     );
-    for sync in [Synchronous::Full, Synchronous::Normal] {
+    let sqlite = std::env::var_os("VANTAGE_BENCH_SQLITE").is_none_or(|v| v != "0");
+    if !sqlite {
+        println!("\nSQLite: skipped (VANTAGE_BENCH_SQLITE=0)");
+    }
+    for sync in [Synchronous::Full, Synchronous::Normal]
+        .into_iter()
+        .filter(|_| sqlite)
+    {
         let label = match sync {
             Synchronous::Full => "full",
             Synchronous::Normal => "normal",
@@ -111,9 +119,11 @@ fn main() {
 fn postgres(work: &Workload) {
     let pg = vantage_e2e::postgres::Postgres::start();
     println!("\nPostgreSQL (fsync off; one server on this machine)");
+    let mut rates = Vec::new();
     for n in [1, 3] {
         let url = pg.create_database(&format!("bench_http_{n}"));
         let ingest = ingest_over_http_with(work, &format!("url = \"{url}\""), n);
+        rates.push(ingest.rate);
         println!(
             "  HTTP ingest, {n} coordinator(s)      {:>9.0} results/s  ack p50 {:>6.1} ms  p99 {:>6.1} ms  ({:.2}s, {} answered 429 and were resent)",
             ingest.rate, ingest.p50_ms, ingest.p99_ms, ingest.secs, ingest.shed
@@ -140,6 +150,11 @@ fn postgres(work: &Workload) {
     println!("  PostgresStore::insert_batches      {store_rate:>9.0} results/s  (1 thread)");
     let copy = raw_copy(work, &pg.create_database("bench_copy"));
     println!("  raw binary COPY into results       {copy:>9.0} results/s  (1 connection)");
+    println!(
+        "  ratio ingest/COPY: 1 coordinator {:.2}, 3 coordinators {:.2}  (target >= 0.5)",
+        rates[0] / copy,
+        rates[1] / copy
+    );
 }
 
 /// One row of `results`, its columns in order.

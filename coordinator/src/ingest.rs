@@ -403,16 +403,31 @@ impl Drop for Held {
 }
 
 impl Writer {
-    /// Starts the writer thread. It ends when every `Writer` handle is dropped, after
-    /// committing what is queued.
+    /// Starts the writer threads ([`Store::writers`] of them). They end when every `Writer`
+    /// handle is dropped, after committing what is queued; the handle returned ends last.
     pub fn start(
         store: Arc<dyn Store>,
         queue_batches: usize,
     ) -> (Self, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue_batches);
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let spawn = |store: Arc<dyn Store>, rx: Arc<std::sync::Mutex<mpsc::Receiver<Job>>>| {
+            std::thread::Builder::new()
+                .name("store-writer".into())
+                .spawn(move || write_loop(&*store, &rx))
+                .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"))
+        };
+        let others: Vec<_> = (1..store.writers().max(1))
+            .map(|_| spawn(Arc::clone(&store), Arc::clone(&rx)))
+            .collect();
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || write_loop(store, rx))
+            .spawn(move || {
+                write_loop(&*store, &rx);
+                for t in others {
+                    let _ = t.join();
+                }
+            })
             .unwrap_or_else(|e| panic!("cannot start the store writer thread: {e}"));
         (
             Self {
@@ -454,15 +469,24 @@ impl Writer {
     }
 }
 
-fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_COMMIT_MAX {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+/// One writer: takes what is queued (up to [`GROUP_COMMIT_MAX`] batches) and commits it at
+/// once, while the queue is left to the other writers.
+fn write_loop(store: &dyn Store, rx: &std::sync::Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let mut jobs = {
+            let mut rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(first) = rx.blocking_recv() else {
+                return;
+            };
+            let mut jobs = vec![first];
+            while jobs.len() < GROUP_COMMIT_MAX {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
-        }
+            jobs
+        };
         let batches: Vec<Vec<IngestRow>> = jobs
             .iter_mut()
             .map(|j| std::mem::take(&mut j.rows))

@@ -219,7 +219,6 @@ pub async fn run(
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         cluster: Arc::clone(&cluster),
-        fed_by_store: follower.is_some(),
         writer,
         catalogs: Arc::clone(&catalogs),
         limits: config.limits.clone(),
@@ -554,8 +553,8 @@ const FEED_POLL: Duration = Duration::from_millis(100);
 /// Most results read from the feed at once.
 const FEED_BATCH: u32 = 5_000;
 
-/// Feeds the engine (and the live stream) every result committed to a shared store, whichever
-/// coordinator took it, in commit order.
+/// Feeds the engine (and the live stream) every result the other coordinators commit to a
+/// shared store, in commit order (this coordinator's own it hands over at commit).
 async fn follow(
     store: Arc<dyn Store>,
     engine: Arc<crate::engine::Engine>,
@@ -589,15 +588,15 @@ async fn follow(
                 tracing::info!("reading the store's feed of results again");
                 failing = false;
             }
+            let moved = next != cursor;
             cursor = next;
-            if rows.is_empty() {
-                break;
+            if !rows.is_empty() {
+                stream.results(&rows);
+                engine
+                    .observe(&rows, ingest::unix_ms(time::OffsetDateTime::now_utc()))
+                    .await;
             }
-            stream.results(&rows);
-            engine
-                .observe(&rows, ingest::unix_ms(time::OffsetDateTime::now_utc()))
-                .await;
-            if rows.len() < FEED_BATCH as usize {
+            if !moved {
                 break;
             }
         }

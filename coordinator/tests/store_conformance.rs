@@ -17,8 +17,8 @@ use vantage_coordinator::store::state::{
     SubjectKind, TransitionRecord,
 };
 use vantage_coordinator::store::{
-    IngestRow, PostgresStore, ProbeRecord, ResultQuery, SqliteStore, Stop, Store, StoreError,
-    Synchronous, latency_bucket,
+    IngestRow, LATENCY_BUCKETS, PostgresStore, ProbeRecord, ResultQuery, SqliteStore, Stop, Store,
+    StoreError, Synchronous, latency_bucket,
 };
 use vantage_e2e::postgres::Postgres;
 
@@ -285,6 +285,66 @@ conformance!(rollups_add_up_across_commits_and_tiers, |s: &dyn Store| {
     assert!(
         left.is_empty(),
         "hourly rollups before the cut are gone: {left:?}"
+    );
+
+    // One commit adding to several rows of each tier keeps each row's own counts.
+    s.insert_results(&[
+        row("fra-1", "eu", 100, "c3", "v1", T0 + 5000),
+        row("ams-1", "eu", 5, "c3", "v1", T0 + 6000),
+        row("lon-1", "uk", 102, "c3", "v1", T0 + 65_000), // fails
+    ])
+    .expect("insert");
+    let hist = |ms: &[f64]| {
+        let mut h = vec![0u64; LATENCY_BUCKETS];
+        for &ms in ms {
+            h[latency_bucket(ms)] += 1;
+        }
+        h
+    };
+    /// A minute row: probe, minute from T0, failures, histogram, failures by kind.
+    type MinuteRow = (String, i64, u64, Vec<u64>, BTreeMap<String, u64>);
+    let mut minutes: Vec<MinuteRow> = s
+        .rollups("c3", T0, T0 + 120_000)
+        .expect("rollups")
+        .into_iter()
+        .map(|m| {
+            (
+                m.probe_id,
+                m.minute_ms - T0,
+                m.failures,
+                m.latency_buckets,
+                m.failures_by_kind,
+            )
+        })
+        .collect();
+    minutes.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        minutes,
+        vec![
+            ("ams-1".into(), 0, 0, hist(&[60.0]), BTreeMap::new()),
+            ("fra-1".into(), 0, 0, hist(&[1010.0]), BTreeMap::new()),
+            (
+                "lon-1".into(),
+                60_000,
+                1,
+                hist(&[1030.0]),
+                BTreeMap::from([("http_status".to_owned(), 1)])
+            ),
+        ]
+    );
+    let mut hours: Vec<(String, u64, Vec<u64>)> = s
+        .rollup_totals(&["c3".into()], T0, T0 + 3_600_000)
+        .expect("totals")
+        .into_iter()
+        .map(|t| (t.region, t.totals.runs, t.totals.latency.to_vec()))
+        .collect();
+    hours.sort();
+    assert_eq!(
+        hours,
+        vec![
+            ("eu".into(), 2, hist(&[60.0, 1010.0])),
+            ("uk".into(), 1, hist(&[1030.0])),
+        ]
     );
 });
 
@@ -892,7 +952,8 @@ fn only_a_shared_store_has_a_feed() {
 }
 
 /// The feed never skips a result committed late: a transaction that began first but commits
-/// last holds back what came after it until it commits, then both come, in order.
+/// last holds back what came after it until it commits, then both come, in order. A handle's
+/// feed passes over the results it wrote itself.
 #[test]
 fn the_postgres_feed_waits_for_a_transaction_that_commits_late() {
     let url = server().create_database("feed_order");
@@ -923,7 +984,9 @@ fn the_postgres_feed_waits_for_a_transaction_that_commits_late() {
         },
     );
     std::thread::sleep(std::time::Duration::from_millis(300));
-    store
+    // Another coordinator's store handle.
+    let other = PostgresStore::open(&url, None).expect("open postgresql");
+    other
         .insert_results(&[row("ams-1", "eu", 2, "c1", "v1", T0 + 1000)])
         .expect("insert");
     let (early, at) = feed.feed_after(start, 100).expect("feed");
@@ -946,4 +1009,20 @@ fn the_postgres_feed_waits_for_a_transaction_that_commits_late() {
     let (none, same) = feed.feed_after(end, 100).expect("feed");
     assert!(none.is_empty());
     assert_eq!(same, end);
+
+    // What this handle writes itself, its writer has already: the feed passes over it, but
+    // moves on past it.
+    store
+        .insert_results(&[row("lon-1", "uk", 3, "c1", "v1", T0 + 2000)])
+        .expect("insert");
+    let (own, past) = feed.feed_after(end, 100).expect("feed");
+    assert!(own.is_empty(), "{own:?}");
+    assert!(past > end, "the cursor moves past the handle's own results");
+    let (others, _) = other
+        .feed()
+        .expect("a feed")
+        .feed_after(end, 100)
+        .expect("feed");
+    let got: Vec<&str> = others.iter().map(|r| r.result.probe_id.as_str()).collect();
+    assert_eq!(got, ["lon-1"], "another handle sees it");
 }

@@ -42,9 +42,6 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// This coordinator among those sharing the store: its node id and leases.
     pub cluster: Arc<crate::cluster::Cluster>,
-    /// The engine and the live stream follow the store's feed of committed results (a store
-    /// shared with other coordinators), not the batches this coordinator takes.
-    pub fed_by_store: bool,
     /// The writer (ingest).
     pub writer: Writer,
     /// The check catalog.
@@ -583,15 +580,14 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
             state.metrics.ingested(outcome.inserted, outcome.duplicates);
             // A batch the store had whole already is not news. (One re-sent in part is
             // streamed whole: the store does not say which of its results were new.)
-            if !state.fed_by_store {
-                if outcome.inserted > 0 {
-                    state.stream.results(&observed);
-                }
-                state
-                    .engine
-                    .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
-                    .await;
+            // On a shared store, the other coordinators get them from its feed.
+            if outcome.inserted > 0 {
+                state.stream.results(&observed);
             }
+            state
+                .engine
+                .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
+                .await;
             let ack = BatchAck {
                 accepted: outcome.inserted,
                 duplicates: outcome.duplicates,

@@ -251,6 +251,13 @@ pub trait Store: StateStore + ReportStore + LeaseStore + Send + Sync + 'static {
     fn feed(&self) -> Option<&dyn ResultFeed> {
         None
     }
+
+    /// How many commits of results the ingest writer may have in flight at once: one for
+    /// SQLite (one writer at a time); more for a server, which works on one commit while the
+    /// coordinator prepares the next.
+    fn writers(&self) -> usize {
+        1
+    }
 }
 
 /// A position in the feed of committed results: (transaction, row) order.
@@ -262,13 +269,17 @@ pub struct FeedCursor {
     pub id: i64,
 }
 
-/// Every committed result, in an order that never goes back: a reader that follows the
-/// cursor sees each result once it is committed (and may see one again after a restart).
+/// Every result committed through other handles on the store (other coordinators), in an
+/// order that never goes back: a reader that follows the cursor sees each once it is committed
+/// (and may see one again after a restart). The results a handle writes itself are passed over
+/// (the cursor moves past them): their writer hands them to its engine at commit.
 pub trait ResultFeed {
     /// A cursor from which the feed returns every result committed from now on (and perhaps
     /// some before: read what is already stored after taking it).
     fn feed_start(&self) -> Result<FeedCursor, StoreError>;
-    /// Results committed after `after`, at most `limit`, and the cursor after them.
+    /// Results committed after `after` (at most `limit` rows read, some perhaps passed over),
+    /// and the cursor after them: a reader has read everything committed when it does not
+    /// move.
     fn feed_after(
         &self,
         after: FeedCursor,

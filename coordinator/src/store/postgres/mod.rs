@@ -9,7 +9,7 @@
 //! coordinators writing the same minute never read-modify-write. Rows are locked in key
 //! order; a deadlock or serialization failure PostgreSQL still reports is retried.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -33,6 +33,9 @@ use crate::ingest::unix_ms;
 
 /// Connections the pool keeps at most.
 const POOL_SIZE: usize = 16;
+
+/// Commits of results in flight at once from one coordinator (see [`Store::writers`]).
+const WRITERS: usize = 2;
 
 /// How long the server lets a transaction of this store sit idle before it ends it.
 const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
@@ -105,6 +108,9 @@ pub struct PostgresStore {
     pool: Pool,
     /// Where it connects, for messages: hosts, port, database and user, never the password.
     target: String,
+    /// Marks the results this handle writes (`results.writer`), so that its feed skips them:
+    /// their writer has them already.
+    writer: i64,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -223,6 +229,7 @@ impl PostgresStore {
             rt: Some(rt),
             pool,
             target,
+            writer: rand::random(),
         };
         store.run(async |c| migrate(c).await)?;
         Ok(store)
@@ -320,41 +327,55 @@ async fn migrate(c: &mut deadpool_postgres::Client) -> Result<(), PgError> {
     out
 }
 
+/// The slow path of [`insert_results`]: skips the results stored already and names the new.
 const INSERT_RESULTS: &str = "INSERT INTO results
-    (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
-                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::float8[], $12::text[])
+    (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body, writer)
+    SELECT u.*, $13::int8 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[], $6::text[],
+                         $7::int8[], $8::int8[], $9::text[], $10::text[], $11::float8[], $12::text[]) AS u
     ON CONFLICT DO NOTHING
     RETURNING probe_id, boot_id, seq";
 
-const UPSERT_MINUTE: &str = "INSERT INTO rollups
+/// The fast path of [`insert_results`].
+const COPY_RESULTS: &str = "COPY results
+    (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body, writer)
+    FROM STDIN BINARY";
+
+/// Adds one commit's minute rows, all at once: the arrays hold one element a row, except
+/// `$9`, every row's `LATENCY_BUCKETS` counts one after another (`$11` = that length).
+const UPSERT_MINUTES: &str = "INSERT INTO rollups
     (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9, $10)
+    SELECT c, p, m, r, n, f, s, k::jsonb, ($9::int8[])[(i - 1) * $11 + 1 : i * $11], e
+    FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[],
+                $7::int8[], $8::text[], $10::int8[]) WITH ORDINALITY AS u(c, p, m, r, n, f, s, k, e, i)
     ON CONFLICT (check_id, probe_id, minute_ms) DO UPDATE SET
       count = rollups.count + excluded.count, failures = rollups.failures + excluded.failures,
       slow = rollups.slow + excluded.slow, probe_errors = rollups.probe_errors + excluded.probe_errors,
-      by_kind = vantage_counts_add(rollups.by_kind, excluded.by_kind),
+      by_kind = CASE WHEN excluded.by_kind = '{}'::jsonb THEN rollups.by_kind
+                     ELSE vantage_counts_add(rollups.by_kind, excluded.by_kind) END,
       latency = vantage_hist_add(rollups.latency, excluded.latency)";
 
-const UPSERT_HOUR: &str = "INSERT INTO rollups_hourly
-    (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (check_id, hour_ms, region) DO UPDATE SET
-      count = rollups_hourly.count + excluded.count,
-      failures = rollups_hourly.failures + excluded.failures,
-      probe_errors = rollups_hourly.probe_errors + excluded.probe_errors,
-      slow = rollups_hourly.slow + excluded.slow,
-      latency = vantage_hist_add(rollups_hourly.latency, excluded.latency)";
+/// Adds one commit's rows of a coarse tier (`{table}`, keyed by `{unit}`), all at once, as
+/// [`UPSERT_MINUTES`] does.
+fn upsert_coarse(table: &str, unit: &str) -> String {
+    format!(
+        "INSERT INTO {table}
+    (check_id, {unit}, region, count, failures, probe_errors, slow, latency)
+    SELECT c, t, r, n, f, e, s, ($8::int8[])[(i - 1) * $9 + 1 : i * $9]
+    FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
+         WITH ORDINALITY AS u(c, t, r, n, f, e, s, i)
+    ON CONFLICT (check_id, {unit}, region) DO UPDATE SET
+      count = {table}.count + excluded.count,
+      failures = {table}.failures + excluded.failures,
+      probe_errors = {table}.probe_errors + excluded.probe_errors,
+      slow = {table}.slow + excluded.slow,
+      latency = vantage_hist_add({table}.latency, excluded.latency)"
+    )
+}
 
-const UPSERT_DAY: &str = "INSERT INTO rollups_daily
-    (check_id, day_ms, region, count, failures, probe_errors, slow, latency)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-    ON CONFLICT (check_id, day_ms, region) DO UPDATE SET
-      count = rollups_daily.count + excluded.count,
-      failures = rollups_daily.failures + excluded.failures,
-      probe_errors = rollups_daily.probe_errors + excluded.probe_errors,
-      slow = rollups_daily.slow + excluded.slow,
-      latency = vantage_hist_add(rollups_daily.latency, excluded.latency)";
+static UPSERT_HOURS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| upsert_coarse("rollups_hourly", "hour_ms"));
+static UPSERT_DAYS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| upsert_coarse("rollups_daily", "day_ms"));
 
 /// The raw results of one commit, column by column (the arrays `INSERT_RESULTS` unnests).
 #[derive(Default)]
@@ -403,11 +424,49 @@ struct MinuteDelta {
     by_kind: BTreeMap<String, u64>,
 }
 
-fn hist(t: &Totals) -> Vec<i64> {
-    t.latency
-        .iter()
-        .map(|&n| i64::try_from(n).unwrap_or(i64::MAX))
-        .collect()
+/// One commit's minute rollup rows, column by column (the arrays `UPSERT_MINUTES` unnests).
+#[derive(Default)]
+struct MinuteColumns<'a> {
+    check: Vec<&'a str>,
+    probe: Vec<&'a str>,
+    minute: Vec<i64>,
+    region: Vec<&'a str>,
+    count: Vec<i64>,
+    failures: Vec<i64>,
+    slow: Vec<i64>,
+    by_kind: Vec<String>,
+    latency: Vec<i64>,
+    probe_errors: Vec<i64>,
+}
+
+/// One commit's hourly or daily rollup rows, column by column.
+#[derive(Default)]
+struct CoarseColumns<'a> {
+    check: Vec<&'a str>,
+    start: Vec<i64>,
+    region: Vec<&'a str>,
+    count: Vec<i64>,
+    failures: Vec<i64>,
+    probe_errors: Vec<i64>,
+    slow: Vec<i64>,
+    latency: Vec<i64>,
+}
+
+impl CoarseColumns<'_> {
+    /// The arguments of [`upsert_coarse`]'s statement.
+    fn args<'s>(&'s self, buckets: &'s i64) -> [&'s (dyn ToSql + Sync); 9] {
+        [
+            &self.check,
+            &self.start,
+            &self.region,
+            &self.count,
+            &self.failures,
+            &self.probe_errors,
+            &self.slow,
+            &self.latency,
+            buckets,
+        ]
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -425,11 +484,64 @@ fn buckets_of(v: Vec<i64>) -> Result<Vec<u64>, PgError> {
     Ok(v.into_iter().map(|n| n.max(0) as u64).collect())
 }
 
-async fn insert_once(
+/// Stores one commit's results: a binary `COPY` of them all when none is stored already (the
+/// usual case), else an insert that skips those stored already. `None`: every result is new;
+/// else the keys of the new ones.
+async fn insert_results(
     tx: &deadpool_postgres::Transaction<'_>,
-    batches: &[Vec<IngestRow>],
     cols: &Columns,
-) -> Result<Vec<InsertOutcome>, PgError> {
+    writer: i64,
+) -> Result<Option<HashSet<(String, String, i64)>>, PgError> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    tx.batch_execute("SAVEPOINT copy_results").await?;
+    let copied = async {
+        let sink = tx.copy_in(COPY_RESULTS).await?;
+        let types = [
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::FLOAT8,
+            Type::TEXT,
+            Type::INT8,
+        ];
+        let mut rows = std::pin::pin!(BinaryCopyInWriter::new(sink, &types));
+        for i in 0..cols.seq.len() {
+            let row: [&(dyn ToSql + Sync); 13] = [
+                &cols.probe[i],
+                &cols.boot[i],
+                &cols.seq[i],
+                &cols.check[i],
+                &cols.vendor[i],
+                &cols.region[i],
+                &cols.started[i],
+                &cols.received[i],
+                &cols.status[i],
+                &cols.failure[i],
+                &cols.total[i],
+                &cols.body[i],
+                &writer,
+            ];
+            rows.as_mut().write(&row).await?;
+        }
+        rows.finish().await
+    }
+    .await;
+    match copied {
+        Ok(_) => return Ok(None),
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT copy_results")
+                .await?;
+        }
+        Err(e) => return Err(e.into()),
+    }
     let stmt = tx.prepare_cached(INSERT_RESULTS).await?;
     let new = tx
         .query(
@@ -447,11 +559,22 @@ async fn insert_once(
                 &cols.failure,
                 &cols.total,
                 &cols.body,
+                &writer,
             ],
         )
         .await?;
-    let mut new: std::collections::HashSet<(String, String, i64)> =
-        new.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    Ok(Some(
+        new.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect(),
+    ))
+}
+
+async fn insert_once(
+    tx: &deadpool_postgres::Transaction<'_>,
+    batches: &[Vec<IngestRow>],
+    cols: &Columns,
+    writer: i64,
+) -> Result<Vec<InsertOutcome>, PgError> {
+    let mut new = insert_results(tx, cols, writer).await?;
     let mut outcomes = Vec::with_capacity(batches.len());
     // Keys in order, so that every writer locks rollup rows in the same order.
     let mut minutes: BTreeMap<(&str, &str, i64), MinuteDelta> = BTreeMap::new();
@@ -463,8 +586,10 @@ async fn insert_once(
             let r: &CheckResult = &row.result;
             let seen_ms = seen.entry(r.probe_id.as_str()).or_insert(row.received_ms);
             *seen_ms = (*seen_ms).max(row.received_ms);
-            let key = (r.probe_id.clone(), r.boot_id.clone(), r.seq as i64);
-            if new.remove(&key) {
+            let is_new = new.as_mut().is_none_or(|new| {
+                new.remove(&(r.probe_id.clone(), r.boot_id.clone(), r.seq as i64))
+            });
+            if is_new {
                 outcome.inserted += 1;
                 let started_ms = cols.started[i];
                 let minute = started_ms - started_ms.rem_euclid(60_000);
@@ -488,18 +613,11 @@ async fn insert_once(
         }
         outcomes.push(outcome);
     }
-    // Minute rows, then the hourly and daily ones they add to, each upsert pipelined.
+    // Minute rows, then the hourly and daily ones they add to: one statement a tier, each
+    // over rows in key order (so that every writer locks rollup rows in the same order), the
+    // three pipelined.
     let mut coarse: BTreeMap<(Tier, &str, &str, i64), Totals> = BTreeMap::new();
-    struct MinuteRow<'a> {
-        check: &'a str,
-        probe: &'a str,
-        minute: i64,
-        region: &'a str,
-        counts: [i64; 4],
-        by_kind: String,
-        latency: Vec<i64>,
-    }
-    let mut minute_rows = Vec::with_capacity(minutes.len());
+    let mut m = MinuteColumns::default();
     for ((check, probe, minute), d) in &minutes {
         for tier in [Tier::Hour, Tier::Day] {
             let start = minute - minute.rem_euclid(tier.ms());
@@ -508,85 +626,63 @@ async fn insert_once(
                 .or_default()
                 .add(&d.totals);
         }
-        minute_rows.push(MinuteRow {
-            check,
-            probe,
-            minute: *minute,
-            region: &d.region,
-            counts: [
-                to_i64(d.totals.runs),
-                to_i64(d.totals.failures),
-                to_i64(d.totals.slow),
-                to_i64(d.totals.probe_errors),
-            ],
-            by_kind: serde_json::to_string(&d.by_kind).map_err(|e| corrupt("rollup by_kind", e))?,
-            latency: hist(&d.totals),
-        });
+        m.check.push(check);
+        m.probe.push(probe);
+        m.minute.push(*minute);
+        m.region.push(&d.region);
+        m.count.push(to_i64(d.totals.runs));
+        m.failures.push(to_i64(d.totals.failures));
+        m.slow.push(to_i64(d.totals.slow));
+        m.by_kind
+            .push(serde_json::to_string(&d.by_kind).map_err(|e| corrupt("rollup by_kind", e))?);
+        m.latency
+            .extend(d.totals.latency.iter().map(|&n| to_i64(n)));
+        m.probe_errors.push(to_i64(d.totals.probe_errors));
     }
-    let up = tx.prepare_cached(UPSERT_MINUTE).await?;
-    let params: Vec<[&(dyn ToSql + Sync); 10]> = minute_rows
-        .iter()
-        .map(|m| {
-            [
-                &m.check as &(dyn ToSql + Sync),
-                &m.probe,
-                &m.minute,
-                &m.region,
-                &m.counts[0],
-                &m.counts[1],
-                &m.counts[2],
-                &m.by_kind,
-                &m.latency,
-                &m.counts[3],
-            ]
-        })
-        .collect();
-    futures_util::future::try_join_all(params.iter().map(|p| tx.execute(&up, p))).await?;
-    struct CoarseRow<'a> {
-        tier: Tier,
-        check: &'a str,
-        region: &'a str,
-        start: i64,
-        counts: [i64; 4],
-        latency: Vec<i64>,
+    let mut hours = CoarseColumns::default();
+    let mut days = CoarseColumns::default();
+    for ((tier, check, region, start), t) in &coarse {
+        let c = if *tier == Tier::Hour {
+            &mut hours
+        } else {
+            &mut days
+        };
+        c.check.push(check);
+        c.start.push(*start);
+        c.region.push(region);
+        c.count.push(to_i64(t.runs));
+        c.failures.push(to_i64(t.failures));
+        c.probe_errors.push(to_i64(t.probe_errors));
+        c.slow.push(to_i64(t.slow));
+        c.latency.extend(t.latency.iter().map(|&n| to_i64(n)));
     }
-    let coarse_rows: Vec<CoarseRow<'_>> = coarse
-        .iter()
-        .map(|((tier, check, region, start), t)| CoarseRow {
-            tier: *tier,
-            check,
-            region,
-            start: *start,
-            counts: [
-                to_i64(t.runs),
-                to_i64(t.failures),
-                to_i64(t.probe_errors),
-                to_i64(t.slow),
-            ],
-            latency: hist(t),
-        })
-        .collect();
-    let hour = tx.prepare_cached(UPSERT_HOUR).await?;
-    let day = tx.prepare_cached(UPSERT_DAY).await?;
-    let params: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 8])> = coarse_rows
-        .iter()
-        .map(|r| {
-            (
-                if r.tier == Tier::Hour { &hour } else { &day },
-                [
-                    &r.check as &(dyn ToSql + Sync),
-                    &r.start,
-                    &r.region,
-                    &r.counts[0],
-                    &r.counts[1],
-                    &r.counts[2],
-                    &r.counts[3],
-                    &r.latency,
-                ],
-            )
-        })
-        .collect();
-    futures_util::future::try_join_all(params.iter().map(|(s, p)| tx.execute(*s, p))).await?;
+    let buckets = LATENCY_BUCKETS as i64;
+    let (up_minute, up_hour, up_day) = futures_util::future::try_join3(
+        tx.prepare_cached(UPSERT_MINUTES),
+        tx.prepare_cached(&UPSERT_HOURS),
+        tx.prepare_cached(&UPSERT_DAYS),
+    )
+    .await?;
+    let minute_args: [&(dyn ToSql + Sync); 11] = [
+        &m.check,
+        &m.probe,
+        &m.minute,
+        &m.region,
+        &m.count,
+        &m.failures,
+        &m.slow,
+        &m.by_kind,
+        &m.latency,
+        &m.probe_errors,
+        &buckets,
+    ];
+    let (hour_args, day_args) = (hours.args(&buckets), days.args(&buckets));
+    futures_util::future::try_join3(
+        tx.execute(&up_minute, &minute_args),
+        tx.execute(&up_hour, &hour_args),
+        tx.execute(&up_day, &day_args),
+    )
+    .await?;
     // A probe that pushes is a probe seen, whether or not it also pulls its config.
     let touch = tx
         .prepare_cached(
@@ -658,7 +754,7 @@ fn probe_of(r: &tokio_postgres::Row) -> Result<ProbeRecord, PgError> {
 impl Store for PostgresStore {
     fn insert_batches(&self, batches: &[Vec<IngestRow>]) -> Result<Vec<InsertOutcome>, StoreError> {
         let cols = Columns::of(batches)?;
-        self.transaction(async |tx| insert_once(tx, batches, &cols).await)
+        self.transaction(async |tx| insert_once(tx, batches, &cols, self.writer).await)
     }
 
     fn query_results(&self, q: &ResultQuery) -> Result<Vec<CheckResult>, StoreError> {
@@ -843,6 +939,10 @@ impl Store for PostgresStore {
         })
     }
 
+    fn writers(&self) -> usize {
+        WRITERS
+    }
+
     fn feed(&self) -> Option<&dyn super::ResultFeed> {
         Some(self)
     }
@@ -896,7 +996,11 @@ impl super::ResultFeed for PostgresStore {
         self.run(async |c| {
             let stmt = c
                 .prepare_cached(
-                    "SELECT tx::text::bigint, feed_id, region, received_ms, body FROM results
+                    // This handle's own results are passed over (no body) but still move
+                    // the cursor.
+                    "SELECT tx::text::bigint, feed_id, region, received_ms,
+                            CASE WHEN writer = $4 THEN NULL ELSE body END
+                     FROM results
                      WHERE (tx, feed_id) > ($1::text::xid8, $2)
                        AND tx < pg_snapshot_xmin(pg_current_snapshot())
                      ORDER BY tx, feed_id LIMIT $3",
@@ -905,7 +1009,12 @@ impl super::ResultFeed for PostgresStore {
             let rows = c
                 .query(
                     &stmt,
-                    &[&after.tx.to_string(), &after.id, &i64::from(limit)],
+                    &[
+                        &after.tx.to_string(),
+                        &after.id,
+                        &i64::from(limit),
+                        &self.writer,
+                    ],
                 )
                 .await?;
             let mut cursor = after;
@@ -915,7 +1024,9 @@ impl super::ResultFeed for PostgresStore {
                     tx: r.try_get(0)?,
                     id: r.try_get(1)?,
                 };
-                let body: &str = r.try_get(4)?;
+                let Some(body) = r.try_get::<_, Option<&str>>(4)? else {
+                    continue;
+                };
                 out.push(IngestRow {
                     region: r.try_get(2)?,
                     received_ms: r.try_get(3)?,

@@ -240,4 +240,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE results ADD COLUMN feed_id BIGSERIAL;
     CREATE INDEX results_feed ON results (tx, feed_id);
     "#,
+    // 3: which store handle wrote each result (a random number a process), so that the feed
+    // of a coordinator skips the results it wrote and handed to its engine itself.
+    // Rollup rows are updated many times each as results come in: room on their pages keeps
+    // those updates on the page (HOT), without new index entries. Histograms add by position,
+    // without sorting.
+    r#"
+    ALTER TABLE results ADD COLUMN writer BIGINT;
+    ALTER TABLE rollups SET (fillfactor = 70);
+    ALTER TABLE rollups_hourly SET (fillfactor = 70);
+    ALTER TABLE rollups_daily SET (fillfactor = 70);
+    CREATE OR REPLACE FUNCTION vantage_hist_add(a BIGINT[], b BIGINT[]) RETURNS BIGINT[]
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT ARRAY(SELECT COALESCE(a[i], 0) + COALESCE(b[i], 0)
+                     FROM generate_series(1, GREATEST(cardinality(a), cardinality(b))) AS i)
+    $$;
+    "#,
 ];
