@@ -622,7 +622,8 @@ fn report_command(command: ReportCommand) -> anyhow::Result<()> {
         .map(|c| (c.id.clone(), c.role))
         .collect();
     let db = config.db_path();
-    if !db.exists() {
+    // A missing SQLite file would be created empty; a PostgreSQL store has none to look for.
+    if config.store_url.is_none() && !db.exists() {
         bail!(
             "no store at {}: point --config or --data-dir at the coordinator's data",
             db.display()
