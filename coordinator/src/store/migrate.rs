@@ -20,8 +20,9 @@
 //! - Ids keep their values, and each `BIGSERIAL` sequence is set past the highest id the
 //!   source ever gave (for its `AUTOINCREMENT` tables, from `sqlite_sequence`): new rows never
 //!   collide with copied ones, nor reuse the id of a deleted silence or alert.
-//! - Both schemas are checked against [`TABLES`] before anything is copied: a column a later
-//!   migration adds and this module does not know fails the copy instead of being dropped.
+//! - Both schemas are checked against the table list below before anything is copied: a
+//!   column a later migration adds and this module does not know fails the copy instead of
+//!   being dropped.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
