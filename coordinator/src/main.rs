@@ -76,6 +76,28 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Copy this coordinator's SQLite store into an empty PostgreSQL database, to move to
+    /// PostgreSQL. Stop the coordinator first; the SQLite file is only read.
+    Migrate {
+        /// coordinator.toml: where the SQLite store is (`data_dir`), and `[store]
+        /// password_file` or `password_env` for the target's password.
+        #[arg(long, env = "VANTAGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Directory of the SQLite database (overrides the file).
+        #[arg(long, env = "VANTAGE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The empty PostgreSQL database to copy into:
+        /// postgresql://user@host:port/database.
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// A file holding the PostgreSQL password (overrides the file's `[store]`).
+        #[arg(long, conflicts_with = "password_env")]
+        password_file: Option<PathBuf>,
+        /// An environment variable holding the PostgreSQL password (overrides the file's
+        /// `[store]`).
+        #[arg(long)]
+        password_env: Option<String>,
+    },
     /// Register, list and revoke probes.
     Probe {
         #[command(subcommand)]
@@ -327,6 +349,86 @@ fn status(config: &CoordinatorConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies the SQLite store into the PostgreSQL database at `to`, printing each table's rows.
+fn migrate(
+    args: &ConfigArgs,
+    to: &str,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+) -> anyhow::Result<()> {
+    use vantage_coordinator::alert::Secret;
+    use vantage_coordinator::store::PostgresStore;
+    use vantage_coordinator::store::migrate::{self, NOT_COPIED, SqliteSource};
+    let config = load_config(args)?;
+    let password = match (password_file, password_env) {
+        (Some(path), _) => Some(Secret::new(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read --password-file `{}`", path.display()))?
+                .trim(),
+        )),
+        (None, Some(var)) => Some(Secret::new(
+            std::env::var(&var)
+                .with_context(|| format!("--password-env names `{var}`, which is not set"))?
+                .trim(),
+        )),
+        (None, None) => config.store_password.clone(),
+    };
+    let started = std::time::Instant::now();
+    let password = password.as_ref().map(|p| p.expose());
+    let source = SqliteSource::open(&config.db_path(), now_ms())?;
+    migrate::reach(to, password)?;
+    let target = PostgresStore::open(to, password)
+        .context("cannot open the target (--to) at the latest schema")?;
+    let rows: u64 = source.counts().iter().map(|(_, n)| n).sum();
+    println!(
+        "copying {} (schema version {}, {rows} rows) into {}, in one transaction",
+        source.path().display(),
+        source.version(),
+        target.target()
+    );
+    let width = source
+        .counts()
+        .iter()
+        .map(|(t, _)| t.len())
+        .max()
+        .unwrap_or(0);
+    // A line per table, and one per 100 000 rows of a large one.
+    let mut shown = 0;
+    let summary = source.copy_into(&target, &mut |p| {
+        if p.copied == p.total {
+            println!("  {:<width$} {:>10} rows", p.table, p.copied);
+            shown = 0;
+        } else if p.copied >= shown + 100_000 {
+            println!(
+                "  {:<width$} {:>10} of {} rows…",
+                p.table, p.copied, p.total
+            );
+            shown = p.copied;
+        }
+    })?;
+    println!(
+        "verified: each of the {} tables holds as many rows in PostgreSQL as in SQLite ({} in all)",
+        summary.tables.len(),
+        summary.rows()
+    );
+    println!(
+        "not copied: {}",
+        NOT_COPIED
+            .iter()
+            .map(|(t, why)| format!("{t} ({why})"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    println!(
+        "committed in {:.1} s; lease epochs carried over (highest {}). Next: set `[store] url = \"{}\"` \
+         in coordinator.toml (the password in `password_file` or `password_env`) and start the coordinators",
+        started.elapsed().as_secs_f64(),
+        summary.max_epoch,
+        target.target()
+    );
+    Ok(())
+}
+
 fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
@@ -420,6 +522,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Probe { command } => probe_command(command),
         Command::Status { config } => status(&load_config(&config)?),
+        Command::Migrate {
+            config,
+            data_dir,
+            to,
+            password_file,
+            password_env,
+        } => migrate(
+            &ConfigArgs {
+                config,
+                data_dir,
+                store_url: None,
+            },
+            &to,
+            password_file,
+            password_env,
+        ),
         Command::Silence { command } => silence_command(command),
         Command::Report { command } => report_command(command),
         #[cfg(feature = "demo")]
@@ -504,7 +622,8 @@ fn report_command(command: ReportCommand) -> anyhow::Result<()> {
         .map(|c| (c.id.clone(), c.role))
         .collect();
     let db = config.db_path();
-    if !db.exists() {
+    // A missing SQLite file would be created empty; a PostgreSQL store has none to look for.
+    if config.store_url.is_none() && !db.exists() {
         bail!(
             "no store at {}: point --config or --data-dir at the coordinator's data",
             db.display()

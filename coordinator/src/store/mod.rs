@@ -2,9 +2,11 @@
 //!
 //! The embedded default is [`SqliteStore`] (`sqlite/`). Nothing outside this module names a
 //! backend's types: callers hold an `Arc<dyn Store>` from [`crate::server::open_store`], and a
-//! backend's errors reach them as [`StoreError::Backend`].
+//! backend's errors reach them as [`StoreError::Backend`]. [`migrate`] copies a SQLite store
+//! into PostgreSQL (`vantage-coordinator migrate --to`).
 
 pub mod lease;
+pub mod migrate;
 pub(crate) mod postgres;
 pub mod report;
 pub(crate) mod sqlite;

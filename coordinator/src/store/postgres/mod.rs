@@ -131,7 +131,7 @@ impl Drop for PostgresStore {
 }
 
 /// Where a configuration connects, without its password.
-fn target_of(cfg: &tokio_postgres::Config) -> String {
+pub(super) fn target_of(cfg: &tokio_postgres::Config) -> String {
     let hosts: Vec<String> = cfg
         .get_hosts()
         .iter()

@@ -18,6 +18,9 @@ use super::report::{Tier, Totals, decode_buckets, encode_buckets};
 use super::{IngestRow, InsertOutcome, ProbeRecord, ResultQuery, Rollup, Store, StoreError};
 use crate::ingest::unix_ms;
 
+/// The schema version this build brings a SQLite store to.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 /// The clock leases and fences are read by: on SQLite, this machine's (one coordinator).
 pub(super) fn now_ms() -> i64 {
     unix_ms(time::OffsetDateTime::now_utc())
