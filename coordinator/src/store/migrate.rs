@@ -130,7 +130,7 @@ const TABLES: &[Table] = &[
             ("body", Text),
         ],
         reset: &[],
-        // `feed_id` takes its sequence's next value, in the read order.
+        // `feed_id` takes its sequence's next value, in the read order; `writer` stays NULL.
         filled: &[("tx", FROZEN_TX)],
         order: "probe_id, boot_id, seq",
         serial: None,
@@ -994,7 +994,9 @@ fn expected_columns(t: &Table, postgres: bool) -> BTreeSet<&'static str> {
     if postgres {
         cols.extend(t.filled.iter().map(|(c, _)| *c));
         if t.name == "results" {
-            cols.insert("feed_id");
+            // `feed_id` takes its sequence's next value; `writer` stays NULL: no coordinator
+            // wrote the copied results, and none follows them (they are below every cursor).
+            cols.extend(["feed_id", "writer"]);
         }
     }
     cols

@@ -260,7 +260,15 @@ impl PostgresStore {
         self.block_on(async {
             let mut client = self.pool.get().await.map_err(|e| StoreError::Backend {
                 backend: "postgresql",
-                message: format!("no connection to {}: {e}", self.target),
+                message: format!(
+                    "no connection to {}: {}",
+                    self.target,
+                    match &e {
+                        // Why it failed (refused, timed out, the password), not only that it did.
+                        deadpool_postgres::PoolError::Backend(e) => describe(e),
+                        e => e.to_string(),
+                    }
+                ),
             })?;
             f(&mut client).await.map_err(StoreError::from)
         })
