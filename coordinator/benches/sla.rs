@@ -31,7 +31,10 @@
 //!    cold (file cache dropped before the request) and warm (median of 5);
 //! 3. `GET /api/v1/vendors` and `GET /api/v1/vendors/{id}` (typical and large vendor),
 //!    `VANTAGE_BENCH_REQUESTS` (2000) each, back to back on one keep-alive connection: p50
-//!    and p99.
+//!    and p99;
+//! 4. the library reports of 1. on PostgreSQL (skip with `VANTAGE_BENCH_POSTGRES=0`): the
+//!    store copied with `vantage-coordinator migrate` into a server the bench starts, cold
+//!    (server restarted, the OS file cache of its data directory dropped) and warm.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -537,6 +540,93 @@ fn history(path: &Path, shape: &Shape) {
     }
 }
 
+/// The same reports on PostgreSQL: the store copied with `vantage-coordinator migrate` into a
+/// server the bench starts (as the tests do); cold = the server restarted (its shared buffers
+/// empty) with the OS file cache of its data directory dropped, and a new store.
+fn postgres(data: &Path, shape: &Shape, windows: &[(&str, Window)]) {
+    let mut pg = vantage_e2e::postgres::Postgres::start();
+    let url = pg.create_database("sla");
+    let t = Instant::now();
+    let out = Command::new(BIN)
+        .arg("migrate")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--to", &url])
+        .output()
+        .expect("run migrate");
+    assert!(
+        out.status.success(),
+        "migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = ms_since(t) / 1000.0;
+    // As autovacuum would have, over 30 days of writes.
+    pg.psql("sla", "VACUUM ANALYZE").expect("vacuum");
+    let size = pg
+        .psql("sla", "SELECT pg_database_size('sla')")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    println!(
+        "\nPostgreSQL: copied with `vantage-coordinator migrate` in {copied:.0} s, {:.2} GB; 30-day SLA report through the library (target < 1000 ms); cold = server restarted, its files' cache dropped, new connections",
+        size / 1e9
+    );
+    for (name, window) in windows {
+        for vendor in [&shape.vendors[0], &shape.vendors[1]] {
+            let checks = vendor_checks(shape, &vendor.id);
+            pg.stop();
+            let dropped = drop_dir_cache(pg.dir());
+            pg.restart();
+            let store = vantage_coordinator::store::PostgresStore::open(&url, None).expect("open");
+            let t = Instant::now();
+            let report =
+                sla::sla_report(&store, vendor, &checks, *window, shape.now_ms).expect("report");
+            let cold = ms_since(t);
+            let warm = median(
+                (0..5)
+                    .map(|_| {
+                        let t = Instant::now();
+                        sla::sla_report(&store, vendor, &checks, *window, shape.now_ms)
+                            .expect("report");
+                        ms_since(t)
+                    })
+                    .collect(),
+            );
+            println!(
+                "  {name:<15} {:<9} {:>4} checks  cold {cold:>7.1} ms  warm {warm:>7.1} ms  ({} runs, availability {:.5}, {} incidents, breach {}){}",
+                vendor.id,
+                report.checks.len(),
+                report.global.sli.runs,
+                report.global.sli.availability.unwrap_or(f64::NAN),
+                report.global.incidents.len(),
+                report.global.contract.breach,
+                if dropped {
+                    ""
+                } else {
+                    " (file cache not dropped)"
+                }
+            );
+        }
+    }
+}
+
+/// Drops the OS file cache of every file under `dir`; false when `dd` cannot.
+fn drop_dir_cache(dir: &Path) -> bool {
+    let mut ok = true;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            ok &= drop_dir_cache(&p);
+        } else if p.is_file() {
+            ok &= drop_file_cache(&p);
+        }
+    }
+    ok
+}
+
 /// Drops the OS file cache of the database files; false when `dd` cannot.
 fn drop_file_cache(path: &Path) -> bool {
     let mut ok = true;
@@ -674,6 +764,11 @@ fn main() {
     }
     for (name, w) in &windows {
         println!("  ({name}: {} to {})", rfc(w.from_ms), rfc(w.to_ms));
+    }
+    if std::env::var_os("VANTAGE_BENCH_POSTGRES").is_some_and(|v| v == "0") {
+        println!("\nPostgreSQL: skipped (VANTAGE_BENCH_POSTGRES=0)");
+    } else {
+        postgres(&data, &shape, &windows);
     }
 
     std::fs::write(dir.path().join("checks.toml"), shape.checks_toml()).expect("checks");

@@ -242,7 +242,7 @@ impl PostgresStore {
 
     /// Runs a future on the store's runtime and waits for it, from any thread: a blocking
     /// one, or a worker of a multi-threaded runtime (which it leaves for the wait).
-    fn block_on<F: Future>(&self, fut: F) -> F::Output {
+    pub(super) fn block_on<F: Future>(&self, fut: F) -> F::Output {
         let rt = self.rt.as_ref().expect("the runtime lives until drop");
         match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -252,24 +252,29 @@ impl PostgresStore {
         }
     }
 
+    /// A pooled connection.
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Backend {
+            backend: "postgresql",
+            message: format!(
+                "no connection to {}: {}",
+                self.target,
+                match &e {
+                    // Why it failed (refused, timed out, the password), not only that it did.
+                    deadpool_postgres::PoolError::Backend(e) => describe(e),
+                    e => e.to_string(),
+                }
+            ),
+        })
+    }
+
     /// Runs `f` on a pooled connection.
     pub(super) fn run<T>(
         &self,
         f: impl AsyncFnOnce(&mut deadpool_postgres::Client) -> Result<T, PgError>,
     ) -> Result<T, StoreError> {
         self.block_on(async {
-            let mut client = self.pool.get().await.map_err(|e| StoreError::Backend {
-                backend: "postgresql",
-                message: format!(
-                    "no connection to {}: {}",
-                    self.target,
-                    match &e {
-                        // Why it failed (refused, timed out, the password), not only that it did.
-                        deadpool_postgres::PoolError::Backend(e) => describe(e),
-                        e => e.to_string(),
-                    }
-                ),
-            })?;
+            let mut client = self.client().await?;
             f(&mut client).await.map_err(StoreError::from)
         })
     }

@@ -19,6 +19,12 @@ use crate::store::report::{
 };
 use crate::store::state::IncidentRow;
 
+/// Connections one large report reads on at once.
+const REPORT_CONNECTIONS: usize = 4;
+
+/// Fewest queries a connection of a report is given; smaller reports use one.
+const MIN_QUERIES_PER_CONNECTION: usize = 256;
+
 const MINUTE_RANGE: &str = "
     WITH RECURSIVE p(id) AS (
         SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1)
@@ -127,7 +133,20 @@ impl ReportStore for PostgresStore {
             .iter()
             .flat_map(|c| spans.iter().map(move |s| (c.as_str(), *s)))
             .collect();
-        let rows = self.run(async |c| rows_of(c, &wanted).await)?;
+        // Large reports read on several connections at once (each pipelined), so that the
+        // server works on them in parallel and a cold one keeps the disk's queue full.
+        let per = wanted
+            .len()
+            .div_ceil(REPORT_CONNECTIONS)
+            .max(MIN_QUERIES_PER_CONNECTION);
+        let rows: Vec<Vec<(i64, String, Totals)>> = self.block_on(async {
+            let parts = futures_util::future::try_join_all(wanted.chunks(per).map(|part| async {
+                let c = self.client().await?;
+                rows_of(&c, part).await.map_err(StoreError::from)
+            }))
+            .await?;
+            Ok::<_, StoreError>(parts.into_iter().flatten().collect())
+        })?;
         let mut out = Vec::new();
         for (check, per_span) in checks.iter().zip(rows.chunks(spans.len().max(1))) {
             // A check has rows in a handful of regions: a short list beats a map.

@@ -21,6 +21,10 @@ use crate::ingest::unix_ms;
 /// The schema version this build brings a SQLite store to.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// Reader connections kept open between reads: as many as a large report's reader threads,
+/// so that their page caches stay warm.
+const READERS_KEPT: usize = report::REPORT_THREADS;
+
 /// The clock leases and fences are read by: on SQLite, this machine's (one coordinator).
 pub(super) fn now_ms() -> i64 {
     unix_ms(time::OffsetDateTime::now_utc())
@@ -111,7 +115,7 @@ impl SqliteStore {
         };
         let out = f(&mut conn);
         let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.len() < 8 {
+        if pool.len() < READERS_KEPT {
             pool.push(conn);
         }
         out
