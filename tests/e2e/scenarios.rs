@@ -87,22 +87,21 @@ fn ha_world(defaults: &str) -> World {
 }
 
 #[test]
-fn h01_hard_down_everywhere_pages_once_and_resolves_once_on_postgres_with_three_coordinators() {
+fn h01_hard_down_everywhere_pages_once_and_resolves_once_on_postgres() {
     let _serial = lock();
     let mut w = ha_world(CORPUS_DEFAULTS);
     hard_down_pages_once_then_clears_and_resolves(&mut w);
 }
 
 #[test]
-fn h02_outage_in_one_region_is_regional_on_postgres_with_three_coordinators() {
+fn h02_outage_in_one_region_is_regional_on_postgres() {
     let _serial = lock();
     let w = ha_world(CORPUS_DEFAULTS);
     regional_outage_is_regional(&w);
 }
 
 #[test]
-fn h15_a_vendor_flapping_every_20s_for_3_minutes_is_one_incident_on_postgres_with_three_coordinators()
- {
+fn h15_a_vendor_flapping_every_20s_for_3_minutes_is_one_incident_on_postgres() {
     let _serial = lock();
     // The README's defaults, as scenario 15.
     let w = ha_world("");

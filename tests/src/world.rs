@@ -1,9 +1,10 @@
 //! The world of the scenario corpus (ARCHITECTURE §9) and the time-to-detect benchmark: a
-//! coordinator (or three sharing one PostgreSQL store, [`Backend::Postgres`]); probes in regions `a`, `b` and `c`, each leaving from its own loopback source
-//! (`127.0.<region>.<n>`); two NSD instances authoritative for `acme.test` (vendor `acme`);
-//! nginx as FastCDN's edge in front of an origin, with per-source faults (vendor `fastcdn`: a
-//! CDN object, a control API and a telemetry feed); a real Prometheus Alertmanager; and a
-//! webhook sink that records what the coordinator (and Alertmanager) send.
+//! coordinator (or three sharing one PostgreSQL store, [`Backend::Postgres`]); probes in
+//! regions `a`, `b` and `c`, each leaving from its own loopback source (`127.0.<region>.<n>`);
+//! two NSD instances authoritative for `acme.test` (vendor `acme`); nginx as FastCDN's edge in
+//! front of an origin, with per-source faults (vendor `fastcdn`: a CDN object, a control API
+//! and a telemetry feed); a real Prometheus Alertmanager; and a webhook sink that records what
+//! the coordinators (and Alertmanager) send.
 //!
 //! The corpus' consensus settings ([`CORPUS_DEFAULTS`]) are fast: interval 2 s, window 6 s,
 //! K = 3 failing votes of six probes. [`World::start_with`] takes any `[defaults]`, the
