@@ -1,5 +1,6 @@
 //! A Vantage network as real processes on loopback: one `vantage-coordinator serve` with a
-//! SQLite data directory, and `vantage-probe run` agents registered with it in named regions.
+//! SQLite data directory (or several sharing a PostgreSQL store), and `vantage-probe run`
+//! agents registered with it in named regions.
 //!
 //! Everything lives in one temporary directory per [`Fleet`], kept (and its path printed)
 //! when the test panics or `VANTAGE_E2E_KEEP` is set, so the logs of every process can be read afterwards. Processes are
@@ -58,18 +59,29 @@ impl Fleet {
     /// Like [`Fleet::coordinator`], with `config` as its `coordinator.toml` (receivers,
     /// routes, quarantine…); paths in it are relative to the fleet's directory.
     pub fn coordinator_with(&self, checks: &str, config: Option<&str>) -> Coordinator {
+        self.coordinator_named("coordinator", checks, config)
+    }
+
+    /// Like [`Fleet::coordinator_with`], for one of several coordinators in this fleet (sharing
+    /// a PostgreSQL store): `<name>/` is its data directory, `<name>.toml` its config and
+    /// `<name>.log` its log. They share `checks.toml`, as coordinators sharing a store share
+    /// their checks, so it is written only when its text changes (a coordinator already
+    /// running reloads it).
+    pub fn coordinator_named(&self, name: &str, checks: &str, config: Option<&str>) -> Coordinator {
         let checks_path = self.path().join("checks.toml");
-        std::fs::write(&checks_path, checks).expect("write checks.toml");
+        if std::fs::read_to_string(&checks_path).ok().as_deref() != Some(checks) {
+            std::fs::write(&checks_path, checks).expect("write checks.toml");
+        }
         let config = config.map(|text| {
-            let path = self.path().join("coordinator.toml");
-            std::fs::write(&path, text).expect("write coordinator.toml");
+            let path = self.path().join(format!("{name}.toml"));
+            std::fs::write(&path, text).expect("write the coordinator's config");
             path
         });
         let mut coordinator = Coordinator {
-            data_dir: self.path().join("coordinator"),
+            data_dir: self.path().join(name),
             config,
             checks: checks_path,
-            log: self.path().join("coordinator.log"),
+            log: self.path().join(format!("{name}.log")),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             process: None,
             starts: 0,

@@ -16,9 +16,12 @@
 //! - [`blackbox`]: Prometheus blackbox_exporter, for the footprint benchmark;
 //! - [`browser`]: headless Chromium over WebDriver (ChromeDriver), screenshots as artefacts;
 //! - [`postgres`]: a PostgreSQL cluster of the test's own (initdb), for the PostgreSQL store;
+//! - [`cluster`]: coordinators sharing a PostgreSQL store, who holds which lease, and the HA
+//!   tests' and failover benchmark's three-coordinator world;
 //! - [`tmpfs`]: a small tmpfs of the test's own, for a disk that fills up;
 //! - [`world`]: the scenario corpus' world (all of the above, two vendors, six or seven
-//!   probes in three regions), shared by the scenarios and the time-to-detect benchmark.
+//!   probes in three regions, on SQLite or on PostgreSQL with three coordinators), shared by
+//!   the scenarios and the time-to-detect benchmark.
 //!
 //! A server that cannot start fails the test loudly: nothing here skips.
 
@@ -26,6 +29,7 @@ pub mod alertmanager;
 pub mod blackbox;
 pub mod browser;
 pub mod cdn;
+pub mod cluster;
 pub mod dns;
 pub mod fleet;
 pub mod netns;

@@ -1,13 +1,18 @@
 //! The world of the scenario corpus (ARCHITECTURE §9) and the time-to-detect benchmark: a
-//! coordinator; probes in regions `a`, `b` and `c`, each leaving from its own loopback source
-//! (`127.0.<region>.<n>`); two NSD instances authoritative for `acme.test` (vendor `acme`);
-//! nginx as FastCDN's edge in front of an origin, with per-source faults (vendor `fastcdn`: a
-//! CDN object, a control API and a telemetry feed); a real Prometheus Alertmanager; and a
-//! webhook sink that records what the coordinator (and Alertmanager) send.
+//! coordinator (or three sharing one PostgreSQL store, [`Backend::Postgres`]); probes in
+//! regions `a`, `b` and `c`, each leaving from its own loopback source (`127.0.<region>.<n>`);
+//! two NSD instances authoritative for `acme.test` (vendor `acme`); nginx as FastCDN's edge in
+//! front of an origin, with per-source faults (vendor `fastcdn`: a CDN object, a control API
+//! and a telemetry feed); a real Prometheus Alertmanager; and a webhook sink that records what
+//! the coordinators (and Alertmanager) send.
 //!
 //! The corpus' consensus settings ([`CORPUS_DEFAULTS`]) are fast: interval 2 s, window 6 s,
 //! K = 3 failing votes of six probes. [`World::start_with`] takes any `[defaults]`, the
 //! README's built-in ones included (an empty string).
+//!
+//! On PostgreSQL the coordinators have the same checks and receivers, plus the store's URL and
+//! leases of [`LEASE`] (3 s); every probe lists all of them, each preferring another. The
+//! API is served by each, so the world asks the first that answers.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -16,9 +21,11 @@ use serde_json::Value;
 
 use crate::alertmanager::Alertmanager;
 use crate::cdn::{self, Cdn};
+use crate::cluster::{LEASE, shared_store};
 use crate::dns::{Nsd, Zone};
 use crate::fleet::{Coordinator, Fleet, Probe, ProbeOptions, http_get};
 use crate::free_port;
+use crate::postgres::Postgres;
 use crate::relay::Relay;
 use crate::sink::{Recorded, Sink};
 
@@ -164,15 +171,29 @@ states = ["probe_quarantined"]
     )
 }
 
+/// Where the world's coordinators keep their state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One coordinator, SQLite in its data directory.
+    Sqlite,
+    /// Coordinators sharing one PostgreSQL store of the world's own, with leases of [`LEASE`].
+    Postgres {
+        /// How many.
+        coordinators: usize,
+    },
+}
+
 /// Everything a scenario runs against.
 pub struct World {
-    // Field order is drop order: probes before the coordinator before the servers.
+    // Field order is drop order: probes before the coordinators before the servers.
     /// The probes, in the order given.
     pub probes: Vec<Probe>,
     /// The relays of the probes started behind one, in the order given.
     pub relays: Vec<Relay>,
-    /// The coordinator.
+    /// The coordinator (on PostgreSQL, the first; the probes' first choice is spread).
     pub coordinator: Coordinator,
+    /// The other coordinators sharing its PostgreSQL store; none on SQLite.
+    pub peers: Vec<Coordinator>,
     /// Alertmanager, notifying the sink at `/am`.
     pub am: Alertmanager,
     /// The webhook sink: `/hook` (vendor pages), `/probes` (probe alerts), `/am`.
@@ -184,6 +205,8 @@ pub struct World {
     pub ns_addr: [SocketAddr; 2],
     /// Where the processes' files live.
     pub fleet: Fleet,
+    /// The PostgreSQL store, on [`Backend::Postgres`]; dropped (stopped) last.
+    _pg: Option<Postgres>,
 }
 
 impl World {
@@ -198,6 +221,12 @@ impl World {
     /// defaults); `via_relay` probes reach the coordinator through a [`Relay`] (returned in
     /// the same order) that the scenario can pause.
     pub fn start_with(probes: &[&str], defaults: &str, via_relay: &[&str]) -> Self {
+        Self::start_on(Backend::Sqlite, probes, defaults, via_relay)
+    }
+
+    /// Like [`World::start_with`], on `backend`. On PostgreSQL no probe can be behind a relay
+    /// (they list every coordinator).
+    pub fn start_on(backend: Backend, probes: &[&str], defaults: &str, via_relay: &[&str]) -> Self {
         let fleet = Fleet::new();
         let ns_addr = [
             SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -215,46 +244,85 @@ impl World {
         );
         let sink = Sink::start();
         let am = Alertmanager::start(&sink.url("/am"));
-        let coordinator = fleet.coordinator_with(
-            &checks(ns_addr, &cdn, defaults),
-            Some(&coordinator_toml(&sink, &am)),
-        );
+        let checks = checks(ns_addr, &cdn, defaults);
+        let receivers = coordinator_toml(&sink, &am);
+        let (pg, mut coordinators) = match backend {
+            Backend::Sqlite => (
+                None,
+                vec![fleet.coordinator_with(&checks, Some(&receivers))],
+            ),
+            Backend::Postgres { coordinators: n } => {
+                assert!(via_relay.is_empty(), "no relays on PostgreSQL");
+                let pg = Postgres::start();
+                let config = format!(
+                    "{}{receivers}",
+                    shared_store(&pg.create_database("vantage"), LEASE)
+                );
+                let coordinators = (1..=n)
+                    .map(|i| {
+                        fleet.coordinator_named(&format!("coordinator-{i}"), &checks, Some(&config))
+                    })
+                    .collect();
+                (Some(pg), coordinators)
+            }
+        };
+        let urls: Vec<String> = match backend {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres { .. } => coordinators.iter().map(Coordinator::url).collect(),
+        };
         let mut relays = Vec::new();
         let probes = probes
             .iter()
-            .map(|id| {
+            .enumerate()
+            .map(|(i, id)| {
                 let relay = via_relay
                     .contains(id)
-                    .then(|| Relay::start(coordinator.addr));
-                let probe = Self::start_probe(&fleet, &coordinator, id, relay.as_ref());
+                    .then(|| Relay::start(coordinators[0].addr));
+                // Each prefers another coordinator, as a fleet spread over them would.
+                let mut list = urls.clone();
+                let n = list.len().max(1);
+                list.rotate_left(i % n);
+                let probe = Self::start_probe(&fleet, &coordinators[0], id, relay.as_ref(), list);
                 relays.extend(relay);
                 probe
             })
             .collect();
+        let coordinator = coordinators.remove(0);
         let w = Self {
             relays,
             probes,
             coordinator,
+            peers: coordinators,
             am,
             sink,
             cdn,
             ns,
             ns_addr,
             fleet,
+            _pg: pg,
         };
         if w.probes.len() >= 3 {
-            w.wait_state("acme", "operational");
-            w.wait_state("fastcdn", "operational");
+            // Every coordinator follows every result, so each says so.
+            for c in w.coordinators() {
+                for vendor in ["acme", "fastcdn"] {
+                    w.wait(&format!("{vendor} operational on {}", c.addr), || {
+                        get_json(c.addr, &format!("/api/v1/vendors/{vendor}"))
+                            .is_some_and(|v| v["global"]["state"] == "operational")
+                    });
+                }
+            }
         }
         w
     }
 
-    /// Starts probe `id` (`a1`: region `a`, source `127.0.1.1`), optionally behind `relay`.
+    /// Starts probe `id` (`a1`: region `a`, source `127.0.1.1`), optionally behind `relay`,
+    /// listing `coordinators` (URLs, in order of preference) if any, else `coordinator` alone.
     pub fn start_probe(
         fleet: &Fleet,
         coordinator: &Coordinator,
         id: &str,
         relay: Option<&Relay>,
+        coordinators: Vec<String>,
     ) -> Probe {
         let region = &id[..1];
         let r = 1 + (region.as_bytes()[0] - b'a');
@@ -267,14 +335,32 @@ impl World {
             ProbeOptions {
                 args: vec!["--source-address".into(), source.to_string()],
                 coordinator: relay.map(Relay::addr),
+                coordinators,
                 ..ProbeOptions::default()
             },
         )
     }
 
+    /// The coordinator, then its peers.
+    pub fn coordinators(&self) -> impl Iterator<Item = &Coordinator> {
+        std::iter::once(&self.coordinator).chain(&self.peers)
+    }
+
+    /// `GET path` on the first coordinator that answers (every one serves the API).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let mut last = None;
+        for c in self.coordinators() {
+            match http_get(c.addr, path) {
+                Ok(answer) => return Ok(answer),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one coordinator"))
+    }
+
     /// `GET /api/v1/vendors/{id}`.
     pub fn vendor(&self, id: &str) -> Value {
-        match http_get(self.coordinator.addr, &format!("/api/v1/vendors/{id}")) {
+        match self.get(&format!("/api/v1/vendors/{id}")) {
             Ok((200, body)) => serde_json::from_str(&body).expect("vendor JSON"),
             other => panic!("GET /api/v1/vendors/{id}: {other:?}"),
         }
@@ -306,28 +392,31 @@ impl World {
             }
             assert!(
                 start.elapsed() < within,
-                "{what}: not within {within:?}\nhook: {:?}\ncoordinator log:\n{}",
+                "{what}: not within {within:?}\nhook: {:?}\n{}",
                 self.hook()
                     .iter()
                     .map(Recorded::summary)
                     .collect::<Vec<_>>(),
-                tail(&self.coordinator.log())
+                self.coordinators()
+                    .map(|c| format!("log of the coordinator on {}:\n{}", c.addr, tail(&c.log())))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// `GET path` on the coordinator as JSON; panics on anything but a 200.
+    /// `GET path` on a coordinator as JSON; panics on anything but a 200.
     pub fn api(&self, path: &str) -> Value {
-        match http_get(self.coordinator.addr, path) {
+        match self.get(path) {
             Ok((200, body)) => serde_json::from_str(&body).expect("JSON"),
             other => panic!("GET {path}: {other:?}"),
         }
     }
 
-    /// `GET path` on the coordinator as text (the status page, `/metrics`).
+    /// `GET path` on a coordinator as text (the status page, `/metrics`).
     pub fn text(&self, path: &str) -> String {
-        match http_get(self.coordinator.addr, path) {
+        match self.get(path) {
             Ok((200, body)) => body,
             other => panic!("GET {path}: {other:?}"),
         }
@@ -451,6 +540,13 @@ impl World {
             // Letting time pass is the scenario, not a wait for an event.
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+fn get_json(addr: SocketAddr, path: &str) -> Option<Value> {
+    match http_get(addr, path) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
     }
 }
 
