@@ -136,10 +136,15 @@ mod tests {
     #[test]
     fn partitions_are_stable_and_spread() {
         // Pinned: a change would move every vendor's lease in a rolling upgrade.
-        assert_eq!(
-            part_of(SubjectKind::Vendor, "fastcdn"),
-            part_of(SubjectKind::Vendor, "fastcdn")
-        );
+        let pinned = [
+            (SubjectKind::Vendor, "fastcdn", 4),
+            (SubjectKind::Vendor, "acme", 1),
+            (SubjectKind::Vendor, "tcpco", 8),
+            (SubjectKind::Probe, "fra-1", 6),
+        ];
+        for (kind, id, part) in pinned {
+            assert_eq!(part_of(kind, id), part, "{id}");
+        }
         assert_ne!(
             (0..64)
                 .map(|i| part_of(SubjectKind::Vendor, &format!("v{i}")))

@@ -12,12 +12,12 @@ use tokio_postgres::types::ToSql;
 
 use super::state::{INCIDENT_COLUMNS, incident_row};
 use super::{PgError, PostgresStore, totals_at};
-use crate::store::StoreError;
 use crate::store::report::{
     CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, history_changes,
     plan,
 };
 use crate::store::state::IncidentRow;
+use crate::store::{LATENCY_BUCKETS, StoreError};
 
 /// Connections one large report reads on at once.
 const REPORT_CONNECTIONS: usize = 4;
@@ -44,6 +44,84 @@ const HOUR_RANGE: &str = "
 const DAY_RANGE: &str = "
     SELECT day_ms, region, count, failures, probe_errors, slow, latency FROM rollups_daily
     WHERE check_id = $1 AND day_ms >= $2 AND day_ms < $3";
+
+/// The totals per region of one check over one span of a tier, summed by the server (a
+/// report needs no more, and a few rows beat hundreds): region, then the columns
+/// [`totals_at`] reads.
+fn summed(tier: Tier) -> String {
+    let sums = |p: &str| {
+        let buckets: Vec<String> = (1..=LATENCY_BUCKETS)
+            .map(|i| format!("COALESCE(sum({p}latency[{i}]), 0)::int8"))
+            .collect();
+        format!(
+            "sum({p}count)::int8, sum({p}failures)::int8, sum({p}probe_errors)::int8, sum({p}slow)::int8, ARRAY[{}]",
+            buckets.join(", ")
+        )
+    };
+    match tier {
+        Tier::Minute => format!(
+            "WITH RECURSIVE p(id) AS (
+                SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1)
+                UNION ALL
+                SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1 AND probe_id > p.id)
+                FROM p WHERE p.id IS NOT NULL
+            )
+            SELECT r.region, {}
+            FROM p CROSS JOIN rollups r
+            WHERE p.id IS NOT NULL AND r.check_id = $1 AND r.probe_id = p.id
+              AND r.minute_ms >= $2 AND r.minute_ms < $3
+            GROUP BY r.region",
+            sums("r.")
+        ),
+        Tier::Hour => format!(
+            "SELECT region, {} FROM rollups_hourly
+             WHERE check_id = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY region",
+            sums("")
+        ),
+        Tier::Day => format!(
+            "SELECT region, {} FROM rollups_daily
+             WHERE check_id = $1 AND day_ms >= $2 AND day_ms < $3 GROUP BY region",
+            sums("")
+        ),
+    }
+}
+
+static SUMMED: std::sync::LazyLock<[String; 3]> =
+    std::sync::LazyLock::new(|| [Tier::Minute, Tier::Hour, Tier::Day].map(summed));
+
+/// The totals per region of each (check, span), in input order.
+async fn sums_of(
+    c: &deadpool_postgres::Client,
+    wanted: &[(&str, Span)],
+) -> Result<Vec<Vec<(String, Totals)>>, PgError> {
+    let minute = c.prepare_cached(&SUMMED[0]).await?;
+    let hour = c.prepare_cached(&SUMMED[1]).await?;
+    let day = c.prepare_cached(&SUMMED[2]).await?;
+    let params: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = wanted
+        .iter()
+        .map(|(check, span)| {
+            let stmt = match span.tier {
+                Tier::Minute => &minute,
+                Tier::Hour => &hour,
+                Tier::Day => &day,
+            };
+            (
+                stmt,
+                [check as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
+            )
+        })
+        .collect();
+    let results =
+        futures_util::future::try_join_all(params.iter().map(|(s, p)| c.query(*s, p))).await?;
+    results
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| Ok((r.try_get(0)?, totals_at(r, 1)?)))
+                .collect()
+        })
+        .collect()
+}
 
 /// Every rollup row of each (check, span), as (unit start, region, totals), in input order.
 async fn rows_of(
@@ -139,10 +217,10 @@ impl ReportStore for PostgresStore {
             .len()
             .div_ceil(REPORT_CONNECTIONS)
             .max(MIN_QUERIES_PER_CONNECTION);
-        let rows: Vec<Vec<(i64, String, Totals)>> = self.block_on(async {
+        let rows: Vec<Vec<(String, Totals)>> = self.block_on(async {
             let parts = futures_util::future::try_join_all(wanted.chunks(per).map(|part| async {
                 let c = self.client().await?;
-                rows_of(&c, part).await.map_err(StoreError::from)
+                sums_of(&c, part).await.map_err(StoreError::from)
             }))
             .await?;
             Ok::<_, StoreError>(parts.into_iter().flatten().collect())
@@ -151,7 +229,7 @@ impl ReportStore for PostgresStore {
         for (check, per_span) in checks.iter().zip(rows.chunks(spans.len().max(1))) {
             // A check has rows in a handful of regions: a short list beats a map.
             let mut regions: Vec<(String, Totals)> = Vec::new();
-            for (_, region, t) in per_span.iter().flatten() {
+            for (region, t) in per_span.iter().flatten() {
                 match regions.iter_mut().find(|(r, _)| r == region) {
                     Some((_, sum)) => sum.add(t),
                     None => regions.push((region.clone(), *t)),
