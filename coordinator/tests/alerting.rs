@@ -707,11 +707,15 @@ async fn r11_a_vendor_flapping_after_it_cleared_is_one_incident_with_one_trigger
     let id = all[0]["id"].as_i64().expect("id");
     assert_eq!(all[0]["flaps"], 2, "{all}");
     let incident = w.api(&format!("/api/v1/incidents/{id}")).await;
+    // The probes push one after another: when the engine evaluates between them, a flap
+    // comes back in one region before the others, and the incident records that scope
+    // (`changed`) and then the wider one. Those updates are not what this test is about.
     let kinds: Vec<&str> = incident["timeline"]
         .as_array()
         .expect("timeline")
         .iter()
         .filter_map(|e| e["kind"].as_str())
+        .filter(|k| *k != "changed")
         .collect();
     assert_eq!(
         kinds,
