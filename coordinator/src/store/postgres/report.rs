@@ -89,14 +89,16 @@ fn summed(tier: Tier) -> String {
 static SUMMED: std::sync::LazyLock<[String; 3]> =
     std::sync::LazyLock::new(|| [Tier::Minute, Tier::Hour, Tier::Day].map(summed));
 
-/// The totals per region of each (check, span), in input order.
-async fn sums_of(
+/// Runs, pipelined on one connection, each (check, span)'s query: `sql[tier]` (minute, hour,
+/// day) with the check and the span's bounds. The rows of each, in input order.
+async fn per_span(
     c: &deadpool_postgres::Client,
+    sql: [&str; 3],
     wanted: &[(&str, Span)],
-) -> Result<Vec<Vec<(String, Totals)>>, PgError> {
-    let minute = c.prepare_cached(&SUMMED[0]).await?;
-    let hour = c.prepare_cached(&SUMMED[1]).await?;
-    let day = c.prepare_cached(&SUMMED[2]).await?;
+) -> Result<Vec<Vec<tokio_postgres::Row>>, PgError> {
+    let minute = c.prepare_cached(sql[0]).await?;
+    let hour = c.prepare_cached(sql[1]).await?;
+    let day = c.prepare_cached(sql[2]).await?;
     let params: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = wanted
         .iter()
         .map(|(check, span)| {
@@ -111,9 +113,17 @@ async fn sums_of(
             )
         })
         .collect();
-    let results =
-        futures_util::future::try_join_all(params.iter().map(|(s, p)| c.query(*s, p))).await?;
-    results
+    Ok(futures_util::future::try_join_all(params.iter().map(|(s, p)| c.query(*s, p))).await?)
+}
+
+/// The totals per region of each (check, span), in input order.
+async fn sums_of(
+    c: &deadpool_postgres::Client,
+    wanted: &[(&str, Span)],
+) -> Result<Vec<Vec<(String, Totals)>>, PgError> {
+    let sql = [SUMMED[0].as_str(), SUMMED[1].as_str(), SUMMED[2].as_str()];
+    per_span(c, sql, wanted)
+        .await?
         .iter()
         .map(|rows| {
             rows.iter()
@@ -128,26 +138,8 @@ async fn rows_of(
     c: &deadpool_postgres::Client,
     wanted: &[(&str, Span)],
 ) -> Result<Vec<Vec<(i64, String, Totals)>>, PgError> {
-    let minute = c.prepare_cached(MINUTE_RANGE).await?;
-    let hour = c.prepare_cached(HOUR_RANGE).await?;
-    let day = c.prepare_cached(DAY_RANGE).await?;
-    let params: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = wanted
-        .iter()
-        .map(|(check, span)| {
-            let stmt = match span.tier {
-                Tier::Minute => &minute,
-                Tier::Hour => &hour,
-                Tier::Day => &day,
-            };
-            (
-                stmt,
-                [check as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
-            )
-        })
-        .collect();
-    let results =
-        futures_util::future::try_join_all(params.iter().map(|(s, p)| c.query(*s, p))).await?;
-    results
+    per_span(c, [MINUTE_RANGE, HOUR_RANGE, DAY_RANGE], wanted)
+        .await?
         .iter()
         .map(|rows| {
             rows.iter()
