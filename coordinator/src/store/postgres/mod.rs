@@ -392,13 +392,13 @@ static UPSERT_DAYS: std::sync::LazyLock<String> =
 
 /// The raw results of one commit, column by column (the arrays `INSERT_RESULTS` unnests).
 #[derive(Default)]
-struct Columns {
-    probe: Vec<String>,
-    boot: Vec<String>,
+struct Columns<'a> {
+    probe: Vec<&'a str>,
+    boot: Vec<&'a str>,
     seq: Vec<i64>,
-    check: Vec<String>,
-    vendor: Vec<String>,
-    region: Vec<String>,
+    check: Vec<&'a str>,
+    vendor: Vec<&'a str>,
+    region: Vec<&'a str>,
     started: Vec<i64>,
     received: Vec<i64>,
     status: Vec<&'static str>,
@@ -407,17 +407,17 @@ struct Columns {
     body: Vec<String>,
 }
 
-impl Columns {
-    fn of(batches: &[Vec<IngestRow>]) -> Result<Self, StoreError> {
+impl<'a> Columns<'a> {
+    fn of(batches: &'a [Vec<IngestRow>]) -> Result<Self, StoreError> {
         let mut c = Self::default();
         for row in batches.iter().flatten() {
             let r = &row.result;
-            c.probe.push(r.probe_id.clone());
-            c.boot.push(r.boot_id.clone());
+            c.probe.push(&r.probe_id);
+            c.boot.push(&r.boot_id);
             c.seq.push(r.seq as i64);
-            c.check.push(r.check_id.clone());
-            c.vendor.push(r.vendor.clone());
-            c.region.push(row.region.clone());
+            c.check.push(&r.check_id);
+            c.vendor.push(&r.vendor);
+            c.region.push(&row.region);
             c.started.push(unix_ms(r.started_at));
             c.received.push(row.received_ms);
             c.status.push(r.status.as_label());
@@ -502,7 +502,7 @@ fn buckets_of(v: Vec<i64>) -> Result<Vec<u64>, PgError> {
 /// else the keys of the new ones.
 async fn insert_results(
     tx: &deadpool_postgres::Transaction<'_>,
-    cols: &Columns,
+    cols: &Columns<'_>,
     writer: i64,
 ) -> Result<Option<HashSet<(String, String, i64)>>, PgError> {
     use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -584,7 +584,7 @@ async fn insert_results(
 async fn insert_once(
     tx: &deadpool_postgres::Transaction<'_>,
     batches: &[Vec<IngestRow>],
-    cols: &Columns,
+    cols: &Columns<'_>,
     writer: i64,
 ) -> Result<Vec<InsertOutcome>, PgError> {
     let mut new = insert_results(tx, cols, writer).await?;
