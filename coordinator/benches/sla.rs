@@ -55,7 +55,7 @@ use vantage_coordinator::report::{Window, sla};
 use vantage_coordinator::store::state::{
     IncidentState, IncidentWrite, StateStore, SubjectKind, TransitionRecord,
 };
-use vantage_coordinator::store::{LATENCY_BUCKETS, ReportStore, SqliteStore, Synchronous};
+use vantage_coordinator::store::{LATENCY_BUCKETS, ReportStore, SqliteStore, Store, Synchronous};
 
 const BIN: &str = env!("CARGO_BIN_EXE_vantage-coordinator");
 
@@ -573,39 +573,15 @@ fn postgres(data: &Path, shape: &Shape, windows: &[(&str, Window)]) {
     );
     for (name, window) in windows {
         for vendor in [&shape.vendors[0], &shape.vendors[1]] {
-            let checks = vendor_checks(shape, &vendor.id);
             pg.stop();
             let dropped = drop_dir_cache(pg.dir());
             pg.restart();
             let store = vantage_coordinator::store::PostgresStore::open(&url, None).expect("open");
-            let t = Instant::now();
-            let report =
-                sla::sla_report(&store, vendor, &checks, *window, shape.now_ms).expect("report");
-            let cold = ms_since(t);
-            let warm = median(
-                (0..5)
-                    .map(|_| {
-                        let t = Instant::now();
-                        sla::sla_report(&store, vendor, &checks, *window, shape.now_ms)
-                            .expect("report");
-                        ms_since(t)
-                    })
-                    .collect(),
-            );
-            println!(
-                "  {name:<15} {:<9} {:>4} checks  cold {cold:>7.1} ms  warm {warm:>7.1} ms  ({} runs, availability {:.5}, {} incidents, breach {}){}",
-                vendor.id,
-                report.checks.len(),
-                report.global.sli.runs,
-                report.global.sli.availability.unwrap_or(f64::NAN),
-                report.global.incidents.len(),
-                report.global.contract.breach,
-                if dropped {
-                    ""
-                } else {
-                    " (file cache not dropped)"
-                }
-            );
+            let (cold, warm, report) = time_report(&store, shape, vendor, *window);
+            print_report(name, vendor, cold, warm, &report);
+            if !dropped {
+                println!("    (the file cache could not be dropped)");
+            }
         }
     }
 }
@@ -665,29 +641,40 @@ fn vendor_checks(shape: &Shape, vendor: &str) -> Vec<(String, Role)> {
         .collect()
 }
 
-/// Times library reports: cold, then the median of 5 warm.
-fn library_report(
-    path: &Path,
+/// Times library reports on `store`, opened cold: the first, then the median of 5 warm.
+fn time_report(
+    store: &dyn Store,
     shape: &Shape,
     vendor: &Vendor,
     window: Window,
 ) -> (f64, f64, sla::SlaReport) {
     let checks = vendor_checks(shape, &vendor.id);
-    drop_file_cache(path);
-    let store = SqliteStore::open(path, Synchronous::Normal).expect("open");
     let t = Instant::now();
-    let report = sla::sla_report(&store, vendor, &checks, window, shape.now_ms).expect("report");
+    let report = sla::sla_report(store, vendor, &checks, window, shape.now_ms).expect("report");
     let cold = ms_since(t);
     let warm = median(
         (0..5)
             .map(|_| {
                 let t = Instant::now();
-                sla::sla_report(&store, vendor, &checks, window, shape.now_ms).expect("report");
+                sla::sla_report(store, vendor, &checks, window, shape.now_ms).expect("report");
                 ms_since(t)
             })
             .collect(),
     );
     (cold, warm, report)
+}
+
+/// One line of library report figures.
+fn print_report(name: &str, vendor: &Vendor, cold: f64, warm: f64, report: &sla::SlaReport) {
+    println!(
+        "  {name:<15} {:<9} {:>4} checks  cold {cold:>7.1} ms  warm {warm:>7.1} ms  ({} runs, availability {:.5}, {} incidents, breach {})",
+        vendor.id,
+        report.checks.len(),
+        report.global.sli.runs,
+        report.global.sli.availability.unwrap_or(f64::NAN),
+        report.global.incidents.len(),
+        report.global.contract.breach
+    );
 }
 
 fn rfc(ms: i64) -> String {
@@ -750,16 +737,10 @@ fn main() {
     let typical = &shape.vendors[1];
     for (name, window) in windows {
         for vendor in [&shape.vendors[0], typical] {
-            let (cold, warm, report) = library_report(&db, &shape, vendor, window);
-            println!(
-                "  {name:<15} {:<9} {:>4} checks  cold {cold:>7.1} ms  warm {warm:>7.1} ms  ({} runs, availability {:.5}, {} incidents, breach {})",
-                vendor.id,
-                report.checks.len(),
-                report.global.sli.runs,
-                report.global.sli.availability.unwrap_or(f64::NAN),
-                report.global.incidents.len(),
-                report.global.contract.breach
-            );
+            drop_file_cache(&db);
+            let store = SqliteStore::open(&db, Synchronous::Normal).expect("open");
+            let (cold, warm, report) = time_report(&store, &shape, vendor, window);
+            print_report(name, vendor, cold, warm, &report);
         }
     }
     for (name, w) in &windows {
