@@ -15,17 +15,21 @@
 //! (a change every few hours), incidents and check transitions. Runs fail now and then, probe
 //! errors happen, and the large vendor has a 40-minute outage in one region.
 //!
-//! The minute tier is generated only for the `VANTAGE_BENCH_MINUTE_HOURS` (6) hours at each
-//! end of the data: a report reads at most the 59 minutes at each end of its window from it,
-//! by primary-key range, and a full 30-day minute tier (~270 M rows, ~60 GB) does not fit this
-//! machine. Range seeks cost the B-tree's depth, which grows with the log of its size.
+//! The minute and 10-minute tiers are generated only for the `VANTAGE_BENCH_MINUTE_HOURS` (6)
+//! hours at each end of the data: a report reads at most the 9 minutes and 50 minutes at each
+//! end of its window from them, by primary-key range, and a full 30-day minute tier (~270 M
+//! rows, ~20 GB) does not fit this machine. Range seeks cost the B-tree's depth, which grows
+//! with the log of its size. Rows are written in key order, as a live store receives them;
+//! on PostgreSQL they lie in key order too, as `migrate` copies them, where a live store's lie
+//! in time order.
 //!
 //! Then it times, on that store:
 //! 1. 30-day reports through the library (`report::sla::sla_report` on a fresh `SqliteStore`):
 //!    the large vendor and a typical one, cold (OS file cache dropped for the database with
 //!    `dd iflag=nocache`, new connections) and warm (median of 5), for three windows: the last
-//!    30 days (the API's default), 30 days ragged at both ends (59 minutes on each side from
-//!    the minute tier, then hours to the day boundaries: the worst case), and whole UTC days
+//!    30 days (the API's default), 30 days ragged at both ends (9 minutes on each side from
+//!    the minute tier, 50 from the 10-minute one, then hours to the day boundaries: the worst
+//!    case), and whole UTC days
 //!    (as `report sla --month` asks: the daily tier only);
 //! 2. the same reports over HTTP from the release `vantage-coordinator` serving that store,
 //!    cold (file cache dropped before the request) and warm (median of 5);
@@ -35,6 +39,8 @@
 //! 4. the library reports of 1. on PostgreSQL (skip with `VANTAGE_BENCH_POSTGRES=0`): the
 //!    store copied with `vantage-coordinator migrate` into a server the bench starts, cold
 //!    (server restarted, the OS file cache of its data directory dropped) and warm.
+//!
+//! `VANTAGE_BENCH_KEEP=FILE` keeps a copy of the generated SQLite store there.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -52,6 +58,7 @@ use vantage_coordinator::consensus::vendor::{ScopeStatus, VendorState, VendorSta
 use vantage_coordinator::consensus::{Evidence, ProbeVote, Scope, Transition, Verdict, Vote};
 use vantage_coordinator::engine::CheckTransition;
 use vantage_coordinator::report::{Window, sla};
+use vantage_coordinator::store::report::encode_buckets;
 use vantage_coordinator::store::state::{
     IncidentState, IncidentWrite, StateStore, SubjectKind, TransitionRecord,
 };
@@ -230,10 +237,7 @@ impl Row {
     }
 
     fn blob(&self) -> Vec<u8> {
-        self.latency
-            .iter()
-            .flat_map(|&n| (n as u32).to_le_bytes())
-            .collect()
+        encode_buckets(&self.latency)
     }
 }
 
@@ -296,14 +300,20 @@ fn generate(path: &Path, shape: &Shape) -> Generated {
                 )
                 .expect("prepare");
             let mut hourly = vec![[Row::default(); 3]; hours as usize];
-            for p in 0..shape.probes {
-                let region = shape.region(p);
-                let probe = format!("probe-{p:02}");
-                for m in 0..minutes {
-                    let minute = shape.first_ms + m * MIN;
+            // The 10-minute tier goes with the minute tier: where it is kept.
+            let mut tens: BTreeMap<(i64, usize), Row> = BTreeMap::new();
+            let probes: Vec<String> = (0..shape.probes).map(|p| format!("probe-{p:02}")).collect();
+            // In key order, (minute, probe), as a live store receives them.
+            for m in 0..minutes {
+                let minute = shape.first_ms + m * MIN;
+                for (p, probe) in probes.iter().enumerate() {
+                    let region = shape.region(p);
                     let row = minute_row(shape, c, big, p, minute);
                     hourly[(m / 60) as usize][region].add(&row);
                     if m < keep_minutes || m >= minutes - keep_minutes {
+                        tens.entry((floor(minute, 10 * MIN), region))
+                            .or_default()
+                            .add(&row);
                         let by_kind = if row.failures > 0 {
                             format!("{{\"connect_timeout\":{}}}", row.failures)
                         } else {
@@ -325,6 +335,25 @@ fn generate(path: &Path, shape: &Shape) -> Generated {
                         minute_rows += 1;
                     }
                 }
+            }
+            let mut ins_ten = tx
+                .prepare_cached(
+                    "INSERT INTO rollups_10min (check_id, start_ms, region, count, failures, probe_errors, slow, latency)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
+                )
+                .expect("prepare");
+            for ((start, r), row) in &tens {
+                ins_ten
+                    .execute(params![
+                        check.id,
+                        start,
+                        REGIONS[*r],
+                        row.runs as i64,
+                        row.failures as i64,
+                        row.probe_errors as i64,
+                        row.blob()
+                    ])
+                    .expect("10-minute row");
             }
             let mut ins_hour = tx
                 .prepare_cached(
@@ -698,6 +727,10 @@ fn main() {
         REGIONS.len()
     );
     let g = generate(&db, &shape);
+    if let Some(keep) = std::env::var_os("VANTAGE_BENCH_KEEP") {
+        std::fs::copy(&db, &keep).expect("keep a copy of the generated store");
+        println!("  (a copy kept at {})", Path::new(&keep).display());
+    }
     let size = std::fs::metadata(&db).map_or(0, |m| m.len());
     println!(
         "  generated in {:.0} s: {} hourly + {} daily rollup rows, {} minute rows ({} h at each end), {:.2} GB on disk",
@@ -710,8 +743,9 @@ fn main() {
     );
 
     let last_30 = Window::new(shape.now_ms - days * DAY, shape.now_ms).expect("window");
-    // Ragged at both ends: 59 minutes on each side from the minute tier, then hours up to the
-    // day boundaries from the hourly tier (how many depends on the time of day).
+    // Ragged at both ends: 9 minutes on each side from the minute tier and 50 from the
+    // 10-minute one, then hours up to the day boundaries from the hourly tier (how many
+    // depends on the time of day).
     let top = floor(shape.now_ms, HOUR) - HOUR;
     let ragged = Window::new(top - days * DAY + HOUR + MIN, top + 59 * MIN).expect("ragged");
     // Whole UTC days, as `report sla --month` asks: the daily tier only.

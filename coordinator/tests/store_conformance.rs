@@ -348,6 +348,114 @@ conformance!(rollups_add_up_across_commits_and_tiers, |s: &dyn Store| {
     );
 });
 
+conformance!(
+    any_window_counts_the_minutes_that_start_in_it,
+    |s: &dyn Store| {
+        // Runs in the first 50 minutes after T0 from three probes in two regions, some failing,
+        // several commits adding to the same rows, latencies spread over the buckets.
+        const M: i64 = 60_000;
+        let probes = [("fra-1", "eu"), ("ams-1", "eu"), ("lon-1", "uk")];
+        let mut all = Vec::new();
+        for minute in 0..50i64 {
+            for (p, (probe, region)) in probes.iter().enumerate() {
+                if (minute + p as i64) % 7 == 3 {
+                    continue; // a gap now and then
+                }
+                let seq = (minute * 3 + p as i64) as u64;
+                let mut r = row(
+                    probe,
+                    region,
+                    seq,
+                    "c5",
+                    "v1",
+                    T0 + minute * M + 1000 * p as i64,
+                );
+                r.result.timings.total_ms = 1.5f64.powi((seq % 30) as i32);
+                if seq.is_multiple_of(5) {
+                    r.result.status = Status::Fail;
+                    r.result.failure = Some(FailureKind::HttpStatus);
+                }
+                all.push(r);
+            }
+        }
+        for commit in all.chunks(17) {
+            s.insert_results(commit).expect("insert");
+        }
+        let want = |from: i64, to: i64| {
+            let mut by_region: BTreeMap<String, (u64, u64, Vec<u64>)> = BTreeMap::new();
+            for r in &all {
+                let started = r.result.started_at.unix_timestamp_nanos() as i64 / 1_000_000;
+                let minute = started - started.rem_euclid(M);
+                if minute >= from && minute < to {
+                    let e = by_region
+                        .entry(r.region.clone())
+                        .or_insert_with(|| (0, 0, vec![0; LATENCY_BUCKETS]));
+                    e.0 += 1;
+                    e.1 += u64::from(r.result.status == Status::Fail);
+                    e.2[latency_bucket(r.result.timings.total_ms)] += 1;
+                }
+            }
+            by_region
+        };
+        let got = |from: i64, to: i64| -> BTreeMap<String, (u64, u64, Vec<u64>)> {
+            s.rollup_totals(&["c5".into()], from, to)
+                .expect("totals")
+                .into_iter()
+                .map(|t| {
+                    (
+                        t.region,
+                        (t.totals.runs, t.totals.failures, t.totals.latency.to_vec()),
+                    )
+                })
+                .collect()
+        };
+        // Windows ragged and aligned on minutes and 10-minute periods, at both ends.
+        for from in [0, 1, 9, 10, 11, 19, 20, 33] {
+            for to in [from + 1, from + 9, 30, 31, 39, 40, 49, 50, 61] {
+                let (f, t) = (T0 + from * M, T0 + to * M);
+                assert_eq!(got(f, t), want(f, t), "minutes {from} to {to}");
+                // A window that starts or ends within a minute counts the minutes starting in it.
+                assert_eq!(
+                    got(f - 30_000, t - 1),
+                    want(f, t),
+                    "minutes {from} to {to}, shifted"
+                );
+            }
+        }
+        // 10-minute buckets read from the 10-minute tier, 5-minute ones from the minutes.
+        for (bucket, from, to) in [(10 * M, 0, 50), (5 * M, 3, 47), (20 * M, 0, 60)] {
+            let series = s
+                .rollup_series("c5", T0 + from * M, T0 + to * M, bucket)
+                .expect("series");
+            for r in &series {
+                let start = r.start_ms.max(T0 + from * M);
+                let end = (r.start_ms + bucket).min(T0 + to * M);
+                let w = &want(start, end)[&r.region];
+                assert_eq!(
+                    (r.totals.runs, r.totals.failures),
+                    (w.0, w.1),
+                    "{bucket} at {}",
+                    r.start_ms
+                );
+            }
+            let runs: u64 = series.iter().map(|r| r.totals.runs).sum();
+            let all_runs: u64 = want(T0 + from * M, T0 + to * M).values().map(|w| w.0).sum();
+            assert_eq!(runs, all_runs, "{bucket}");
+        }
+        // Pruning takes the minutes before the cut and the 10-minute periods whose every minute
+        // is gone: whatever the window, what is left counts from the cut on.
+        s.prune(T0, T0 + 30 * M).expect("prune");
+        for (from, to) in [(0, 50), (20, 40), (25, 41), (29, 31), (30, 50), (33, 47)] {
+            let (f, t) = (T0 + from * M, T0 + to * M);
+            assert_eq!(
+                got(f, t),
+                want(f.max(T0 + 30 * M), t),
+                "minutes {from} to {to} after the cut"
+            );
+        }
+    }
+);
+
 conformance!(probes_are_registered_found_and_revoked, |s: &dyn Store| {
     let hash = [7u8; 32];
     s.add_probe(&probe("fra-1", "eu"), &hash).expect("add");

@@ -1,9 +1,12 @@
-//! The latency histogram blob of a rollup row (`LATENCY_BUCKETS` little-endian u32 counts),
-//! as the store reads it (`decode_buckets`, `Totals::add_latency_blob`), and the SLI a
-//! report computes from the sums.
+//! The latency histogram blob of a rollup row (compact: bucket index and varint count per
+//! non-empty bucket; or the legacy `LATENCY_BUCKETS` little-endian u32 counts), as the store
+//! reads it (`decode_buckets`, `Totals::add_latency_blob`), and the SLI a report computes
+//! from the sums.
 //!
-//! Invariants: a blob decodes exactly when it has the right length, and re-encodes to
-//! itself; both readers agree; percentiles are bucket bounds in order (p50 <= p95 <= p99);
+//! Invariants: both readers agree on whether a blob is good and on what it holds; a bad blob
+//! leaves the totals as they were; a good one's histogram re-encodes to a blob that decodes
+//! to it again and is its own encoding (canonical), and never takes the dense length unless
+//! it is a dense blob; percentiles are bucket bounds in order (p50 <= p95 <= p99);
 //! availability is a share.
 #![no_main]
 
@@ -27,7 +30,9 @@ fuzz_target!(|rows: Vec<Row<'_>>| {
     let mut sum = Totals::default();
     for row in rows.iter().take(64) {
         let decoded = decode_buckets(row.latency);
-        assert_eq!(decoded.is_ok(), row.latency.len() == LATENCY_BUCKETS * 4);
+        if row.latency.len() == LATENCY_BUCKETS * 4 {
+            assert!(decoded.is_ok(), "a dense blob always decodes");
+        }
         let mut t = Totals {
             runs: u64::from(row.runs),
             failures: u64::from(row.failures),
@@ -37,9 +42,15 @@ fuzz_target!(|rows: Vec<Row<'_>>| {
         };
         let added = t.add_latency_blob(row.latency);
         assert_eq!(added.is_ok(), decoded.is_ok());
-        if let Ok(buckets) = decoded {
-            assert_eq!(encode_buckets(&buckets), row.latency);
-            assert_eq!(&t.latency[..], &buckets[..]);
+        match decoded {
+            Ok(buckets) => {
+                let canonical = encode_buckets(&buckets);
+                assert_eq!(decode_buckets(&canonical).expect("re-encoded"), buckets);
+                assert_eq!(encode_buckets(&decode_buckets(&canonical).expect("again")), canonical);
+                assert_ne!(canonical.len(), LATENCY_BUCKETS * 4);
+                assert_eq!(&t.latency[..], &buckets[..]);
+            }
+            Err(_) => assert_eq!(t.latency, [0; LATENCY_BUCKETS]),
         }
         sum.add(&t);
     }

@@ -151,7 +151,24 @@ const TABLES: &[Table] = &[
         ],
         reset: &[],
         filled: &[],
-        order: "check_id, probe_id, minute_ms",
+        order: "check_id, minute_ms, probe_id",
+        serial: None,
+    },
+    Table {
+        name: "rollups_10min",
+        columns: &[
+            ("check_id", Text),
+            ("start_ms", Int),
+            ("region", Text),
+            ("count", Int),
+            ("failures", Int),
+            ("probe_errors", Int),
+            ("slow", Int),
+            ("latency", Hist),
+        ],
+        reset: &[],
+        filled: &[],
+        order: "check_id, start_ms, region",
         serial: None,
     },
     Table {
@@ -937,7 +954,9 @@ impl Column {
             (Self::Bytes(c), ValueRef::Null) => c.push(None),
             (Self::Text(c), ValueRef::Blob(b)) if matches!(kind, Kind::Hist) => {
                 let counts = decode_buckets(b).map_err(|e| e.to_string())?;
-                let items: Vec<String> = counts.iter().map(u64::to_string).collect();
+                // Up to the last non-empty bucket, as the PostgreSQL store writes them.
+                let len = counts.iter().rposition(|&n| n > 0).map_or(0, |i| i + 1);
+                let items: Vec<String> = counts[..len].iter().map(u64::to_string).collect();
                 c.push(Some(format!("{{{}}}", items.join(","))));
             }
             (Self::Text(c), ValueRef::Text(t)) if !matches!(kind, Kind::Hist) => {

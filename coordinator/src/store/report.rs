@@ -1,20 +1,22 @@
 //! What SLA reports and charts read: rollup totals over any window, the vendor state history
 //! and the incidents that overlap a window.
 //!
-//! Rollups come in three tiers, all kept by the writer in the same transaction as the raw
+//! Rollups come in four tiers, all kept by the writer in the same transaction as the raw
 //! results they count, so they always agree:
 //!
 //! | tier | key | rows for 30 days of 1,000 checks |
 //! | --- | --- | --- |
-//! | minute | (check, probe, minute) | ~43 M per probe |
-//! | hour | (check, region, UTC hour) | ~0.7 M per region |
-//! | day | (check, region, UTC day) | ~30 k per region |
+//! | minute | (check, minute, probe) | ~43 M per probe |
+//! | ten minutes | (check, UTC 10-minute period, region) | ~4.3 M per region |
+//! | hour | (check, UTC hour, region) | ~0.7 M per region |
+//! | day | (check, UTC day, region) | ~30 k per region |
 //!
 //! A window `[from, to)` counts the minutes whose start lies in it, exactly as the minute tier
-//! alone would, but [`plan`] reads whole days from the day tier, whole hours from the hour tier
-//! and only the ragged ends (at most 59 minutes on each side) from the minute tier. A 30-day
-//! report for 1,000 checks thus reads about 0.1 M coarse rows plus the edges, instead of
-//! tens of millions of minute rows.
+//! alone would, but [`plan`] reads whole days from the day tier, whole hours and whole
+//! 10-minute periods at the ends from theirs, and only the ragged minutes (at most 9 on each
+//! side) from the minute tier. A 30-day report for 1,000 checks thus reads about 0.1 M coarse
+//! rows and a few rows a check at each end, instead of tens of millions of minute rows. Every
+//! key starts with (check, time), so each (check, stretch) is one range of it.
 
 use vantage_checks::result::{CheckResult, Status};
 
@@ -24,9 +26,11 @@ use super::{LATENCY_BUCKETS, StoreError, latency_bucket};
 /// A rollup tier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Tier {
-    /// Per (check, probe, minute).
+    /// Per (check, minute, probe).
     Minute,
-    /// Per (check, region, UTC hour).
+    /// Per (check, UTC 10-minute period, region); pruned with the minute tier.
+    TenMinutes,
+    /// Per (check, UTC hour, region).
     Hour,
     /// Per (check, region, UTC day).
     Day,
@@ -37,6 +41,7 @@ impl Tier {
     pub const fn ms(self) -> i64 {
         match self {
             Self::Minute => 60_000,
+            Self::TenMinutes => 600_000,
             Self::Hour => 3_600_000,
             Self::Day => 86_400_000,
         }
@@ -45,7 +50,7 @@ impl Tier {
     /// The coarsest tier whose unit divides `ms`, so that every row of it falls in one bucket
     /// of that length (buckets aligned on the Unix epoch, hence on UTC days).
     pub fn coarsest_dividing(ms: i64) -> Self {
-        [Self::Day, Self::Hour]
+        [Self::Day, Self::Hour, Self::TenMinutes]
             .into_iter()
             .find(|t| ms > 0 && ms % t.ms() == 0)
             .unwrap_or(Self::Minute)
@@ -73,44 +78,53 @@ fn ceil(ms: i64, unit: i64) -> i64 {
 }
 
 /// Splits `[from_ms, to_ms)` into stretches served by the coarsest tier possible, at most
-/// `coarsest`: the minutes whose start lies in the window, as whole days, whole hours and
-/// ragged minute ends. Empty stretches are left out; the result is in time order.
+/// `coarsest`: the minutes whose start lies in the window, as whole days, then whole hours,
+/// whole 10-minute periods and ragged minutes at each end. Empty stretches are left out; the
+/// result is in time order.
 pub fn plan(from_ms: i64, to_ms: i64, coarsest: Tier) -> Vec<Span> {
     // A minute counts when its start lies in the window: [ceil(from), ceil(to)) in minutes.
     let (from, to) = (
         ceil(from_ms, Tier::Minute.ms()),
         ceil(to_ms, Tier::Minute.ms()),
     );
-    let mut out = Vec::with_capacity(5);
+    let mut out = Vec::with_capacity(7);
+    split(from, to, coarsest, &mut out);
+    out
+}
+
+/// Appends the stretches of `[from, to)` (aligned on minutes) to `out`: the whole units of the
+/// coarsest tier (at most `coarsest`) that has one in it, and each end split the same way
+/// with the finer tiers.
+fn split(from: i64, to: i64, coarsest: Tier, out: &mut Vec<Span>) {
     if from >= to {
-        return out;
+        return;
     }
-    let mut push = |tier, a: i64, b: i64| {
+    const FINE_TO_COARSE: [Tier; 4] = [Tier::Minute, Tier::TenMinutes, Tier::Hour, Tier::Day];
+    for (i, &tier) in FINE_TO_COARSE.iter().enumerate().rev() {
+        if tier > coarsest {
+            continue;
+        }
+        let (a, b) = (ceil(from, tier.ms()), floor(to, tier.ms()));
+        if tier == Tier::Minute {
+            out.push(Span {
+                tier,
+                from_ms: from,
+                to_ms: to,
+            });
+            return;
+        }
         if a < b {
+            let finer = FINE_TO_COARSE[i - 1];
+            split(from, a, finer, out);
             out.push(Span {
                 tier,
                 from_ms: a,
                 to_ms: b,
             });
+            split(b, to, finer, out);
+            return;
         }
-    };
-    let whole = |tier: Tier| (ceil(from, tier.ms()), floor(to, tier.ms()));
-    let (h0, h1) = whole(Tier::Hour);
-    let (d0, d1) = whole(Tier::Day);
-    if coarsest == Tier::Day && d0 < d1 {
-        push(Tier::Minute, from, h0);
-        push(Tier::Hour, h0, d0);
-        push(Tier::Day, d0, d1);
-        push(Tier::Hour, d1, h1);
-        push(Tier::Minute, h1, to);
-    } else if coarsest >= Tier::Hour && h0 < h1 {
-        push(Tier::Minute, from, h0);
-        push(Tier::Hour, h0, h1);
-        push(Tier::Minute, h1, to);
-    } else {
-        push(Tier::Minute, from, to);
     }
-    out
 }
 
 /// Run counts and a latency histogram, summed over rollups.
@@ -172,9 +186,10 @@ impl Totals {
 
     /// Adds a stored histogram (see [`decode_buckets`]).
     pub fn add_latency_blob(&mut self, blob: &[u8]) -> Result<(), StoreError> {
-        for (a, b) in self.latency.iter_mut().zip(decode_buckets(blob)?) {
-            *a += b;
-        }
+        // Into a copy, so that a malformed blob leaves the totals as they were.
+        let mut latency = self.latency;
+        each_bucket(blob, |i, n| latency[i] += n)?;
+        self.latency = latency;
         Ok(())
     }
 
@@ -310,27 +325,100 @@ pub trait ReportStore {
     fn prune_tiers(&self, hourly_before_ms: i64, daily_before_ms: i64) -> Result<(), StoreError>;
 }
 
-/// A latency histogram as both backends store it: `LATENCY_BUCKETS` little-endian u32
-/// counts (a count past `u32::MAX` is kept at `u32::MAX`).
+/// The largest count one bucket of one stored row may hold: more is corruption (a day of
+/// one check in one region at one run a second from a thousand probes is under 2^27). The
+/// bound keeps every sum a report makes far from overflowing.
+pub const MAX_BUCKET_COUNT: u64 = 1 << 40;
+
+/// Length of the legacy dense form: `LATENCY_BUCKETS` little-endian u32 counts.
+const DENSE_LEN: usize = LATENCY_BUCKETS * 4;
+
+/// Encodes a latency histogram for storage, compactly: each non-empty bucket as its index
+/// (one byte, strictly increasing) and its count as an unsigned LEB128 varint. A minute of
+/// one probe fills a handful of the 40 buckets, so a row's histogram takes a few bytes
+/// instead of the dense form's 160, and the rollup tables (and every page a cold report
+/// reads) shrink to about a third.
+///
+/// The dense form, exactly [`DENSE_LEN`] bytes, is what SQLite stores before schema 8 wrote and is
+/// still read. A compact blob never has that length: one that would is written with one
+/// redundant varint byte.
 pub fn encode_buckets(b: &[u64]) -> Vec<u8> {
-    b.iter()
-        .flat_map(|&n| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes())
-        .collect()
+    let mut out = Vec::with_capacity(16);
+    for (i, &n) in b.iter().enumerate().take(LATENCY_BUCKETS) {
+        if n == 0 {
+            continue;
+        }
+        out.push(i as u8);
+        let mut n = n.min(MAX_BUCKET_COUNT);
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    if out.len() == DENSE_LEN {
+        // Stretch the last varint by one byte: its last group gains a continuation bit and
+        // a zero group follows, which decodes to the same count.
+        let last = out.len() - 1;
+        out[last] |= 0x80;
+        out.push(0);
+    }
+    out
 }
 
-/// The histogram of a stored blob; a blob of the wrong length is [`StoreError::Corrupt`].
-pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
-    if bytes.len() != LATENCY_BUCKETS * 4 {
-        return Err(StoreError::Corrupt(format!(
-            "rollup latency has {} bytes, expected {}",
-            bytes.len(),
-            LATENCY_BUCKETS * 4
-        )));
+/// Calls `f(bucket, count)` for each bucket a stored histogram counts (see
+/// [`encode_buckets`]); a malformed blob is [`StoreError::Corrupt`].
+fn each_bucket(bytes: &[u8], mut f: impl FnMut(usize, u64)) -> Result<(), StoreError> {
+    let corrupt = |why: &str| Err(StoreError::Corrupt(format!("rollup latency: {why}")));
+    if bytes.len() == DENSE_LEN {
+        for (i, c) in bytes.chunks_exact(4).enumerate() {
+            f(i, u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        }
+        return Ok(());
     }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-        .collect())
+    let mut at = 0;
+    let mut next = 0;
+    while at < bytes.len() {
+        let i = usize::from(bytes[at]);
+        if i >= LATENCY_BUCKETS {
+            return corrupt(&format!("bucket {i} of {LATENCY_BUCKETS}"));
+        }
+        if i < next {
+            return corrupt("buckets out of order");
+        }
+        at += 1;
+        let mut n: u64 = 0;
+        let mut shift = 0;
+        loop {
+            let Some(&byte) = bytes.get(at) else {
+                return corrupt("truncated count");
+            };
+            at += 1;
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            // MAX_BUCKET_COUNT needs 6 groups; one redundant group is allowed.
+            if shift > 42 {
+                return corrupt("count too long");
+            }
+        }
+        if n > MAX_BUCKET_COUNT {
+            return corrupt(&format!("count {n} in bucket {i}"));
+        }
+        f(i, n);
+        next = i + 1;
+    }
+    Ok(())
+}
+
+/// The histogram of a stored blob (see [`encode_buckets`]); a malformed one is
+/// [`StoreError::Corrupt`].
+pub fn decode_buckets(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let mut out = vec![0; LATENCY_BUCKETS];
+    each_bucket(bytes, |i, n| out[i] = n)?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -350,7 +438,7 @@ mod tests {
     }
 
     #[test]
-    fn plans_read_whole_days_and_hours_and_the_ragged_minutes() {
+    fn plans_read_whole_days_hours_and_ten_minutes_and_the_ragged_minutes() {
         use Tier::*;
         let day = 20_000 * D;
         let cases = [
@@ -361,12 +449,14 @@ mod tests {
                 Day,
                 vec![
                     // 22:30:30 → the first whole minute is 22:31.
-                    span(Minute, day + 22 * H + 31 * M, day + 23 * H),
+                    span(Minute, day + 22 * H + 31 * M, day + 22 * H + 40 * M),
+                    span(TenMinutes, day + 22 * H + 40 * M, day + 23 * H),
                     span(Hour, day + 23 * H, day + D),
                     span(Day, day + D, day + 2 * D),
                     span(Hour, day + 2 * D, day + 2 * D + H),
+                    span(TenMinutes, day + 2 * D + H, day + 2 * D + H + 10 * M),
                     // 01:15:10 → the minute 01:15 starts before `to` and counts.
-                    span(Minute, day + 2 * D + H, day + 2 * D + H + 16 * M),
+                    span(Minute, day + 2 * D + H + 10 * M, day + 2 * D + H + 16 * M),
                 ],
             ),
             (
@@ -388,11 +478,29 @@ mod tests {
                 ],
             ),
             (
-                "within an hour: minutes",
-                day + 10 * M,
-                day + 50 * M,
+                "within an hour: ten minutes and minutes",
+                day + 3 * M,
+                day + 47 * M + 1,
                 Day,
-                vec![span(Minute, day + 10 * M, day + 50 * M)],
+                vec![
+                    span(Minute, day + 3 * M, day + 10 * M),
+                    span(TenMinutes, day + 10 * M, day + 40 * M),
+                    span(Minute, day + 40 * M, day + 48 * M),
+                ],
+            ),
+            (
+                "within ten minutes: minutes",
+                day + 11 * M,
+                day + 19 * M,
+                Day,
+                vec![span(Minute, day + 11 * M, day + 19 * M)],
+            ),
+            (
+                "whole ten minutes at most",
+                day + 10 * M,
+                day + 2 * H + 50 * M,
+                TenMinutes,
+                vec![span(TenMinutes, day + 10 * M, day + 2 * H + 50 * M)],
             ),
             (
                 "two days but at most hours",
@@ -400,7 +508,7 @@ mod tests {
                 day + 2 * D,
                 Hour,
                 vec![
-                    span(Minute, day + 30 * M, day + H),
+                    span(TenMinutes, day + 30 * M, day + H),
                     span(Hour, day + H, day + 2 * D),
                 ],
             ),
@@ -418,6 +526,7 @@ mod tests {
         assert_eq!(Tier::coarsest_dividing(7 * D), Tier::Day);
         assert_eq!(Tier::coarsest_dividing(6 * H), Tier::Hour);
         assert_eq!(Tier::coarsest_dividing(36 * H), Tier::Hour);
+        assert_eq!(Tier::coarsest_dividing(30 * M), Tier::TenMinutes);
         assert_eq!(Tier::coarsest_dividing(5 * M), Tier::Minute);
         assert_eq!(Tier::coarsest_dividing(0), Tier::Minute);
     }
@@ -436,5 +545,77 @@ mod tests {
         t.add_latency_blob(&blob).expect("blob");
         assert_eq!(t.latency[1], 7);
         assert!(t.add_latency_blob(&blob[..8]).is_err());
+    }
+
+    #[test]
+    fn histograms_are_stored_compactly_and_legacy_dense_ones_still_read() {
+        let mut h = vec![0u64; LATENCY_BUCKETS];
+        assert_eq!(encode_buckets(&h), Vec::<u8>::new());
+        h[0] = 1;
+        h[3] = 300;
+        h[39] = MAX_BUCKET_COUNT;
+        let blob = encode_buckets(&h);
+        // 1 + 1, 1 + 2 (300 = 0b10_0101100), 1 + 6.
+        assert_eq!(&blob[..5], &[0, 1, 3, 0xac, 0x02]);
+        assert_eq!(blob.len(), 12);
+        assert_eq!(decode_buckets(&blob).expect("compact"), h);
+        // More than the bound is clamped, as the dense form clamped to u32.
+        h[39] = u64::MAX;
+        assert_eq!(
+            decode_buckets(&encode_buckets(&h)).expect("clamped")[39],
+            MAX_BUCKET_COUNT
+        );
+
+        // SQLite stores before schema 8 wrote 40 little-endian u32s.
+        let mut dense = vec![0u8; DENSE_LEN];
+        dense[8..12].copy_from_slice(&7u32.to_le_bytes());
+        dense[156..160].copy_from_slice(&u32::MAX.to_le_bytes());
+        let d = decode_buckets(&dense).expect("dense");
+        assert_eq!(
+            (d[2], d[39], d.iter().filter(|&&n| n > 0).count()),
+            (7, u64::from(u32::MAX), 2)
+        );
+        let mut t = Totals::default();
+        t.add_latency_blob(&dense).expect("dense");
+        t.add_latency_blob(&encode_buckets(&d)).expect("compact");
+        assert_eq!(t.latency[2], 14);
+    }
+
+    #[test]
+    fn a_compact_histogram_never_takes_the_dense_length() {
+        // 40 buckets of 3-byte varints (1 + 3 = 4 bytes each) would be exactly 160 bytes.
+        let h = vec![1u64 << 14; LATENCY_BUCKETS];
+        let blob = encode_buckets(&h);
+        assert_eq!(blob.len(), DENSE_LEN + 1);
+        assert_eq!(decode_buckets(&blob).expect("stretched"), h);
+        // One bucket fewer is 156 bytes, written as is.
+        let mut h = h;
+        h[0] = 0;
+        assert_eq!(encode_buckets(&h).len(), DENSE_LEN - 4);
+    }
+
+    #[test]
+    fn malformed_histograms_are_corrupt_and_change_nothing() {
+        let bad: [&[u8]; 6] = [
+            &[40, 1],                                          // no bucket 40
+            &[3, 1, 2, 1],                                     // out of order
+            &[3, 1, 3, 1],                                     // twice
+            &[3],                                              // no count
+            &[3, 0x80],                                        // truncated count
+            &[3, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 1], // too long
+        ];
+        for blob in bad {
+            let mut t = Totals::default();
+            t.add_latency_blob(&[1, 5]).expect("good");
+            let err = t.add_latency_blob(blob).expect_err("corrupt");
+            assert!(matches!(err, StoreError::Corrupt(_)), "{blob:?}: {err}");
+            assert!(decode_buckets(blob).is_err(), "{blob:?}");
+            assert_eq!(t.latency[1], 5, "{blob:?}");
+            assert_eq!(t.latency.iter().sum::<u64>(), 5, "{blob:?}");
+        }
+        // Above the bound: 2^41 in 7 groups.
+        let mut over = vec![0u8];
+        over.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x20]);
+        assert!(decode_buckets(&over).is_err());
     }
 }

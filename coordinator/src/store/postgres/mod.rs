@@ -354,13 +354,15 @@ const COPY_RESULTS: &str = "COPY results
     FROM STDIN BINARY";
 
 /// Adds one commit's minute rows, all at once: the arrays hold one element a row, except
-/// `$9`, every row's `LATENCY_BUCKETS` counts one after another (`$11` = that length).
+/// `$9`, every row's histogram ([`stored_len`] counts) one after another, row `i`'s starting
+/// after `$11[i]` counts and taking `$12[i]`.
 const UPSERT_MINUTES: &str = "INSERT INTO rollups
     (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors)
-    SELECT c, p, m, r, n, f, s, k::jsonb, ($9::int8[])[(i - 1) * $11 + 1 : i * $11], e
+    SELECT c, p, m, r, n, f, s, k::jsonb, ($9::int8[])[o + 1 : o + l], e
     FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[],
-                $7::int8[], $8::text[], $10::int8[]) WITH ORDINALITY AS u(c, p, m, r, n, f, s, k, e, i)
-    ON CONFLICT (check_id, probe_id, minute_ms) DO UPDATE SET
+                $7::int8[], $8::text[], $10::int8[], $11::int8[], $12::int8[])
+         AS u(c, p, m, r, n, f, s, k, e, o, l)
+    ON CONFLICT (check_id, minute_ms, probe_id) DO UPDATE SET
       count = rollups.count + excluded.count, failures = rollups.failures + excluded.failures,
       slow = rollups.slow + excluded.slow, probe_errors = rollups.probe_errors + excluded.probe_errors,
       by_kind = CASE WHEN excluded.by_kind = '{}'::jsonb THEN rollups.by_kind
@@ -373,9 +375,10 @@ fn upsert_coarse(table: &str, unit: &str) -> String {
     format!(
         "INSERT INTO {table}
     (check_id, {unit}, region, count, failures, probe_errors, slow, latency)
-    SELECT c, t, r, n, f, e, s, ($8::int8[])[(i - 1) * $9 + 1 : i * $9]
-    FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
-         WITH ORDINALITY AS u(c, t, r, n, f, e, s, i)
+    SELECT c, t, r, n, f, e, s, ($8::int8[])[o + 1 : o + l]
+    FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                $9::int8[], $10::int8[])
+         AS u(c, t, r, n, f, e, s, o, l)
     ON CONFLICT (check_id, {unit}, region) DO UPDATE SET
       count = {table}.count + excluded.count,
       failures = {table}.failures + excluded.failures,
@@ -385,6 +388,8 @@ fn upsert_coarse(table: &str, unit: &str) -> String {
     )
 }
 
+static UPSERT_TENS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| upsert_coarse("rollups_10min", "start_ms"));
 static UPSERT_HOURS: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| upsert_coarse("rollups_hourly", "hour_ms"));
 static UPSERT_DAYS: std::sync::LazyLock<String> =
@@ -448,7 +453,7 @@ struct MinuteColumns<'a> {
     failures: Vec<i64>,
     slow: Vec<i64>,
     by_kind: Vec<String>,
-    latency: Vec<i64>,
+    latency: Latency,
     probe_errors: Vec<i64>,
 }
 
@@ -462,12 +467,12 @@ struct CoarseColumns<'a> {
     failures: Vec<i64>,
     probe_errors: Vec<i64>,
     slow: Vec<i64>,
-    latency: Vec<i64>,
+    latency: Latency,
 }
 
 impl CoarseColumns<'_> {
     /// The arguments of [`upsert_coarse`]'s statement.
-    fn args<'s>(&'s self, buckets: &'s i64) -> [&'s (dyn ToSql + Sync); 9] {
+    fn args(&self) -> [&(dyn ToSql + Sync); 10] {
         [
             &self.check,
             &self.start,
@@ -476,25 +481,59 @@ impl CoarseColumns<'_> {
             &self.failures,
             &self.probe_errors,
             &self.slow,
-            &self.latency,
-            buckets,
+            &self.latency.counts,
+            &self.latency.offset,
+            &self.latency.len,
         ]
     }
+}
+
+/// The histograms of one commit's rows of a tier, one after another.
+#[derive(Default)]
+struct Latency {
+    counts: Vec<i64>,
+    /// Where each row's counts start in `counts`.
+    offset: Vec<i64>,
+    /// How many counts each row has.
+    len: Vec<i64>,
+}
+
+impl Latency {
+    fn push(&mut self, h: &[u64; LATENCY_BUCKETS]) {
+        let stored = stored(h);
+        self.offset.push(self.counts.len() as i64);
+        self.len.push(stored.len() as i64);
+        self.counts.extend(stored);
+    }
+}
+
+/// A histogram as stored: `BIGINT[]` indexed by bucket (`latency[1]` is bucket 0), up to its
+/// last non-empty bucket. Latencies sit in the low and middle buckets, so a row keeps about
+/// half of the 40 counts (the empty buckets above read as NULL, which sums skip), and rows,
+/// the pages a report reads, shrink with it.
+fn stored(h: &[u64; LATENCY_BUCKETS]) -> impl ExactSizeIterator<Item = i64> + '_ {
+    let len = h.iter().rposition(|&n| n > 0).map_or(0, |i| i + 1);
+    h[..len].iter().map(|&n| to_i64(n))
 }
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A stored histogram, checked.
-fn buckets_of(v: Vec<i64>) -> Result<Vec<u64>, PgError> {
-    if v.len() != LATENCY_BUCKETS {
+/// A stored histogram (see [`stored`]), checked, all `LATENCY_BUCKETS` counts.
+fn buckets_of(v: Vec<Option<i64>>) -> Result<Vec<u64>, PgError> {
+    if v.len() > LATENCY_BUCKETS {
         return Err(corrupt(
             "rollup latency",
-            format!("{} buckets, expected {LATENCY_BUCKETS}", v.len()),
+            format!("{} buckets, at most {LATENCY_BUCKETS}", v.len()),
         ));
     }
-    Ok(v.into_iter().map(|n| n.max(0) as u64).collect())
+    let mut out: Vec<u64> = v
+        .into_iter()
+        .map(|n| n.unwrap_or(0).max(0) as u64)
+        .collect();
+    out.resize(LATENCY_BUCKETS, 0);
+    Ok(out)
 }
 
 /// Stores one commit's results: a binary `COPY` of them all when none is stored already (the
@@ -626,13 +665,13 @@ async fn insert_once(
         }
         outcomes.push(outcome);
     }
-    // Minute rows, then the hourly and daily ones they add to: one statement a tier, each
-    // over rows in key order (so that every writer locks rollup rows in the same order), the
-    // three pipelined.
+    // Minute rows, then the 10-minute, hourly and daily ones they add to: one statement a
+    // tier, each over rows in key order (so that every writer locks rollup rows in the same
+    // order), the four pipelined.
     let mut coarse: BTreeMap<(Tier, &str, &str, i64), Totals> = BTreeMap::new();
     let mut m = MinuteColumns::default();
     for ((check, probe, minute), d) in &minutes {
-        for tier in [Tier::Hour, Tier::Day] {
+        for tier in [Tier::TenMinutes, Tier::Hour, Tier::Day] {
             let start = minute - minute.rem_euclid(tier.ms());
             coarse
                 .entry((tier, check, d.region.as_str(), start))
@@ -648,17 +687,17 @@ async fn insert_once(
         m.slow.push(to_i64(d.totals.slow));
         m.by_kind
             .push(serde_json::to_string(&d.by_kind).map_err(|e| corrupt("rollup by_kind", e))?);
-        m.latency
-            .extend(d.totals.latency.iter().map(|&n| to_i64(n)));
+        m.latency.push(&d.totals.latency);
         m.probe_errors.push(to_i64(d.totals.probe_errors));
     }
+    let mut tens = CoarseColumns::default();
     let mut hours = CoarseColumns::default();
     let mut days = CoarseColumns::default();
     for ((tier, check, region, start), t) in &coarse {
-        let c = if *tier == Tier::Hour {
-            &mut hours
-        } else {
-            &mut days
+        let c = match tier {
+            Tier::TenMinutes => &mut tens,
+            Tier::Hour => &mut hours,
+            _ => &mut days,
         };
         c.check.push(check);
         c.start.push(*start);
@@ -667,16 +706,16 @@ async fn insert_once(
         c.failures.push(to_i64(t.failures));
         c.probe_errors.push(to_i64(t.probe_errors));
         c.slow.push(to_i64(t.slow));
-        c.latency.extend(t.latency.iter().map(|&n| to_i64(n)));
+        c.latency.push(&t.latency);
     }
-    let buckets = LATENCY_BUCKETS as i64;
-    let (up_minute, up_hour, up_day) = futures_util::future::try_join3(
+    let (up_minute, up_ten, up_hour, up_day) = futures_util::future::try_join4(
         tx.prepare_cached(UPSERT_MINUTES),
+        tx.prepare_cached(&UPSERT_TENS),
         tx.prepare_cached(&UPSERT_HOURS),
         tx.prepare_cached(&UPSERT_DAYS),
     )
     .await?;
-    let minute_args: [&(dyn ToSql + Sync); 11] = [
+    let minute_args: [&(dyn ToSql + Sync); 12] = [
         &m.check,
         &m.probe,
         &m.minute,
@@ -685,13 +724,15 @@ async fn insert_once(
         &m.failures,
         &m.slow,
         &m.by_kind,
-        &m.latency,
+        &m.latency.counts,
         &m.probe_errors,
-        &buckets,
+        &m.latency.offset,
+        &m.latency.len,
     ];
-    let (hour_args, day_args) = (hours.args(&buckets), days.args(&buckets));
-    futures_util::future::try_join3(
+    let (ten_args, hour_args, day_args) = (tens.args(), hours.args(), days.args());
+    futures_util::future::try_join4(
         tx.execute(&up_minute, &minute_args),
+        tx.execute(&up_ten, &ten_args),
         tx.execute(&up_hour, &hour_args),
         tx.execute(&up_day, &day_args),
     )
@@ -810,21 +851,13 @@ impl Store for PostgresStore {
 
     fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError> {
         self.run(async |c| {
-            // The key is (check, probe, minute): find the check's probes by skipping from one
-            // to the next, then read each probe's range from the key.
+            // The key is (check, minute, probe): one range, in the order wanted.
             let stmt = c
                 .prepare_cached(
-                    "WITH RECURSIVE probe(id) AS (
-                         SELECT MIN(probe_id) FROM rollups WHERE check_id = $1
-                         UNION ALL
-                         SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1 AND probe_id > probe.id)
-                         FROM probe WHERE probe.id IS NOT NULL
-                     )
-                     SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind::text,
+                    "SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind::text,
                             latency, probe_errors
                      FROM rollups
-                     WHERE check_id = $1 AND probe_id IN (SELECT id FROM probe WHERE id IS NOT NULL)
-                       AND minute_ms >= $2 AND minute_ms < $3
+                     WHERE check_id = $1 AND minute_ms >= $2 AND minute_ms < $3
                      ORDER BY minute_ms, probe_id",
                 )
                 .await?;
@@ -860,6 +893,12 @@ impl Store for PostgresStore {
                 .await?;
             tx.execute(
                 "DELETE FROM rollups WHERE minute_ms < $1",
+                &[&rollups_before_ms],
+            )
+            .await?;
+            // A period goes when its last minute does.
+            tx.execute(
+                "DELETE FROM rollups_10min WHERE start_ms <= $1::int8 - 600000",
                 &[&rollups_before_ms],
             )
             .await?;

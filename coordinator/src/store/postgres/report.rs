@@ -1,10 +1,10 @@
 //! [`ReportStore`] on PostgreSQL.
 //!
-//! As on SQLite, a report reads each check tier by tier ([`plan`]): whole days from the daily
-//! rollups, whole hours from the hourly ones, the ragged minutes at the edges from the minute
-//! rollups (skipping from one probe of the check to the next, since the key is (check, probe,
-//! minute)). The queries of a report are pipelined on one connection: one round trip's wait
-//! for them all, not one each.
+//! As on SQLite, a report reads tier by tier ([`plan`]): whole days from the daily rollups,
+//! whole hours from the hourly ones, the ragged minutes at the edges from the minute rollups,
+//! each one range of a key that starts with (check, time). A report's checks share its spans:
+//! one query per span sums a set of checks per (check, region) on the server, and a large
+//! report splits its checks over several connections.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,22 +20,18 @@ use crate::store::state::IncidentRow;
 use crate::store::{LATENCY_BUCKETS, StoreError};
 
 /// Connections one large report reads on at once.
-const REPORT_CONNECTIONS: usize = 4;
+const REPORT_CONNECTIONS: usize = 8;
 
-/// Fewest queries a connection of a report is given; smaller reports use one.
-const MIN_QUERIES_PER_CONNECTION: usize = 256;
+/// Fewest checks a connection of a report is given; smaller reports use one.
+const MIN_CHECKS_PER_CONNECTION: usize = 64;
 
 const MINUTE_RANGE: &str = "
-    WITH RECURSIVE p(id) AS (
-        SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1)
-        UNION ALL
-        SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1 AND probe_id > p.id)
-        FROM p WHERE p.id IS NOT NULL
-    )
-    SELECT r.minute_ms, r.region, r.count, r.failures, r.probe_errors, r.slow, r.latency
-    FROM p CROSS JOIN rollups r
-    WHERE p.id IS NOT NULL AND r.check_id = $1 AND r.probe_id = p.id
-      AND r.minute_ms >= $2 AND r.minute_ms < $3";
+    SELECT minute_ms, region, count, failures, probe_errors, slow, latency FROM rollups
+    WHERE check_id = $1 AND minute_ms >= $2 AND minute_ms < $3";
+
+const TEN_MINUTE_RANGE: &str = "
+    SELECT start_ms, region, count, failures, probe_errors, slow, latency FROM rollups_10min
+    WHERE check_id = $1 AND start_ms >= $2 AND start_ms < $3";
 
 const HOUR_RANGE: &str = "
     SELECT hour_ms, region, count, failures, probe_errors, slow, latency FROM rollups_hourly
@@ -45,108 +41,98 @@ const DAY_RANGE: &str = "
     SELECT day_ms, region, count, failures, probe_errors, slow, latency FROM rollups_daily
     WHERE check_id = $1 AND day_ms >= $2 AND day_ms < $3";
 
-/// The totals per region of one check over one span of a tier, summed by the server (a
-/// report needs no more, and a few rows beat hundreds): region, then the columns
-/// [`totals_at`] reads.
+/// The totals per (check, region) of a set of checks over one span of a tier, summed by the
+/// server (a report needs no more, and a few rows beat thousands): check, region, then the
+/// columns [`totals_at`] reads.
 fn summed(tier: Tier) -> String {
-    let sums = |p: &str| {
-        let buckets: Vec<String> = (1..=LATENCY_BUCKETS)
-            .map(|i| format!("COALESCE(sum({p}latency[{i}]), 0)::int8"))
-            .collect();
-        format!(
-            "sum({p}count)::int8, sum({p}failures)::int8, sum({p}probe_errors)::int8, sum({p}slow)::int8, ARRAY[{}]",
-            buckets.join(", ")
-        )
+    let buckets: Vec<String> = (1..=LATENCY_BUCKETS)
+        .map(|i| format!("COALESCE(sum(latency[{i}]), 0)::int8"))
+        .collect();
+    let (table, unit) = match tier {
+        Tier::Minute => ("rollups", "minute_ms"),
+        Tier::TenMinutes => ("rollups_10min", "start_ms"),
+        Tier::Hour => ("rollups_hourly", "hour_ms"),
+        Tier::Day => ("rollups_daily", "day_ms"),
     };
-    match tier {
-        Tier::Minute => format!(
-            "WITH RECURSIVE p(id) AS (
-                SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1)
-                UNION ALL
-                SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = $1 AND probe_id > p.id)
-                FROM p WHERE p.id IS NOT NULL
-            )
-            SELECT r.region, {}
-            FROM p CROSS JOIN rollups r
-            WHERE p.id IS NOT NULL AND r.check_id = $1 AND r.probe_id = p.id
-              AND r.minute_ms >= $2 AND r.minute_ms < $3
-            GROUP BY r.region",
-            sums("r.")
-        ),
-        Tier::Hour => format!(
-            "SELECT region, {} FROM rollups_hourly
-             WHERE check_id = $1 AND hour_ms >= $2 AND hour_ms < $3 GROUP BY region",
-            sums("")
-        ),
-        Tier::Day => format!(
-            "SELECT region, {} FROM rollups_daily
-             WHERE check_id = $1 AND day_ms >= $2 AND day_ms < $3 GROUP BY region",
-            sums("")
-        ),
-    }
+    // Check by check (a lateral join), so that each is one range of the primary key
+    // whatever the planner thinks of the checks' share of the table.
+    format!(
+        "SELECT c, s.* FROM unnest($1::text[]) AS c CROSS JOIN LATERAL (
+             SELECT region, sum(count)::int8, sum(failures)::int8, sum(probe_errors)::int8,
+                    sum(slow)::int8, ARRAY[{}]
+             FROM {table} WHERE check_id = c AND {unit} >= $2 AND {unit} < $3
+             GROUP BY region) AS s",
+        buckets.join(", ")
+    )
 }
 
-static SUMMED: std::sync::LazyLock<[String; 3]> =
-    std::sync::LazyLock::new(|| [Tier::Minute, Tier::Hour, Tier::Day].map(summed));
+/// The tiers, finest first: `Tier as usize` indexes statements by tier.
+const TIERS: [Tier; 4] = [Tier::Minute, Tier::TenMinutes, Tier::Hour, Tier::Day];
+const _: () = {
+    let mut i = 0;
+    while i < TIERS.len() {
+        assert!(TIERS[i] as usize == i, "TIERS is in declaration order");
+        i += 1;
+    }
+};
 
-/// Runs, pipelined on one connection, each (check, span)'s query: `sql[tier]` (minute, hour,
-/// day) with the check and the span's bounds. The rows of each, in input order.
-async fn per_span(
+static SUMMED: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| TIERS.map(summed));
+
+/// The totals per (check, region) of `checks` over each of `spans`, the spans' queries
+/// pipelined on one connection.
+async fn sums_of(
     c: &deadpool_postgres::Client,
-    sql: [&str; 3],
-    wanted: &[(&str, Span)],
-) -> Result<Vec<Vec<tokio_postgres::Row>>, PgError> {
-    let minute = c.prepare_cached(sql[0]).await?;
-    let hour = c.prepare_cached(sql[1]).await?;
-    let day = c.prepare_cached(sql[2]).await?;
-    let params: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = wanted
+    checks: &[String],
+    spans: &[Span],
+) -> Result<Vec<(String, String, Totals)>, PgError> {
+    let stmts =
+        futures_util::future::try_join_all(SUMMED.iter().map(|sql| c.prepare_cached(sql))).await?;
+    let args: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = spans
         .iter()
-        .map(|(check, span)| {
-            let stmt = match span.tier {
-                Tier::Minute => &minute,
-                Tier::Hour => &hour,
-                Tier::Day => &day,
-            };
+        .map(|span| {
             (
-                stmt,
-                [check as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
+                &stmts[span.tier as usize],
+                [&checks as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
             )
         })
         .collect();
-    Ok(futures_util::future::try_join_all(params.iter().map(|(s, p)| c.query(*s, p))).await?)
+    let queries = args.iter().map(|(stmt, p)| c.query(*stmt, p));
+    let mut out = Vec::new();
+    for rows in futures_util::future::try_join_all(queries).await? {
+        for r in rows {
+            out.push((r.try_get(0)?, r.try_get(1)?, totals_at(&r, 2)?));
+        }
+    }
+    Ok(out)
 }
 
-/// The totals per region of each (check, span), in input order.
-async fn sums_of(
-    c: &deadpool_postgres::Client,
-    wanted: &[(&str, Span)],
-) -> Result<Vec<Vec<(String, Totals)>>, PgError> {
-    let sql = [SUMMED[0].as_str(), SUMMED[1].as_str(), SUMMED[2].as_str()];
-    per_span(c, sql, wanted)
-        .await?
-        .iter()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, totals_at(r, 1)?)))
-                .collect()
-        })
-        .collect()
-}
-
-/// Every rollup row of each (check, span), as (unit start, region, totals), in input order.
+/// Every rollup row of one check over each of `spans`, as (unit start, region, totals), the
+/// spans' queries pipelined on one connection.
 async fn rows_of(
     c: &deadpool_postgres::Client,
-    wanted: &[(&str, Span)],
-) -> Result<Vec<Vec<(i64, String, Totals)>>, PgError> {
-    per_span(c, [MINUTE_RANGE, HOUR_RANGE, DAY_RANGE], wanted)
-        .await?
+    check: &str,
+    spans: &[Span],
+) -> Result<Vec<(i64, String, Totals)>, PgError> {
+    let sql = [MINUTE_RANGE, TEN_MINUTE_RANGE, HOUR_RANGE, DAY_RANGE];
+    let stmts =
+        futures_util::future::try_join_all(sql.iter().map(|sql| c.prepare_cached(sql))).await?;
+    let args: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = spans
         .iter()
-        .map(|rows| {
-            rows.iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, totals_at(r, 2)?)))
-                .collect()
+        .map(|span| {
+            (
+                &stmts[span.tier as usize],
+                [&check as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
+            )
         })
-        .collect()
+        .collect();
+    let mut out = Vec::new();
+    for rows in futures_util::future::try_join_all(args.iter().map(|(s, p)| c.query(*s, p))).await?
+    {
+        for r in rows {
+            out.push((r.try_get(0)?, r.try_get(1)?, totals_at(&r, 2)?));
+        }
+    }
+    Ok(out)
 }
 
 /// The regions (`''` for global) a vendor has history in: a skip scan over the index.
@@ -199,45 +185,43 @@ impl ReportStore for PostgresStore {
         to_ms: i64,
     ) -> Result<Vec<CheckRegionTotals>, StoreError> {
         let spans = plan(from_ms, to_ms, Tier::Day);
-        let wanted: Vec<(&str, Span)> = checks
-            .iter()
-            .flat_map(|c| spans.iter().map(move |s| (c.as_str(), *s)))
-            .collect();
-        // Large reports read on several connections at once (each pipelined), so that the
-        // server works on them in parallel and a cold one keeps the disk's queue full.
-        let per = wanted
+        // Every check shares the window's spans: one query per span for a set of checks,
+        // summed per (check, region) by the server. Large reports split the checks over
+        // several connections, so that the server works on them in parallel and a cold one
+        // keeps the disk's queue full.
+        let per = checks
             .len()
             .div_ceil(REPORT_CONNECTIONS)
-            .max(MIN_QUERIES_PER_CONNECTION);
-        let rows: Vec<Vec<(String, Totals)>> = self.block_on(async {
-            let parts = futures_util::future::try_join_all(wanted.chunks(per).map(|part| async {
+            .max(MIN_CHECKS_PER_CONNECTION);
+        let parts: Vec<Vec<(String, String, Totals)>> = self.block_on(async {
+            futures_util::future::try_join_all(checks.chunks(per).map(|part| async {
                 let c = self.client().await?;
-                sums_of(&c, part).await.map_err(StoreError::from)
+                sums_of(&c, part, &spans).await.map_err(StoreError::from)
             }))
-            .await?;
-            Ok::<_, StoreError>(parts.into_iter().flatten().collect())
+            .await
         })?;
-        let mut out = Vec::new();
-        for (check, per_span) in checks.iter().zip(rows.chunks(spans.len().max(1))) {
-            // A check has rows in a handful of regions: a short list beats a map.
-            let mut regions: Vec<(String, Totals)> = Vec::new();
-            for (region, t) in per_span.iter().flatten() {
-                match regions.iter_mut().find(|(r, _)| r == region) {
-                    Some((_, sum)) => sum.add(t),
-                    None => regions.push((region.clone(), *t)),
-                }
-            }
-            regions.sort_by(|a, b| a.0.cmp(&b.0));
-            out.extend(
-                regions
-                    .into_iter()
-                    .map(|(region, totals)| CheckRegionTotals {
-                        check_id: check.clone(),
-                        region,
-                        totals,
-                    }),
-            );
+        let mut sums: HashMap<(String, String), Totals> = HashMap::with_capacity(checks.len() * 3);
+        for (check, region, t) in parts.into_iter().flatten() {
+            sums.entry((check, region)).or_default().add(&t);
         }
+        let mut out: Vec<CheckRegionTotals> = sums
+            .into_iter()
+            .map(|((check_id, region), totals)| CheckRegionTotals {
+                check_id,
+                region,
+                totals,
+            })
+            .collect();
+        // In the order of `checks`, regions in order within each.
+        let order: HashMap<&str, usize> = checks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i))
+            .collect();
+        out.sort_by(|a, b| {
+            (order.get(a.check_id.as_str()), &a.region)
+                .cmp(&(order.get(b.check_id.as_str()), &b.region))
+        });
         Ok(out)
     }
 
@@ -250,10 +234,9 @@ impl ReportStore for PostgresStore {
     ) -> Result<Vec<SeriesRow>, StoreError> {
         let bucket_ms = bucket_ms.max(Tier::Minute.ms());
         let spans = plan(from_ms, to_ms, Tier::coarsest_dividing(bucket_ms));
-        let wanted: Vec<(&str, Span)> = spans.iter().map(|s| (check, *s)).collect();
-        let rows = self.run(async |c| rows_of(c, &wanted).await)?;
+        let rows = self.run(async |c| rows_of(c, check, &spans).await)?;
         let mut buckets: BTreeMap<(i64, String), Totals> = BTreeMap::new();
-        for (start, region, t) in rows.into_iter().flatten() {
+        for (start, region, t) in rows {
             let bucket = start - start.rem_euclid(bucket_ms);
             buckets.entry((bucket, region)).or_default().add(&t);
         }

@@ -314,11 +314,11 @@ impl Store for SqliteStore {
                     outcomes.push(outcome);
                 }
             }
-            // Coarse tiers per (check, region, hour or day): one upsert per key per commit.
+            // Coarse tiers per (check, region, period): one upsert per key per commit.
             let mut coarse: HashMap<(Tier, &str, &str, i64), Totals> = HashMap::new();
             for ((check, probe, minute), (region, results)) in &fresh {
                 let delta = merge_rollup(&tx, check, probe, *minute, region, results)?;
-                for tier in [Tier::Hour, Tier::Day] {
+                for tier in [Tier::TenMinutes, Tier::Hour, Tier::Day] {
                     let start = minute - minute.rem_euclid(tier.ms());
                     coarse
                         .entry((tier, check.as_str(), region.as_str(), start))
@@ -370,20 +370,11 @@ impl Store for SqliteStore {
 
     fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError> {
         self.read(|conn| {
-            // The key is (check, probe, minute): find the check's probes by skipping from one to
-            // the next (a loose index scan), then seek each probe's range, so that reading the
-            // last hour does not walk every minute the check ever had.
+            // The key is (check, minute, probe): one range, already in the order wanted.
             let mut stmt = conn.prepare_cached(
-                "WITH RECURSIVE probe(id) AS (
-                     SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1
-                     UNION ALL
-                     SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1 AND probe_id > probe.id)
-                     FROM probe WHERE probe.id IS NOT NULL
-                 )
-                 SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors
+                "SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors
                  FROM rollups
-                 WHERE check_id = ?1 AND probe_id IN (SELECT id FROM probe WHERE id IS NOT NULL)
-                   AND minute_ms >= ?2 AND minute_ms < ?3
+                 WHERE check_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3
                  ORDER BY minute_ms, probe_id",
             )?;
             let rows = stmt.query_map(params![check_id, from_ms, to_ms], |r| {
@@ -426,6 +417,11 @@ impl Store for SqliteStore {
             let n = tx.execute("DELETE FROM results WHERE started_ms < ?1", [raw_before_ms])?;
             tx.execute(
                 "DELETE FROM rollups WHERE minute_ms < ?1",
+                [rollups_before_ms],
+            )?;
+            // A period goes when its last minute does.
+            tx.execute(
+                "DELETE FROM rollups_10min WHERE start_ms <= ?1 - 600000",
                 [rollups_before_ms],
             )?;
             tx.commit()?;
@@ -604,7 +600,7 @@ fn merge_rollup(
     Ok(delta)
 }
 
-/// Adds a delta to an hourly or daily rollup row.
+/// Adds a delta to a 10-minute, hourly or daily rollup row.
 fn merge_coarse(
     tx: &Transaction<'_>,
     tier: Tier,
@@ -614,6 +610,14 @@ fn merge_coarse(
     t: &Totals,
 ) -> Result<(), StoreError> {
     let sql = match tier {
+        Tier::TenMinutes => {
+            "INSERT INTO rollups_10min (check_id, start_ms, region, count, failures, probe_errors, slow, latency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT (check_id, start_ms, region) DO UPDATE SET
+               count = count + excluded.count, failures = failures + excluded.failures,
+               probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+               latency = vantage_hist_add(latency, excluded.latency)"
+        }
         Tier::Hour => {
             "INSERT INTO rollups_hourly (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

@@ -1,9 +1,8 @@
 //! [`ReportStore`] on SQLite.
 //!
-//! Minute rollups are keyed by (check, probe, minute), so a time range of one check is read
-//! probe by probe: a recursive query skips from one probe id of the check to the next (one
-//! index seek each) and reads each probe's range from the primary key. That needs no index
-//! beyond the primary key, so ingest pays nothing for it.
+//! Every tier's key starts with (check, time), so a time range of one check is one range of
+//! the primary key: one seek, then neighbouring rows. That needs no index beyond the primary
+//! key, so ingest pays nothing for it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,16 +18,12 @@ use crate::store::report::{
 use crate::store::state::IncidentRow;
 
 const MINUTE_RANGE: &str = "
-    WITH RECURSIVE p(id) AS (
-        SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1)
-        UNION ALL
-        SELECT (SELECT MIN(probe_id) FROM rollups WHERE check_id = ?1 AND probe_id > p.id)
-        FROM p WHERE p.id IS NOT NULL
-    )
-    SELECT r.minute_ms, r.region, r.count, r.failures, r.probe_errors, r.slow, r.latency
-    FROM p CROSS JOIN rollups r
-    WHERE p.id IS NOT NULL AND r.check_id = ?1 AND r.probe_id = p.id
-      AND r.minute_ms >= ?2 AND r.minute_ms < ?3";
+    SELECT minute_ms, region, count, failures, probe_errors, slow, latency FROM rollups
+    WHERE check_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3";
+
+const TEN_MINUTE_RANGE: &str = "
+    SELECT start_ms, region, count, failures, probe_errors, slow, latency FROM rollups_10min
+    WHERE check_id = ?1 AND start_ms >= ?2 AND start_ms < ?3";
 
 const HOUR_RANGE: &str = "
     SELECT hour_ms, region, count, failures, probe_errors, slow, latency FROM rollups_hourly
@@ -89,6 +84,7 @@ fn each_row(
 ) -> Result<(), StoreError> {
     let sql = match span.tier {
         Tier::Minute => MINUTE_RANGE,
+        Tier::TenMinutes => TEN_MINUTE_RANGE,
         Tier::Hour => HOUR_RANGE,
         Tier::Day => DAY_RANGE,
     };

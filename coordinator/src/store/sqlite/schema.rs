@@ -269,4 +269,55 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
     ALTER TABLE outbox ADD COLUMN claim_until_ms INTEGER;
     "#,
+    // 8: SLA reports read less. Minute rollups keyed (check, minute, probe), so that a window
+    // of one check is one range of the key whatever its probes (it was one range per probe,
+    // and the ragged ends of a cold report waited on each); histograms in the compact form
+    // (`report::encode_buckets`), which makes the rollup tables a third of their size; and
+    // a 10-minute tier, so that the ends of a window read at most 9 minutes a probe.
+    r#"
+    CREATE TABLE rollups_by_check_minute (
+        check_id     TEXT NOT NULL,
+        probe_id     TEXT NOT NULL,
+        minute_ms    INTEGER NOT NULL,
+        region       TEXT NOT NULL,
+        count        INTEGER NOT NULL,
+        failures     INTEGER NOT NULL,
+        slow         INTEGER NOT NULL,
+        by_kind      TEXT NOT NULL,          -- JSON object: failure label -> count
+        latency      BLOB NOT NULL,          -- report::encode_buckets
+        probe_errors INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (check_id, minute_ms, probe_id)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO rollups_by_check_minute
+    SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind,
+           vantage_hist_add(latency, X''), probe_errors
+    FROM rollups ORDER BY check_id, minute_ms, probe_id;
+    DROP TABLE rollups;
+    ALTER TABLE rollups_by_check_minute RENAME TO rollups;
+    CREATE INDEX rollups_by_time ON rollups (minute_ms);
+    UPDATE rollups_hourly SET latency = vantage_hist_add(latency, X'');
+    UPDATE rollups_daily SET latency = vantage_hist_add(latency, X'');
+
+    -- Per (check, UTC 10-minute period, region), pruned with the minute rollups: the ends of
+    -- a window read at most 9 minutes a probe, then whole periods.
+    CREATE TABLE rollups_10min (
+        check_id     TEXT NOT NULL,
+        start_ms     INTEGER NOT NULL,       -- start of the UTC 10-minute period (Unix ms)
+        region       TEXT NOT NULL,
+        count        INTEGER NOT NULL,
+        failures     INTEGER NOT NULL,
+        probe_errors INTEGER NOT NULL,
+        slow         INTEGER NOT NULL,
+        latency      BLOB NOT NULL,
+        PRIMARY KEY (check_id, start_ms, region)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX rollups_10min_by_time ON rollups_10min (start_ms);
+    INSERT INTO rollups_10min (check_id, start_ms, region, count, failures, probe_errors, slow, latency)
+    SELECT check_id, minute_ms - minute_ms % 600000, region, count, failures, probe_errors, slow, latency
+    FROM rollups WHERE true
+    ON CONFLICT (check_id, start_ms, region) DO UPDATE SET
+        count = count + excluded.count, failures = failures + excluded.failures,
+        probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+        latency = vantage_hist_add(latency, excluded.latency);
+    "#,
 ];
