@@ -424,7 +424,11 @@ fn migrate(
          in coordinator.toml (the password in `password_file` or `password_env`) and start the coordinators",
         started.elapsed().as_secs_f64(),
         summary.max_epoch,
-        target.target()
+        // The URL as given, unless it holds a password (then the store's redacted form).
+        match to.parse::<tokio_postgres::Config>() {
+            Ok(c) if c.get_password().is_none() => to.to_owned(),
+            _ => target.target().to_owned(),
+        }
     );
     Ok(())
 }
