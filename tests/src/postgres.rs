@@ -261,6 +261,43 @@ impl Postgres {
         self.boot();
     }
 
+    /// Turns TLS on with `cert` (signed by a test CA) and reloads: plain connections are
+    /// still accepted, as `pg_hba.conf` says `host`.
+    pub fn enable_tls(&mut self, cert: &crate::pki::ServerCert) {
+        let (crt, key) = (
+            self.data().join("server.crt"),
+            self.data().join("server.key"),
+        );
+        std::fs::copy(&cert.cert, &crt).expect("copy the server certificate");
+        std::fs::copy(&cert.key, &key).expect("copy the server key");
+        // The server refuses a key that others may read, or that is not its user's.
+        run(Command::new("chmod").arg("0600").arg(&key));
+        if self.as_postgres {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&crt)
+                .arg(&key));
+        }
+        for sql in [
+            "ALTER SYSTEM SET ssl = on",
+            "ALTER SYSTEM SET ssl_cert_file = 'server.crt'",
+            "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+            "SELECT pg_reload_conf()",
+        ] {
+            self.psql("postgres", sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}; the log:\n{}", self.log()));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.psql("postgres", "SHOW ssl").as_deref() != Ok("on") {
+            assert!(
+                Instant::now() < deadline,
+                "ssl is not on; the log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The data directory (for a test that wants to look inside).
     pub fn dir(&self) -> &Path {
         self.dir.path()

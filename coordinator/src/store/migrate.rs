@@ -489,16 +489,17 @@ impl From<tokio_postgres::Error> for MigrateError {
 /// reports only that a connection failed, not whether it was refused, timed out or had its
 /// password rejected. Returns the target without its password.
 pub fn reach(url: &str, password: Option<&str>) -> Result<String, MigrateError> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e: tokio_postgres::Error| MigrateError::BadUrl(e.to_string()))?;
+    let mut link = super::postgres::Link::parse(url).map_err(|e| match e {
+        StoreError::Config(why) => MigrateError::BadUrl(why),
+        e => MigrateError::BadUrl(e.to_string()),
+    })?;
     if let Some(p) = password {
-        cfg.password(p);
+        link.cfg.password(p);
     }
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(std::time::Duration::from_secs(5));
+    if link.cfg.get_connect_timeout().is_none() {
+        link.cfg.connect_timeout(std::time::Duration::from_secs(5));
     }
-    let target = super::postgres::target_of(&cfg);
+    let target = super::postgres::target_of(&link.cfg);
     let unreachable = |e: tokio_postgres::Error| MigrateError::Unreachable {
         target: target.clone(),
         reason: match e.as_db_error() {
@@ -523,11 +524,7 @@ pub fn reach(url: &str, password: Option<&str>) -> Result<String, MigrateError> 
             reason: format!("cannot start a runtime: {e}"),
         })?;
     rt.block_on(async {
-        let (client, conn) = cfg
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(unreachable)?;
-        let driver = tokio::spawn(conn);
+        let (client, driver) = link.connect().await.map_err(unreachable)?;
         client.simple_query("SELECT 1").await.map_err(unreachable)?;
         drop(client);
         let _ = driver.await;

@@ -17,6 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres_rustls::MakeRustlsConnect;
 use vantage_checks::result::{CheckResult, Status};
 
 mod lease;
@@ -111,6 +112,142 @@ pub struct PostgresStore {
     /// Marks the results this handle writes (`results.writer`), so that its feed skips them:
     /// their writer has them already.
     writer: i64,
+    /// TLS to the server, when the URL asks for it.
+    tls: Option<MakeRustlsConnect>,
+}
+
+/// A store URL made ready to connect: tokio-postgres' settings, and TLS when `sslmode` is
+/// `require`, `verify-ca` or `verify-full`.
+///
+/// TLS always verifies the server's certificate chain and name (libpq's `verify-full`)
+/// against `sslrootcert` (a PEM file) or, without it, the system's roots; `verify-ca` is
+/// checked as `verify-full`. `prefer` (the default) and `disable` connect without TLS: a
+/// link that may or may not be verified is not one to rely on. tokio-postgres does not take
+/// `sslrootcert` or the `verify-*` modes, so they are lifted out of the URL first.
+pub(crate) struct Link {
+    pub cfg: tokio_postgres::Config,
+    pub tls: Option<MakeRustlsConnect>,
+}
+
+impl Link {
+    pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
+        let (rest, root_cert, verify) = lift_tls_params(url);
+        let mut cfg: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e| StoreError::Config(format!("the store URL is invalid: {e}")))?;
+        if verify {
+            cfg.ssl_mode(tokio_postgres::config::SslMode::Require);
+        }
+        let wants_tls = cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require;
+        if !wants_tls {
+            if root_cert.is_some() {
+                return Err(StoreError::Config(
+                    "the store URL names an sslrootcert but not sslmode=require (or verify-full): \
+                     add it, or this link would not use TLS"
+                        .into(),
+                ));
+            }
+            return Ok(Self { cfg, tls: None });
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &root_cert {
+            Some(path) => {
+                let path = std::path::Path::new(path);
+                let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
+                    StoreError::Config(format!(
+                        "cannot use the store's sslrootcert `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    return Err(StoreError::Config(format!(
+                        "the store's sslrootcert `{}` holds no usable CA certificate",
+                        path.display()
+                    )));
+                }
+            }
+            None => {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Config(format!("TLS to the store: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            cfg,
+            tls: Some(MakeRustlsConnect::new(tls)),
+        })
+    }
+
+    /// Connects once, outside any pool.
+    pub(crate) async fn connect(
+        &self,
+    ) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        Ok(match &self.tls {
+            Some(tls) => {
+                let (client, conn) = self.cfg.connect(tls.clone()).await?;
+                (client, tokio::spawn(async move { drop(conn.await) }))
+            }
+            None => {
+                let (client, conn) = self.cfg.connect(NoTls).await?;
+                (client, tokio::spawn(async move { drop(conn.await) }))
+            }
+        })
+    }
+}
+
+/// Takes libpq's `sslrootcert` and `sslmode=verify-ca|verify-full` out of a URL (or a
+/// `key=value` string), which tokio-postgres refuses: the rest, the root certificate's path,
+/// and whether a `verify-*` mode was asked (it becomes `require`).
+fn lift_tls_params(url: &str) -> (String, Option<String>, bool) {
+    let mut root = None;
+    let mut verify = false;
+    let mut take = |key: &str, value: &str| -> bool {
+        match (key, value) {
+            ("sslrootcert", v) => {
+                root = Some(v.to_owned());
+                true
+            }
+            ("sslmode", "verify-ca" | "verify-full") => {
+                verify = true;
+                true
+            }
+            _ => false,
+        }
+    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let Some((head, query)) = url.split_once('?') else {
+            return (url.to_owned(), None, false);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                !take(k, &v)
+            })
+            .collect();
+        let rest = if kept.is_empty() {
+            head.to_owned()
+        } else {
+            format!("{head}?{}", kept.join("&"))
+        };
+        (rest, root, verify)
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                !take(k.trim(), v.trim().trim_matches('\''))
+            })
+            .collect();
+        (kept.join(" "), root, verify)
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -166,9 +303,7 @@ impl PostgresStore {
     /// pending migrations. Several coordinators may open it at once: migrations run under an
     /// advisory lock.
     pub fn open(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let mut cfg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("the store URL is invalid: {e}")))?;
+        let Link { mut cfg, tls } = Link::parse(url)?;
         if let Some(p) = password {
             cfg.password(p);
         }
@@ -197,13 +332,6 @@ impl PostgresStore {
             IDLE_IN_TRANSACTION.as_millis()
         );
         cfg.options(options.trim());
-        if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-            return Err(StoreError::Config(
-                "sslmode=require: this build connects to PostgreSQL without TLS; connect over a \
-                 local socket or a TLS tunnel (stunnel, pgbouncer), or set sslmode=disable"
-                    .into(),
-            ));
-        }
         let target = target_of(&cfg);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -211,13 +339,13 @@ impl PostgresStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::Config(format!("cannot start the store's runtime: {e}")))?;
-        let manager = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(cfg, tls.clone(), manager_config),
+            None => Manager::from_config(cfg, NoTls, manager_config),
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -230,6 +358,7 @@ impl PostgresStore {
             pool,
             target,
             writer: rand::random(),
+            tls,
         };
         store.run(async |c| migrate(c).await)?;
         Ok(store)
@@ -836,7 +965,11 @@ impl Store for PostgresStore {
             let rows = tokio::select! {
                 rows = query => rows?,
                 why = watch => {
-                    let _ = c.cancel_token().cancel_query(NoTls).await;
+                    let token = c.cancel_token();
+                    let _ = match &self.tls {
+                        Some(tls) => token.cancel_query(tls.clone()).await,
+                        None => token.cancel_query(NoTls).await,
+                    };
                     return Err(StoreError::Stopped(why).into());
                 }
             };
