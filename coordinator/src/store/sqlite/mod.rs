@@ -600,6 +600,27 @@ fn merge_rollup(
     Ok(delta)
 }
 
+/// The upsert of a coarse tier's row (`{table}`, keyed by `{unit}`).
+fn upsert_coarse(table: &str, unit: &str) -> String {
+    format!(
+        "INSERT INTO {table} (check_id, {unit}, region, count, failures, probe_errors, slow, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (check_id, {unit}, region) DO UPDATE SET
+           count = count + excluded.count, failures = failures + excluded.failures,
+           probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
+           latency = vantage_hist_add(latency, excluded.latency)"
+    )
+}
+
+/// [`upsert_coarse`] of the 10-minute, hourly and daily tiers.
+static UPSERT_COARSE: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
+    [
+        upsert_coarse("rollups_10min", "start_ms"),
+        upsert_coarse("rollups_hourly", "hour_ms"),
+        upsert_coarse("rollups_daily", "day_ms"),
+    ]
+});
+
 /// Adds a delta to a 10-minute, hourly or daily rollup row.
 fn merge_coarse(
     tx: &Transaction<'_>,
@@ -610,30 +631,9 @@ fn merge_coarse(
     t: &Totals,
 ) -> Result<(), StoreError> {
     let sql = match tier {
-        Tier::TenMinutes => {
-            "INSERT INTO rollups_10min (check_id, start_ms, region, count, failures, probe_errors, slow, latency)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (check_id, start_ms, region) DO UPDATE SET
-               count = count + excluded.count, failures = failures + excluded.failures,
-               probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
-               latency = vantage_hist_add(latency, excluded.latency)"
-        }
-        Tier::Hour => {
-            "INSERT INTO rollups_hourly (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (check_id, hour_ms, region) DO UPDATE SET
-               count = count + excluded.count, failures = failures + excluded.failures,
-               probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
-               latency = vantage_hist_add(latency, excluded.latency)"
-        }
-        Tier::Day => {
-            "INSERT INTO rollups_daily (check_id, day_ms, region, count, failures, probe_errors, slow, latency)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-             ON CONFLICT (check_id, day_ms, region) DO UPDATE SET
-               count = count + excluded.count, failures = failures + excluded.failures,
-               probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
-               latency = vantage_hist_add(latency, excluded.latency)"
-        }
+        Tier::TenMinutes => &UPSERT_COARSE[0],
+        Tier::Hour => &UPSERT_COARSE[1],
+        Tier::Day => &UPSERT_COARSE[2],
         Tier::Minute => return Ok(()),
     };
     tx.prepare_cached(sql)?.execute(params![
