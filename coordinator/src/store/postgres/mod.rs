@@ -436,8 +436,16 @@ async fn migrate(c: &mut deadpool_postgres::Client) -> Result<(), PgError> {
     const LOCK: i64 = 0x0076_616e_7461_6765; // "vantage"
     c.execute("SELECT pg_advisory_lock($1)", &[&LOCK]).await?;
     let out = async {
-        c.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
-            .await?;
+        // Created only when missing: `IF NOT EXISTS` on an existing table makes the server
+        // send a notice, which the client logs on every start.
+        let exists: bool = c
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+            .await?
+            .get(0);
+        if !exists {
+            c.batch_execute("CREATE TABLE schema_version (version BIGINT NOT NULL)")
+                .await?;
+        }
         let current: i64 = c
             .query_opt("SELECT version FROM schema_version", &[])
             .await?
