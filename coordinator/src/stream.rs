@@ -2,7 +2,7 @@
 //! into, and the per-consumer pump that filters it into Server-Sent Events.
 //!
 //! Publishing never waits for a consumer. The hub is a bounded [`broadcast`] ring: a send writes
-//! one slot and returns, whoever is listening. Each consumer has a task ([`pump`]) that moves
+//! one slot and returns, whoever is listening. Each consumer has a task (`pump`) that moves
 //! the events it asked for from the ring into its own bounded queue, which the response body
 //! drains. A consumer that lets that queue fill (or falls a whole ring behind) is dropped: the
 //! pump queues a last `event: dropped` saying why and stops, so the response ends. A consumer

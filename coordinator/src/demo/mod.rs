@@ -4,7 +4,7 @@
 //! directory, and six probes in three regions, each leaving from its own loopback source
 //! address so that the world can tell regions apart. The probes run the checks of
 //! `deploy/demo/checks.toml`. A webhook receiver in this process takes every alert. Then a
-//! script ([`script`]) breaks the world one fault at a time and mends it, while every state
+//! script (`script`) breaks the world one fault at a time and mends it, while every state
 //! change and alert is printed ([`print`]) as it happens; the status page is served as usual.
 //!
 //! The demo talks to its coordinator as any client does (the API, a webhook), and registers
@@ -12,7 +12,7 @@
 //! ingest, the engine or the probe knows about it. The `demo` cargo feature (on by default)
 //! leaves all of it out of a build.
 //!
-//! Layout: [`world`] the simulated vendors, [`script`] the faults, [`observe`] the API poller
+//! Layout: [`world`] the simulated vendors, `script` the faults, `observe` the API poller
 //! and webhook receiver, [`print`] the output.
 
 mod observe;

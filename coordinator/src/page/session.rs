@@ -35,7 +35,7 @@ fn message(expiry_s: i64) -> String {
     format!("vantage-page-session|v1|{expiry_s}")
 }
 
-/// A new session value, valid from `now_s` (Unix seconds) for [`LIFETIME`].
+/// A new session value, valid from `now_s` (Unix seconds) for `LIFETIME`.
 pub fn issue(token: &Secret, now_s: i64) -> String {
     let expiry = now_s + LIFETIME.as_secs() as i64;
     let mut m = mac(token);

@@ -1,5 +1,5 @@
 //! Reports over stored history: the SLA report of a vendor ([`sla`]), its table and CSV forms
-//! ([`format`]), and the latency series for charts ([`sla::latency_series`]).
+//! ([`format`](mod@format)), and the latency series for charts ([`sla::latency_series`]).
 //!
 //! The API (`GET /api/v1/reports/sla`) and the CLI (`vantage-coordinator report sla`) share
 //! [`Window`]'s rules and the same report.

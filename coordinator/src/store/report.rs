@@ -339,7 +339,7 @@ const DENSE_LEN: usize = LATENCY_BUCKETS * 4;
 /// instead of the dense form's 160, and the rollup tables (and every page a cold report
 /// reads) shrink to about a third.
 ///
-/// The dense form, exactly [`DENSE_LEN`] bytes, is what SQLite stores before schema 8 wrote and is
+/// The dense form, exactly `LATENCY_BUCKETS * 4` bytes, is what SQLite stores before schema 8 wrote and is
 /// still read. A compact blob never has that length: one that would is written with one
 /// redundant varint byte.
 pub fn encode_buckets(b: &[u64]) -> Vec<u8> {

@@ -15,7 +15,7 @@
 //! Nothing in the coordinator's or the probe's own code uses this: it is the demo's, and tests
 //! may start one too ([`World::start`] with [`Layout::ephemeral`]).
 //!
-//! Layout: [`dns`] the name servers, [`http`] the edges, origin, API and logs, [`pki`] the CA.
+//! Layout: `dns` the name servers, `http` the edges, origin, API and logs, `pki` the CA.
 
 mod dns;
 mod http;
@@ -355,7 +355,7 @@ impl World {
     }
 
     /// The request targets (path and query) the origin answered, oldest first, the last
-    /// [`ORIGIN_LOG`] at most.
+    /// `ORIGIN_LOG` at most.
     pub fn origin_requests(&self) -> Vec<String> {
         self.shared
             .origin_log
