@@ -3,8 +3,8 @@
 //! As on SQLite, a report reads tier by tier ([`plan`]): whole days from the daily rollups,
 //! whole hours from the hourly ones, the ragged minutes at the edges from the minute rollups,
 //! each one range of a key that starts with (check, time). A report's checks share its spans:
-//! one query per span sums them all per (check, region) on the server, the spans at once on
-//! connections of their own.
+//! one query per span sums a set of checks per (check, region) on the server, and a large
+//! report splits its checks over several connections.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +18,12 @@ use crate::store::report::{
 };
 use crate::store::state::IncidentRow;
 use crate::store::{LATENCY_BUCKETS, StoreError};
+
+/// Connections one large report reads on at once.
+const REPORT_CONNECTIONS: usize = 8;
+
+/// Fewest checks a connection of a report is given; smaller reports use one.
+const MIN_CHECKS_PER_CONNECTION: usize = 64;
 
 const MINUTE_RANGE: &str = "
     SELECT minute_ms, region, count, failures, probe_errors, slow, latency FROM rollups
@@ -48,11 +54,14 @@ fn summed(tier: Tier) -> String {
         Tier::Hour => ("rollups_hourly", "hour_ms"),
         Tier::Day => ("rollups_daily", "day_ms"),
     };
+    // Check by check (a lateral join), so that each is one range of the primary key
+    // whatever the planner thinks of the checks' share of the table.
     format!(
-        "SELECT check_id, region, sum(count)::int8, sum(failures)::int8, sum(probe_errors)::int8,
-                sum(slow)::int8, ARRAY[{}]
-         FROM {table} WHERE check_id = ANY($1::text[]) AND {unit} >= $2 AND {unit} < $3
-         GROUP BY check_id, region",
+        "SELECT c, s.* FROM unnest($1::text[]) AS c CROSS JOIN LATERAL (
+             SELECT region, sum(count)::int8, sum(failures)::int8, sum(probe_errors)::int8,
+                    sum(slow)::int8, ARRAY[{}]
+             FROM {table} WHERE check_id = c AND {unit} >= $2 AND {unit} < $3
+             GROUP BY region) AS s",
         buckets.join(", ")
     )
 }
@@ -69,33 +78,32 @@ const _: () = {
 
 static SUMMED: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| TIERS.map(summed));
 
-/// How a report's transaction reads: by bitmap heap scans (of the primary key or the time
-/// index, as the planner prefers), which read ahead (`effective_io_concurrency`), rather
-/// than index scans, which wait on each heap page in turn, or a scan of the whole table; and
-/// with room to sum every (check, region) in memory. A stretch of a report is rows of many
-/// checks scattered over the table: cold, read-ahead is what keeps the disk busy (the sla
-/// bench's ragged report: 3.5 s of index scans against 1.4 s of bitmap scans, one
-/// connection).
-const REPORT_SETTINGS: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off;
-     SET LOCAL effective_io_concurrency = 128; SET LOCAL work_mem = '64MB'";
-
-/// The totals per (check, region) of `checks` over `span`, in a read-only transaction of
-/// its own with [`REPORT_SETTINGS`].
+/// The totals per (check, region) of `checks` over each of `spans`, the spans' queries
+/// pipelined on one connection.
 async fn sums_of(
-    c: &mut deadpool_postgres::Client,
+    c: &deadpool_postgres::Client,
     checks: &[String],
-    span: &Span,
+    spans: &[Span],
 ) -> Result<Vec<(String, String, Totals)>, PgError> {
-    let tx = c.build_transaction().read_only(true).start().await?;
-    tx.batch_execute(REPORT_SETTINGS).await?;
-    let stmt = tx.prepare_cached(&SUMMED[span.tier as usize]).await?;
-    let rows = tx
-        .query(&stmt, &[&checks, &span.from_ms, &span.to_ms])
-        .await?;
-    tx.commit().await?;
-    rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, totals_at(r, 2)?)))
-        .collect()
+    let stmts =
+        futures_util::future::try_join_all(SUMMED.iter().map(|sql| c.prepare_cached(sql))).await?;
+    let args: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = spans
+        .iter()
+        .map(|span| {
+            (
+                &stmts[span.tier as usize],
+                [&checks as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
+            )
+        })
+        .collect();
+    let queries = args.iter().map(|(stmt, p)| c.query(*stmt, p));
+    let mut out = Vec::new();
+    for rows in futures_util::future::try_join_all(queries).await? {
+        for r in rows {
+            out.push((r.try_get(0)?, r.try_get(1)?, totals_at(&r, 2)?));
+        }
+    }
+    Ok(out)
 }
 
 /// Every rollup row of one check over each of `spans`, as (unit start, region, totals), the
@@ -177,15 +185,18 @@ impl ReportStore for PostgresStore {
         to_ms: i64,
     ) -> Result<Vec<CheckRegionTotals>, StoreError> {
         let spans = plan(from_ms, to_ms, Tier::Day);
-        // Every check shares the window's spans: one query per span for all the checks,
-        // summed per (check, region) by the server, the spans on connections of their own
-        // at once (at most 7), so that the server reads them in parallel.
+        // Every check shares the window's spans: one query per span for a set of checks,
+        // summed per (check, region) by the server. Large reports split the checks over
+        // several connections, so that the server works on them in parallel and a cold one
+        // keeps the disk's queue full.
+        let per = checks
+            .len()
+            .div_ceil(REPORT_CONNECTIONS)
+            .max(MIN_CHECKS_PER_CONNECTION);
         let parts: Vec<Vec<(String, String, Totals)>> = self.block_on(async {
-            futures_util::future::try_join_all(spans.iter().map(|span| async move {
-                let mut c = self.client().await?;
-                sums_of(&mut c, checks, span)
-                    .await
-                    .map_err(StoreError::from)
+            futures_util::future::try_join_all(checks.chunks(per).map(|part| async {
+                let c = self.client().await?;
+                sums_of(&c, part, &spans).await.map_err(StoreError::from)
             }))
             .await
         })?;
