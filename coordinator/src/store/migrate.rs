@@ -31,9 +31,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use tokio_postgres::types::ToSql;
 
-use super::postgres::PgError;
+use super::postgres::{BUCKET_COLUMNS, Buckets, PgError};
 use super::report::decode_buckets;
-use super::{PostgresStore, StoreError};
+use super::{LATENCY_BUCKETS, PostgresStore, StoreError};
 
 /// Rows per `INSERT`: large enough to amortise a round trip, small enough that one statement
 /// of results (a few KB each) stays a few MB.
@@ -50,7 +50,8 @@ enum Kind {
     Int,
     Real,
     Bytes,
-    /// A latency histogram: SQLite's little-endian `u32` blob, PostgreSQL's `BIGINT[]`.
+    /// A latency histogram: SQLite's blob ([`decode_buckets`]), PostgreSQL's `INTEGER`
+    /// column a bucket ([`BUCKET_COLUMNS`]).
     Hist,
     /// JSON text on SQLite, `JSONB` on PostgreSQL.
     Json,
@@ -60,17 +61,25 @@ impl Kind {
     /// The element type of the array parameter the column travels in.
     fn param_type(self) -> &'static str {
         match self {
-            Self::Text | Self::Hist | Self::Json => "text",
+            Self::Text | Self::Json => "text",
+            Self::Hist => "int4",
             Self::Int => "int8",
             Self::Real => "float8",
             Self::Bytes => "bytea",
         }
     }
 
+    /// The PostgreSQL columns a column of this kind named `name` is written to.
+    fn targets(self, name: &'static str) -> Vec<&'static str> {
+        match self {
+            Self::Hist => BUCKET_COLUMNS.iter().map(String::as_str).collect(),
+            _ => vec![name],
+        }
+    }
+
     /// The cast from that array element to the target column's type.
     fn cast(self) -> &'static str {
         match self {
-            Self::Hist => "::bigint[]",
             Self::Json => "::jsonb",
             _ => "",
         }
@@ -814,7 +823,8 @@ impl SqliteSource {
                 }
             }
             if pending > 0 {
-                let params: Vec<&(dyn ToSql + Sync)> = batch.iter().map(Column::param).collect();
+                let params: Vec<&(dyn ToSql + Sync)> =
+                    batch.iter().flat_map(Column::params).collect();
                 copied += tx.execute(&insert, &params).await?;
                 batch.iter_mut().for_each(Column::clear);
                 pending = 0;
@@ -897,20 +907,31 @@ impl SqliteSource {
 /// `INSERT … SELECT … FROM unnest($1::text[], …)`: one statement per batch, each column an
 /// array parameter.
 fn insert_sql(t: &Table) -> String {
-    let names: Vec<String> = t.columns.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+    // A histogram travels as one array a bucket, each to its own column.
+    let names: Vec<String> = t
+        .columns
+        .iter()
+        .flat_map(|(c, k)| k.targets(c))
+        .map(|c| format!("\"{c}\""))
+        .collect();
     let mut into = names.clone();
     into.extend(t.filled.iter().map(|(c, _)| format!("\"{c}\"")));
     let mut values: Vec<String> = t
         .columns
         .iter()
-        .map(|(c, k)| format!("\"{c}\"{}", k.cast()))
+        .flat_map(|(c, k)| {
+            k.targets(c)
+                .into_iter()
+                .map(move |c| format!("\"{c}\"{}", k.cast()))
+        })
         .collect();
     values.extend(t.filled.iter().map(|(_, sql)| (*sql).to_owned()));
     let arrays: Vec<String> = t
         .columns
         .iter()
+        .flat_map(|(c, k)| k.targets(c).into_iter().map(move |_| k.param_type()))
         .enumerate()
-        .map(|(i, (_, k))| format!("${}::{}[]", i + 1, k.param_type()))
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
         .collect();
     format!(
         "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS s({})",
@@ -928,12 +949,14 @@ enum Column {
     Int(Vec<Option<i64>>),
     Real(Vec<Option<f64>>),
     Bytes(Vec<Option<Vec<u8>>>),
+    Hist(Box<Buckets>),
 }
 
 impl Column {
     fn new(kind: Kind) -> Self {
         match kind {
-            Kind::Text | Kind::Hist | Kind::Json => Self::Text(Vec::with_capacity(BATCH)),
+            Kind::Text | Kind::Json => Self::Text(Vec::with_capacity(BATCH)),
+            Kind::Hist => Self::Hist(Box::default()),
             Kind::Int => Self::Int(Vec::with_capacity(BATCH)),
             Kind::Real => Self::Real(Vec::with_capacity(BATCH)),
             Kind::Bytes => Self::Bytes(Vec::with_capacity(BATCH)),
@@ -949,14 +972,13 @@ impl Column {
             (Self::Int(c), ValueRef::Null) => c.push(None),
             (Self::Real(c), ValueRef::Null) => c.push(None),
             (Self::Bytes(c), ValueRef::Null) => c.push(None),
-            (Self::Text(c), ValueRef::Blob(b)) if matches!(kind, Kind::Hist) => {
+            (Self::Hist(c), ValueRef::Blob(b)) => {
                 let counts = decode_buckets(b).map_err(|e| e.to_string())?;
-                // Up to the last non-empty bucket, as the PostgreSQL store writes them.
-                let len = counts.iter().rposition(|&n| n > 0).map_or(0, |i| i + 1);
-                let items: Vec<String> = counts[..len].iter().map(u64::to_string).collect();
-                c.push(Some(format!("{{{}}}", items.join(","))));
+                let mut h = [0; LATENCY_BUCKETS];
+                h.copy_from_slice(&counts);
+                c.push(&h);
             }
-            (Self::Text(c), ValueRef::Text(t)) if !matches!(kind, Kind::Hist) => {
+            (Self::Text(c), ValueRef::Text(t)) => {
                 let s =
                     std::str::from_utf8(t).map_err(|e| format!("text that is not UTF-8: {e}"))?;
                 c.push(Some(s.to_owned()));
@@ -970,12 +992,14 @@ impl Column {
         Ok(())
     }
 
-    fn param(&self) -> &(dyn ToSql + Sync) {
+    /// The array parameters the column travels in: one, or a histogram's one a bucket.
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
         match self {
-            Self::Text(c) => c,
-            Self::Int(c) => c,
-            Self::Real(c) => c,
-            Self::Bytes(c) => c,
+            Self::Text(c) => vec![c],
+            Self::Int(c) => vec![c],
+            Self::Real(c) => vec![c],
+            Self::Bytes(c) => vec![c],
+            Self::Hist(c) => c.args().collect(),
         }
     }
 
@@ -985,6 +1009,7 @@ impl Column {
             Self::Int(c) => c.clear(),
             Self::Real(c) => c.clear(),
             Self::Bytes(c) => c.clear(),
+            Self::Hist(c) => c.clear(),
         }
     }
 }
@@ -1005,7 +1030,11 @@ enum SchemaCheck {
 
 /// The columns a table must have: copied, reset, and (on PostgreSQL) filled.
 fn expected_columns(t: &Table, postgres: bool) -> BTreeSet<&'static str> {
-    let mut cols: BTreeSet<&str> = t.columns.iter().map(|(c, _)| *c).collect();
+    let mut cols: BTreeSet<&str> = if postgres {
+        t.columns.iter().flat_map(|(c, k)| k.targets(c)).collect()
+    } else {
+        t.columns.iter().map(|(c, _)| *c).collect()
+    };
     cols.extend(t.reset);
     if postgres {
         cols.extend(t.filled.iter().map(|(c, _)| *c));
@@ -1126,12 +1155,16 @@ mod tests {
             .iter()
             .find(|t| t.name == "rollups_hourly")
             .expect("table");
-        assert_eq!(
-            insert_sql(t),
-            "INSERT INTO rollups_hourly (\"check_id\", \"hour_ms\", \"region\", \"count\", \"failures\", \"probe_errors\", \"slow\", \"latency\") \
-             SELECT \"check_id\", \"hour_ms\", \"region\", \"count\", \"failures\", \"probe_errors\", \"slow\", \"latency\"::bigint[] \
-             FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::text[]) \
-             AS s(\"check_id\", \"hour_ms\", \"region\", \"count\", \"failures\", \"probe_errors\", \"slow\", \"latency\")"
+        let cols = "\"check_id\", \"hour_ms\", \"region\", \"count\", \"failures\", \"probe_errors\", \"slow\", \"b0\", \"b1\"";
+        let sql = insert_sql(t);
+        assert!(
+            sql.starts_with(&format!("INSERT INTO rollups_hourly ({cols}, \"b2\""))
+                && sql.contains(&format!("\"b39\") SELECT {cols}, \"b2\""))
+                && sql.contains(
+                    "FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int4[], $9::int4[]"
+                )
+                && sql.ends_with(&format!("$47::int4[]) AS s({cols}, \"b2\", \"b3\", \"b4\", \"b5\", \"b6\", \"b7\", \"b8\", \"b9\", \"b10\", \"b11\", \"b12\", \"b13\", \"b14\", \"b15\", \"b16\", \"b17\", \"b18\", \"b19\", \"b20\", \"b21\", \"b22\", \"b23\", \"b24\", \"b25\", \"b26\", \"b27\", \"b28\", \"b29\", \"b30\", \"b31\", \"b32\", \"b33\", \"b34\", \"b35\", \"b36\", \"b37\", \"b38\", \"b39\")")),
+            "{sql}"
         );
         let r = TABLES.iter().find(|t| t.name == "results").expect("table");
         let sql = insert_sql(r);

@@ -37,6 +37,10 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// Every tier, finest first: `tier as usize` is a tier's place in it, so tables of
+    /// statements can be indexed by tier.
+    pub const ALL: [Self; 4] = [Self::Minute, Self::TenMinutes, Self::Hour, Self::Day];
+
     /// The length of one unit of the tier, in milliseconds.
     pub const fn ms(self) -> i64 {
         match self {
@@ -44,6 +48,26 @@ impl Tier {
             Self::TenMinutes => 600_000,
             Self::Hour => 3_600_000,
             Self::Day => 86_400_000,
+        }
+    }
+
+    /// The rollup table of the tier, named the same on both backends.
+    pub const fn table(self) -> &'static str {
+        match self {
+            Self::Minute => "rollups",
+            Self::TenMinutes => "rollups_10min",
+            Self::Hour => "rollups_hourly",
+            Self::Day => "rollups_daily",
+        }
+    }
+
+    /// The column of [`table`](Self::table) that holds the start of a row's unit (Unix ms).
+    pub const fn unit(self) -> &'static str {
+        match self {
+            Self::Minute => "minute_ms",
+            Self::TenMinutes => "start_ms",
+            Self::Hour => "hour_ms",
+            Self::Day => "day_ms",
         }
     }
 
@@ -56,6 +80,17 @@ impl Tier {
             .unwrap_or(Self::Minute)
     }
 }
+
+const _: () = {
+    let mut i = 0;
+    while i < Tier::ALL.len() {
+        assert!(
+            Tier::ALL[i] as usize == i,
+            "Tier::ALL is in declaration order"
+        );
+        i += 1;
+    }
+};
 
 /// One stretch of a window and the tier that serves it: units starting in `[from_ms, to_ms)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 //!
 //! Ingest is one `INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING RETURNING` per commit
 //! for the raw results (array parameters in the binary protocol: one statement, one round
-//! trip), then one upsert per rollup row, pipelined on the connection. Rollups add in SQL
-//! (`count = rollups.count + excluded.count`, the histograms by `vantage_hist_add`), so two
+//! trip), then one upsert per rollup tier, pipelined on the connection. Rollups add in SQL
+//! (`count = rollups.count + excluded.count`, and each histogram bucket the same way), so two
 //! coordinators writing the same minute never read-modify-write. Rows are locked in key
 //! order; a deadlock or serialization failure PostgreSQL still reports is retried.
 
@@ -490,47 +490,92 @@ const COPY_RESULTS: &str = "COPY results
     (probe_id, boot_id, seq, check_id, vendor, region, started_ms, received_ms, status, failure, total_ms, body, writer)
     FROM STDIN BINARY";
 
-/// Adds one commit's minute rows, all at once: the arrays hold one element a row, except
-/// `$9`, every row's histogram ([`stored_len`] counts) one after another, row `i`'s starting
-/// after `$11[i]` counts and taking `$12[i]`.
-const UPSERT_MINUTES: &str = "INSERT INTO rollups
-    (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, latency, probe_errors)
-    SELECT c, p, m, r, n, f, s, k::jsonb, ($9::int8[])[o + 1 : o + l], e
+/// A latency histogram is stored as one nullable `INTEGER` column a bucket, `b0` … `b39`
+/// (migration 5): an empty bucket is a NULL, which costs one bit, so that rows, the pages a
+/// report reads, stay small; and a report sums plain columns, where summing the elements of
+/// an array cost it twice the time. A count saturates at `i32::MAX`, which a bucket of one
+/// row (a check's runs in one region and one day, at most) cannot reach in practice; ingest
+/// never fails on it.
+const _: () = assert!(
+    LATENCY_BUCKETS == 40,
+    "migration 5 made the columns b0 to b39: another bucket count needs a migration"
+);
+
+/// The histogram columns, each written as `f(bucket)` gives it, joined by commas.
+pub(super) fn buckets_sql(f: impl Fn(usize) -> String) -> String {
+    (0..LATENCY_BUCKETS).map(f).collect::<Vec<_>>().join(", ")
+}
+
+/// The name of bucket `i`'s column.
+pub(crate) fn bucket_column(i: usize) -> String {
+    format!("b{i}")
+}
+
+/// Every bucket's column name, in bucket order.
+pub(crate) static BUCKET_COLUMNS: std::sync::LazyLock<[String; LATENCY_BUCKETS]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(bucket_column));
+
+/// `{table}.bi` plus `excluded.bi`, saturating, NULL while both are.
+fn bucket_sum(table: &str, i: usize) -> String {
+    format!(
+        "b{i} = CASE WHEN excluded.b{i} IS NULL THEN {table}.b{i}
+                  ELSE LEAST(COALESCE({table}.b{i}, 0)::int8 + excluded.b{i}, 2147483647)::int4 END"
+    )
+}
+
+/// Adds one commit's minute rows, all at once: the arrays hold one element a row, the last
+/// [`LATENCY_BUCKETS`] one bucket of every row's histogram each.
+fn upsert_minutes() -> String {
+    let first = 10;
+    format!(
+        "INSERT INTO rollups
+    (check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, probe_errors, {cols})
+    SELECT c, p, m, r, n, f, s, k::jsonb, e, {hs}
     FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::int8[], $6::int8[],
-                $7::int8[], $8::text[], $10::int8[], $11::int8[], $12::int8[])
-         AS u(c, p, m, r, n, f, s, k, e, o, l)
+                $7::int8[], $8::text[], $9::int8[], {params})
+         AS u(c, p, m, r, n, f, s, k, e, {hs})
     ON CONFLICT (check_id, minute_ms, probe_id) DO UPDATE SET
       count = rollups.count + excluded.count, failures = rollups.failures + excluded.failures,
       slow = rollups.slow + excluded.slow, probe_errors = rollups.probe_errors + excluded.probe_errors,
-      by_kind = CASE WHEN excluded.by_kind = '{}'::jsonb THEN rollups.by_kind
+      by_kind = CASE WHEN excluded.by_kind = '{{}}'::jsonb THEN rollups.by_kind
                      ELSE vantage_counts_add(rollups.by_kind, excluded.by_kind) END,
-      latency = vantage_hist_add(rollups.latency, excluded.latency)";
+      {sums}",
+        cols = buckets_sql(bucket_column),
+        hs = buckets_sql(|i| format!("h{i}")),
+        params = buckets_sql(|i| format!("${}::int4[]", first + i)),
+        sums = buckets_sql(|i| bucket_sum("rollups", i)),
+    )
+}
 
-/// Adds one commit's rows of a coarse tier (`{table}`, keyed by `{unit}`), all at once, as
-/// [`UPSERT_MINUTES`] does.
-fn upsert_coarse(table: &str, unit: &str) -> String {
+/// Adds one commit's rows of a coarse tier, all at once, as [`upsert_minutes`] does.
+fn upsert_coarse(tier: Tier) -> String {
+    let (table, unit) = (tier.table(), tier.unit());
+    let first = 8;
     format!(
         "INSERT INTO {table}
-    (check_id, {unit}, region, count, failures, probe_errors, slow, latency)
-    SELECT c, t, r, n, f, e, s, ($8::int8[])[o + 1 : o + l]
+    (check_id, {unit}, region, count, failures, probe_errors, slow, {cols})
+    SELECT c, t, r, n, f, e, s, {hs}
     FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
-                $9::int8[], $10::int8[])
-         AS u(c, t, r, n, f, e, s, o, l)
+                {params})
+         AS u(c, t, r, n, f, e, s, {hs})
     ON CONFLICT (check_id, {unit}, region) DO UPDATE SET
       count = {table}.count + excluded.count,
       failures = {table}.failures + excluded.failures,
       probe_errors = {table}.probe_errors + excluded.probe_errors,
       slow = {table}.slow + excluded.slow,
-      latency = vantage_hist_add({table}.latency, excluded.latency)"
+      {sums}",
+        cols = buckets_sql(bucket_column),
+        hs = buckets_sql(|i| format!("h{i}")),
+        params = buckets_sql(|i| format!("${}::int4[]", first + i)),
+        sums = buckets_sql(|i| bucket_sum(table, i)),
     )
 }
 
-static UPSERT_TENS: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| upsert_coarse("rollups_10min", "start_ms"));
-static UPSERT_HOURS: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| upsert_coarse("rollups_hourly", "hour_ms"));
-static UPSERT_DAYS: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| upsert_coarse("rollups_daily", "day_ms"));
+static UPSERT_MINUTES: std::sync::LazyLock<String> = std::sync::LazyLock::new(upsert_minutes);
+
+/// [`upsert_coarse`] of each tier, indexed by tier (the minute tier's is [`UPSERT_MINUTES`]).
+static UPSERT_COARSE: std::sync::LazyLock<[String; 4]> =
+    std::sync::LazyLock::new(|| Tier::ALL.map(upsert_coarse));
 
 /// The raw results of one commit, column by column (the arrays `INSERT_RESULTS` unnests).
 #[derive(Default)]
@@ -579,7 +624,7 @@ struct MinuteDelta {
     by_kind: BTreeMap<String, u64>,
 }
 
-/// One commit's minute rollup rows, column by column (the arrays `UPSERT_MINUTES` unnests).
+/// One commit's minute rollup rows, column by column (the arrays [`upsert_minutes`] unnests).
 #[derive(Default)]
 struct MinuteColumns<'a> {
     check: Vec<&'a str>,
@@ -590,11 +635,30 @@ struct MinuteColumns<'a> {
     failures: Vec<i64>,
     slow: Vec<i64>,
     by_kind: Vec<String>,
-    latency: Latency,
     probe_errors: Vec<i64>,
+    latency: Buckets,
 }
 
-/// One commit's hourly or daily rollup rows, column by column.
+impl MinuteColumns<'_> {
+    /// The arguments of [`upsert_minutes`]'s statement.
+    fn args(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![
+            &self.check,
+            &self.probe,
+            &self.minute,
+            &self.region,
+            &self.count,
+            &self.failures,
+            &self.slow,
+            &self.by_kind,
+            &self.probe_errors,
+        ];
+        args.extend(self.latency.args());
+        args
+    }
+}
+
+/// One commit's rows of a coarse tier, column by column.
 #[derive(Default)]
 struct CoarseColumns<'a> {
     check: Vec<&'a str>,
@@ -604,13 +668,13 @@ struct CoarseColumns<'a> {
     failures: Vec<i64>,
     probe_errors: Vec<i64>,
     slow: Vec<i64>,
-    latency: Latency,
+    latency: Buckets,
 }
 
 impl CoarseColumns<'_> {
     /// The arguments of [`upsert_coarse`]'s statement.
-    fn args(&self) -> [&(dyn ToSql + Sync); 10] {
-        [
+    fn args(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![
             &self.check,
             &self.start,
             &self.region,
@@ -618,59 +682,66 @@ impl CoarseColumns<'_> {
             &self.failures,
             &self.probe_errors,
             &self.slow,
-            &self.latency.counts,
-            &self.latency.offset,
-            &self.latency.len,
-        ]
+        ];
+        args.extend(self.latency.args());
+        args
     }
 }
 
-/// The histograms of one commit's rows of a tier, one after another.
-#[derive(Default)]
-struct Latency {
-    counts: Vec<i64>,
-    /// Where each row's counts start in `counts`.
-    offset: Vec<i64>,
-    /// How many counts each row has.
-    len: Vec<i64>,
-}
+/// The histograms of one commit's rows of a tier, bucket by bucket: a column each.
+pub(crate) struct Buckets([Vec<Option<i32>>; LATENCY_BUCKETS]);
 
-impl Latency {
-    fn push(&mut self, h: &[u64; LATENCY_BUCKETS]) {
-        let stored = stored(h);
-        self.offset.push(self.counts.len() as i64);
-        self.len.push(stored.len() as i64);
-        self.counts.extend(stored);
+impl Default for Buckets {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| Vec::new()))
     }
 }
 
-/// A histogram as stored: `BIGINT[]` indexed by bucket (`latency[1]` is bucket 0), up to its
-/// last non-empty bucket. Latencies sit in the low and middle buckets, so a row keeps about
-/// half of the 40 counts (the empty buckets above read as NULL, which sums skip), and rows,
-/// the pages a report reads, shrink with it.
-fn stored(h: &[u64; LATENCY_BUCKETS]) -> impl ExactSizeIterator<Item = i64> + '_ {
-    let len = h.iter().rposition(|&n| n > 0).map_or(0, |i| i + 1);
-    h[..len].iter().map(|&n| to_i64(n))
+impl Buckets {
+    /// Appends one row's histogram.
+    pub(crate) fn push(&mut self, h: &[u64; LATENCY_BUCKETS]) {
+        for (column, &n) in self.0.iter_mut().zip(h) {
+            column.push(stored_count(n));
+        }
+    }
+
+    /// One array parameter a bucket.
+    pub(crate) fn args(&self) -> impl Iterator<Item = &(dyn ToSql + Sync)> {
+        self.0.iter().map(|c| c as &(dyn ToSql + Sync))
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0.iter_mut().for_each(Vec::clear);
+    }
+}
+
+/// A bucket's count as stored: NULL for none, saturating at `i32::MAX`.
+fn stored_count(n: u64) -> Option<i32> {
+    (n > 0).then(|| i32::try_from(n).unwrap_or(i32::MAX))
 }
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A stored histogram (see [`stored`]), checked, all `LATENCY_BUCKETS` counts.
-fn buckets_of(v: Vec<Option<i64>>) -> Result<Vec<u64>, PgError> {
-    if v.len() > LATENCY_BUCKETS {
-        return Err(corrupt(
-            "rollup latency",
-            format!("{} buckets, at most {LATENCY_BUCKETS}", v.len()),
-        ));
+/// The count in column `i`: an `INTEGER` bucket, a `BIGINT` count or sum, NULL as none, a
+/// negative one (only a damaged row has it) as none.
+fn count_at(r: &tokio_postgres::Row, i: usize) -> Result<u64, PgError> {
+    let n = if r.columns()[i].type_() == &tokio_postgres::types::Type::INT4 {
+        r.try_get::<_, Option<i32>>(i)?.map(i64::from)
+    } else {
+        r.try_get::<_, Option<i64>>(i)?
+    };
+    Ok(n.unwrap_or(0).max(0) as u64)
+}
+
+/// The histogram in the [`LATENCY_BUCKETS`] columns from `at`.
+fn histogram_at(r: &tokio_postgres::Row, at: usize) -> Result<[u64; LATENCY_BUCKETS], PgError> {
+    let mut h = [0; LATENCY_BUCKETS];
+    for (i, n) in h.iter_mut().enumerate() {
+        *n = count_at(r, at + i)?;
     }
-    let mut out: Vec<u64> = v
-        .into_iter()
-        .map(|n| n.unwrap_or(0).max(0) as u64)
-        .collect();
-    out.resize(LATENCY_BUCKETS, 0);
-    Ok(out)
+    Ok(h)
 }
 
 /// Stores one commit's results: a binary `COPY` of them all when none is stored already (the
@@ -846,26 +917,13 @@ async fn insert_once(
         c.latency.push(&t.latency);
     }
     let (up_minute, up_ten, up_hour, up_day) = futures_util::future::try_join4(
-        tx.prepare_cached(UPSERT_MINUTES),
-        tx.prepare_cached(&UPSERT_TENS),
-        tx.prepare_cached(&UPSERT_HOURS),
-        tx.prepare_cached(&UPSERT_DAYS),
+        tx.prepare_cached(&UPSERT_MINUTES),
+        tx.prepare_cached(&UPSERT_COARSE[Tier::TenMinutes as usize]),
+        tx.prepare_cached(&UPSERT_COARSE[Tier::Hour as usize]),
+        tx.prepare_cached(&UPSERT_COARSE[Tier::Day as usize]),
     )
     .await?;
-    let minute_args: [&(dyn ToSql + Sync); 12] = [
-        &m.check,
-        &m.probe,
-        &m.minute,
-        &m.region,
-        &m.count,
-        &m.failures,
-        &m.slow,
-        &m.by_kind,
-        &m.latency.counts,
-        &m.probe_errors,
-        &m.latency.offset,
-        &m.latency.len,
-    ];
+    let minute_args = m.args();
     let (ten_args, hour_args, day_args) = (tens.args(), hours.args(), days.args());
     futures_util::future::try_join4(
         tx.execute(&up_minute, &minute_args),
@@ -994,13 +1052,14 @@ impl Store for PostgresStore {
         self.run(async |c| {
             // The key is (check, minute, probe): one range, in the order wanted.
             let stmt = c
-                .prepare_cached(
-                    "SELECT check_id, probe_id, minute_ms, region, count, failures, slow, by_kind::text,
-                            latency, probe_errors
-                     FROM rollups
-                     WHERE check_id = $1 AND minute_ms >= $2 AND minute_ms < $3
-                     ORDER BY minute_ms, probe_id",
-                )
+                .prepare_cached(&format!(
+                    "SELECT check_id, probe_id, minute_ms, region, count, failures, slow,
+                                by_kind::text, probe_errors, {}
+                         FROM rollups
+                         WHERE check_id = $1 AND minute_ms >= $2 AND minute_ms < $3
+                         ORDER BY minute_ms, probe_id",
+                    buckets_sql(bucket_column)
+                ))
                 .await?;
             let rows = c.query(&stmt, &[&check_id, &from_ms, &to_ms]).await?;
             rows.iter()
@@ -1016,8 +1075,8 @@ impl Store for PostgresStore {
                         slow: r.try_get::<_, i64>(6)?.max(0) as u64,
                         failures_by_kind: serde_json::from_str(by_kind)
                             .map_err(|e| corrupt("rollup by_kind", e))?,
-                        latency_buckets: buckets_of(r.try_get(8)?)?,
-                        probe_errors: r.try_get::<_, i64>(9)?.max(0) as u64,
+                        probe_errors: r.try_get::<_, i64>(8)?.max(0) as u64,
+                        latency_buckets: histogram_at(r, 9)?.to_vec(),
                     })
                 })
                 .collect()
@@ -1151,20 +1210,16 @@ impl Store for PostgresStore {
     }
 }
 
-/// The totals of one rollup row: (count, failures, probe_errors, slow, latency) at `at`.
+/// The totals of one rollup row, or of a sum of rows: count, failures, probe_errors, slow
+/// and the histogram's columns, from `at`.
 pub(super) fn totals_at(r: &tokio_postgres::Row, at: usize) -> Result<Totals, PgError> {
-    let count = |i: usize| -> Result<u64, PgError> { Ok(r.try_get::<_, i64>(i)?.max(0) as u64) };
-    let mut t = Totals {
-        runs: count(at)?,
-        failures: count(at + 1)?,
-        probe_errors: count(at + 2)?,
-        slow: count(at + 3)?,
-        ..Totals::default()
-    };
-    for (a, b) in t.latency.iter_mut().zip(buckets_of(r.try_get(at + 4)?)?) {
-        *a = b;
-    }
-    Ok(t)
+    Ok(Totals {
+        runs: count_at(r, at)?,
+        failures: count_at(r, at + 1)?,
+        probe_errors: count_at(r, at + 2)?,
+        slow: count_at(r, at + 3)?,
+        latency: histogram_at(r, at + 4)?,
+    })
 }
 
 impl super::ResultFeed for PostgresStore {

@@ -11,13 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use tokio_postgres::types::ToSql;
 
 use super::state::{INCIDENT_COLUMNS, incident_row};
-use super::{PgError, PostgresStore, totals_at};
+use super::{PgError, PostgresStore, bucket_column, buckets_sql, totals_at};
+use crate::store::StoreError;
 use crate::store::report::{
     CheckRegionTotals, ReportStore, SeriesRow, Span, StateChange, Tier, Totals, history_changes,
     plan,
 };
 use crate::store::state::IncidentRow;
-use crate::store::{LATENCY_BUCKETS, StoreError};
 
 /// Connections one large report reads on at once.
 const REPORT_CONNECTIONS: usize = 8;
@@ -25,58 +25,41 @@ const REPORT_CONNECTIONS: usize = 8;
 /// Fewest checks a connection of a report is given; smaller reports use one.
 const MIN_CHECKS_PER_CONNECTION: usize = 64;
 
-const MINUTE_RANGE: &str = "
-    SELECT minute_ms, region, count, failures, probe_errors, slow, latency FROM rollups
-    WHERE check_id = $1 AND minute_ms >= $2 AND minute_ms < $3";
-
-const TEN_MINUTE_RANGE: &str = "
-    SELECT start_ms, region, count, failures, probe_errors, slow, latency FROM rollups_10min
-    WHERE check_id = $1 AND start_ms >= $2 AND start_ms < $3";
-
-const HOUR_RANGE: &str = "
-    SELECT hour_ms, region, count, failures, probe_errors, slow, latency FROM rollups_hourly
-    WHERE check_id = $1 AND hour_ms >= $2 AND hour_ms < $3";
-
-const DAY_RANGE: &str = "
-    SELECT day_ms, region, count, failures, probe_errors, slow, latency FROM rollups_daily
-    WHERE check_id = $1 AND day_ms >= $2 AND day_ms < $3";
+/// Every rollup row of one check in one span of `tier`: unit start, region, then the columns
+/// [`totals_at`] reads.
+fn range_sql(tier: Tier) -> String {
+    format!(
+        "SELECT {unit}, region, count, failures, probe_errors, slow, {buckets} FROM {table}
+         WHERE check_id = $1 AND {unit} >= $2 AND {unit} < $3",
+        table = tier.table(),
+        unit = tier.unit(),
+        buckets = buckets_sql(bucket_column),
+    )
+}
 
 /// The totals per (check, region) of a set of checks over one span of a tier, summed by the
 /// server (a report needs no more, and a few rows beat thousands): check, region, then the
 /// columns [`totals_at`] reads.
 fn summed(tier: Tier) -> String {
-    let buckets: Vec<String> = (1..=LATENCY_BUCKETS)
-        .map(|i| format!("COALESCE(sum(latency[{i}]), 0)::int8"))
-        .collect();
-    let (table, unit) = match tier {
-        Tier::Minute => ("rollups", "minute_ms"),
-        Tier::TenMinutes => ("rollups_10min", "start_ms"),
-        Tier::Hour => ("rollups_hourly", "hour_ms"),
-        Tier::Day => ("rollups_daily", "day_ms"),
-    };
     // Check by check (a lateral join), so that each is one range of the primary key
     // whatever the planner thinks of the checks' share of the table.
     format!(
         "SELECT c, s.* FROM unnest($1::text[]) AS c CROSS JOIN LATERAL (
              SELECT region, sum(count)::int8, sum(failures)::int8, sum(probe_errors)::int8,
-                    sum(slow)::int8, ARRAY[{}]
+                    sum(slow)::int8, {buckets}
              FROM {table} WHERE check_id = c AND {unit} >= $2 AND {unit} < $3
              GROUP BY region) AS s",
-        buckets.join(", ")
+        table = tier.table(),
+        unit = tier.unit(),
+        buckets = buckets_sql(|i| format!("sum(b{i})")),
     )
 }
 
-/// The tiers, finest first: `Tier as usize` indexes statements by tier.
-const TIERS: [Tier; 4] = [Tier::Minute, Tier::TenMinutes, Tier::Hour, Tier::Day];
-const _: () = {
-    let mut i = 0;
-    while i < TIERS.len() {
-        assert!(TIERS[i] as usize == i, "TIERS is in declaration order");
-        i += 1;
-    }
-};
-
-static SUMMED: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| TIERS.map(summed));
+/// [`summed`] and [`range_sql`] of each tier, indexed by tier.
+static SUMMED: std::sync::LazyLock<[String; 4]> =
+    std::sync::LazyLock::new(|| Tier::ALL.map(summed));
+static RANGES: std::sync::LazyLock<[String; 4]> =
+    std::sync::LazyLock::new(|| Tier::ALL.map(range_sql));
 
 /// The totals per (check, region) of `checks` over each of `spans`, the spans' queries
 /// pipelined on one connection.
@@ -113,9 +96,8 @@ async fn rows_of(
     check: &str,
     spans: &[Span],
 ) -> Result<Vec<(i64, String, Totals)>, PgError> {
-    let sql = [MINUTE_RANGE, TEN_MINUTE_RANGE, HOUR_RANGE, DAY_RANGE];
     let stmts =
-        futures_util::future::try_join_all(sql.iter().map(|sql| c.prepare_cached(sql))).await?;
+        futures_util::future::try_join_all(RANGES.iter().map(|sql| c.prepare_cached(sql))).await?;
     let args: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = spans
         .iter()
         .map(|span| {

@@ -4,8 +4,8 @@
 //! stores hold the same tables and columns, so `migrate --to` copies one into the other.
 //!
 //! Two differences, both so that concurrent writers need no read-modify-write: a rollup's
-//! latency histogram is a `BIGINT[]` and its failures by kind a `JSONB` object, each added in
-//! the same `INSERT … ON CONFLICT DO UPDATE` by a SQL function.
+//! latency histogram is a column a bucket (a `BIGINT[]` before version 5) and its failures by
+//! kind a `JSONB` object, each added in the same `INSERT … ON CONFLICT DO UPDATE`.
 
 /// Migrations; the index plus one is the version each brings the schema to.
 pub(super) const MIGRATIONS: &[&str] = &[
@@ -288,4 +288,209 @@ pub(super) const MIGRATIONS: &[&str] = &[
            sum(probe_errors), sum(slow), vantage_hist_sum(latency)
     FROM rollups GROUP BY 1, 2, 3;
     "#,
+    // 5: histograms as one nullable INTEGER column a bucket, b0 to b39 (`postgres::Buckets`):
+    // an empty bucket is a NULL bit, rows are about 40% of their size as arrays (so a cold
+    // report reads fewer pages), and a report sums plain columns instead of array elements
+    // (half the time). Each tier's table is rebuilt in key order; counts above 2^31 - 1, which
+    // no bucket of one row reaches, saturate.
+    r#"
+    DO $$
+    DECLARE
+        cols TEXT := (SELECT string_agg(format('b%s INTEGER', i), ', ' ORDER BY i)
+                      FROM generate_series(0, 39) AS i);
+        vals TEXT := (SELECT string_agg(
+                          format('NULLIF(LEAST(COALESCE(latency[%s], 0), 2147483647), 0)::int4', i + 1), ', '
+                          ORDER BY i)
+                      FROM generate_series(0, 39) AS i);
+        t RECORD;
+    BEGIN
+        FOR t IN SELECT * FROM (VALUES
+            ('rollups',
+             'check_id TEXT NOT NULL, probe_id TEXT NOT NULL, minute_ms BIGINT NOT NULL,
+              region TEXT NOT NULL, count BIGINT NOT NULL, failures BIGINT NOT NULL,
+              slow BIGINT NOT NULL, by_kind JSONB NOT NULL, probe_errors BIGINT NOT NULL DEFAULT 0',
+             'check_id, probe_id, minute_ms, region, count, failures, slow, by_kind, probe_errors',
+             'check_id, minute_ms, probe_id', 'minute_ms'),
+            ('rollups_10min',
+             'check_id TEXT NOT NULL, start_ms BIGINT NOT NULL, region TEXT NOT NULL,
+              count BIGINT NOT NULL, failures BIGINT NOT NULL, probe_errors BIGINT NOT NULL,
+              slow BIGINT NOT NULL',
+             'check_id, start_ms, region, count, failures, probe_errors, slow',
+             'check_id, start_ms, region', 'start_ms'),
+            ('rollups_hourly',
+             'check_id TEXT NOT NULL, hour_ms BIGINT NOT NULL, region TEXT NOT NULL,
+              count BIGINT NOT NULL, failures BIGINT NOT NULL, probe_errors BIGINT NOT NULL,
+              slow BIGINT NOT NULL',
+             'check_id, hour_ms, region, count, failures, probe_errors, slow',
+             'check_id, hour_ms, region', 'hour_ms'),
+            ('rollups_daily',
+             'check_id TEXT NOT NULL, day_ms BIGINT NOT NULL, region TEXT NOT NULL,
+              count BIGINT NOT NULL, failures BIGINT NOT NULL, probe_errors BIGINT NOT NULL,
+              slow BIGINT NOT NULL',
+             'check_id, day_ms, region, count, failures, probe_errors, slow',
+             'check_id, day_ms, region', 'day_ms')
+        ) AS v(name, defs, copied, pkey, unit) LOOP
+            EXECUTE format('CREATE TABLE %I (%s, %s, PRIMARY KEY (%s)) WITH (fillfactor = 70)',
+                           t.name || '_v5', t.defs, cols, t.pkey);
+            EXECUTE format('INSERT INTO %I SELECT %s, %s FROM %I ORDER BY %s',
+                           t.name || '_v5', t.copied, vals, t.name, t.pkey);
+            EXECUTE format('DROP TABLE %I', t.name);
+            EXECUTE format('ALTER TABLE %I RENAME TO %I', t.name || '_v5', t.name);
+            EXECUTE format('ALTER INDEX %I RENAME TO %I', t.name || '_v5_pkey', t.name || '_pkey');
+            EXECUTE format('CREATE INDEX %I ON %I (%s)', t.name || '_by_time', t.name, t.unit);
+        END LOOP;
+    END
+    $$;
+    DROP AGGREGATE vantage_hist_sum(BIGINT[]);
+    DROP FUNCTION vantage_hist_add(BIGINT[], BIGINT[]);
+    "#,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::MIGRATIONS;
+    use crate::store::report::{ReportStore as _, Tier};
+    use crate::store::{LATENCY_BUCKETS, PostgresStore, Store as _};
+
+    /// A UTC day's start.
+    const T0: i64 = 1_796_515_200_000;
+
+    /// A histogram with `(bucket, count)`s, the rest empty.
+    fn hist(counts: &[(usize, u64)]) -> Vec<u64> {
+        let mut h = vec![0; LATENCY_BUCKETS];
+        for &(i, n) in counts {
+            h[i] = n;
+        }
+        h
+    }
+
+    #[test]
+    fn migration_5_moves_histograms_from_arrays_to_a_column_a_bucket() {
+        let pg = vantage_e2e::postgres::Postgres::start();
+        let url = pg.create_database("m5");
+        // A store at version 4, its rollups written as arrays: trimmed ones, as version 4
+        // wrote them, and the full 40 counts of earlier versions, one past `i32::MAX`.
+        let mut v4 = MIGRATIONS[..4].join(";\n");
+        v4.push_str(&format!(
+            ";
+            CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);
+            INSERT INTO schema_version VALUES (4);
+            INSERT INTO rollups VALUES
+                ('c1', 'p1', {T0}, 'a', 3, 1, 0, '{{\"timeout\": 1}}', '{{0,2,1}}', 0),
+                ('c1', 'p2', {T0}, 'a', 7, 0, 1, '{{}}', ARRAY[3000000000]::int8[] || array_fill(0::int8, ARRAY[38]) || ARRAY[5::int8], 2);
+            INSERT INTO rollups_10min VALUES ('c1', {T0}, 'a', 11, 1, 0, 0, '{{0,0,0,11}}');
+            INSERT INTO rollups_hourly VALUES ('c1', {T0}, 'a', 13, 2, 1, 0, '{{13}}');
+            INSERT INTO rollups_daily VALUES ('c1', {T0}, 'b', 17, 0, 0, 3, '{{0,17}}');"
+        ));
+        pg.psql("m5", &v4).expect("a store at version 4");
+
+        let s = PostgresStore::open(&url, None).expect("open, migrating to 5");
+        assert_eq!(
+            pg.psql("m5", "SELECT version FROM schema_version"),
+            Ok(MIGRATIONS.len().to_string())
+        );
+        let minutes = s.rollups("c1", T0, T0 + 60_000).expect("rollups");
+        let got: Vec<_> = minutes
+            .iter()
+            .map(|r| {
+                (
+                    r.probe_id.as_str(),
+                    [r.count, r.failures, r.slow, r.probe_errors],
+                    r.latency_buckets.as_slice(),
+                )
+            })
+            .collect();
+        let (p1, p2) = (
+            hist(&[(1, 2), (2, 1)]),
+            hist(&[(0, i32::MAX as u64), (39, 5)]),
+        );
+        assert_eq!(
+            got,
+            [
+                ("p1", [3, 1, 0, 0], p1.as_slice()),
+                ("p2", [7, 0, 1, 2], p2.as_slice())
+            ]
+        );
+        assert_eq!(minutes[0].failures_by_kind.get("timeout"), Some(&1));
+        // Each tier alone: a minute, a 10-minute period, an hour and a day.
+        for (tier, region, runs, latency) in [
+            (
+                Tier::Minute,
+                "a",
+                10,
+                hist(&[(0, i32::MAX as u64), (1, 2), (2, 1), (39, 5)]),
+            ),
+            (Tier::TenMinutes, "a", 11, hist(&[(3, 11)])),
+            (Tier::Hour, "a", 13, hist(&[(0, 13)])),
+            (Tier::Day, "b", 17, hist(&[(1, 17)])),
+        ] {
+            let totals = s
+                .rollup_totals(&["c1".to_owned()], T0, T0 + tier.ms())
+                .expect("totals");
+            assert_eq!(totals.len(), 1, "{tier:?}: {totals:?}");
+            assert_eq!(
+                (
+                    totals[0].region.as_str(),
+                    totals[0].totals.runs,
+                    totals[0].totals.latency.to_vec()
+                ),
+                (region, runs, latency),
+                "{tier:?}"
+            );
+        }
+        // The arrays and their functions are gone; the buckets are plain columns.
+        assert_eq!(
+            pg.psql(
+                "m5",
+                "SELECT count(*) FROM information_schema.columns
+                 WHERE column_name = 'latency' OR (column_name ~ '^b[0-9]+$' AND data_type = 'integer')"
+            ),
+            Ok((4 * LATENCY_BUCKETS).to_string())
+        );
+        assert_eq!(
+            pg.psql(
+                "m5",
+                "SELECT count(*) FROM pg_proc WHERE proname LIKE 'vantage_hist%'"
+            ),
+            Ok("0".to_owned())
+        );
+        assert_eq!(
+            pg.psql(
+                "m5",
+                "SELECT b0, b39, b1 IS NULL FROM rollups WHERE probe_id = 'p2'"
+            ),
+            Ok(format!("{}|5|t", i32::MAX))
+        );
+
+        // A commit adds to a converted row bucket by bucket: an empty bucket stays NULL, and
+        // a count past `i32::MAX` saturates rather than failing the commit.
+        let mut add = super::super::CoarseColumns::default();
+        add.check.push("c1");
+        add.start.push(T0);
+        add.region.push("a");
+        add.count.push(2);
+        add.failures.push(0);
+        add.probe_errors.push(0);
+        add.slow.push(0);
+        let mut h = [0; LATENCY_BUCKETS];
+        (h[0], h[5]) = (2_000_000_000, 1);
+        add.latency.push(&h);
+        s.run(async |c| {
+            let upsert = c
+                .prepare(&super::super::UPSERT_COARSE[Tier::Hour as usize])
+                .await?;
+            for _ in 0..2 {
+                c.execute(&upsert, &add.args()).await?;
+            }
+            Ok(())
+        })
+        .expect("two commits");
+        assert_eq!(
+            pg.psql(
+                "m5",
+                "SELECT count, b0, b5, b1 IS NULL FROM rollups_hourly WHERE check_id = 'c1'"
+            ),
+            Ok(format!("17|{}|2|t", i32::MAX))
+        );
+    }
+}

@@ -600,26 +600,24 @@ fn merge_rollup(
     Ok(delta)
 }
 
-/// The upsert of a coarse tier's row (`{table}`, keyed by `{unit}`).
-fn upsert_coarse(table: &str, unit: &str) -> String {
+/// The upsert of a row of a coarse tier.
+fn upsert_coarse(tier: Tier) -> String {
     format!(
         "INSERT INTO {table} (check_id, {unit}, region, count, failures, probe_errors, slow, latency)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (check_id, {unit}, region) DO UPDATE SET
            count = count + excluded.count, failures = failures + excluded.failures,
            probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
-           latency = vantage_hist_add(latency, excluded.latency)"
+           latency = vantage_hist_add(latency, excluded.latency)",
+        table = tier.table(),
+        unit = tier.unit()
     )
 }
 
-/// [`upsert_coarse`] of the 10-minute, hourly and daily tiers.
-static UPSERT_COARSE: std::sync::LazyLock<[String; 3]> = std::sync::LazyLock::new(|| {
-    [
-        upsert_coarse("rollups_10min", "start_ms"),
-        upsert_coarse("rollups_hourly", "hour_ms"),
-        upsert_coarse("rollups_daily", "day_ms"),
-    ]
-});
+/// [`upsert_coarse`] of each tier, indexed by tier (the minute tier's is not used: its rows
+/// are read, added to and replaced).
+static UPSERT_COARSE: std::sync::LazyLock<[String; 4]> =
+    std::sync::LazyLock::new(|| Tier::ALL.map(upsert_coarse));
 
 /// Adds a delta to a 10-minute, hourly or daily rollup row.
 fn merge_coarse(
@@ -630,12 +628,10 @@ fn merge_coarse(
     start: i64,
     t: &Totals,
 ) -> Result<(), StoreError> {
-    let sql = match tier {
-        Tier::TenMinutes => &UPSERT_COARSE[0],
-        Tier::Hour => &UPSERT_COARSE[1],
-        Tier::Day => &UPSERT_COARSE[2],
-        Tier::Minute => return Ok(()),
-    };
+    if tier == Tier::Minute {
+        return Ok(());
+    }
+    let sql = &UPSERT_COARSE[tier as usize];
     tx.prepare_cached(sql)?.execute(params![
         check,
         start,

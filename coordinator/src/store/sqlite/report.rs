@@ -17,21 +17,19 @@ use crate::store::report::{
 };
 use crate::store::state::IncidentRow;
 
-const MINUTE_RANGE: &str = "
-    SELECT minute_ms, region, count, failures, probe_errors, slow, latency FROM rollups
-    WHERE check_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3";
+/// Every rollup row of one check in one span of `tier`: (unit start, region, counts, histogram).
+fn range_sql(tier: Tier) -> String {
+    format!(
+        "SELECT {unit}, region, count, failures, probe_errors, slow, latency FROM {table}
+         WHERE check_id = ?1 AND {unit} >= ?2 AND {unit} < ?3",
+        table = tier.table(),
+        unit = tier.unit()
+    )
+}
 
-const TEN_MINUTE_RANGE: &str = "
-    SELECT start_ms, region, count, failures, probe_errors, slow, latency FROM rollups_10min
-    WHERE check_id = ?1 AND start_ms >= ?2 AND start_ms < ?3";
-
-const HOUR_RANGE: &str = "
-    SELECT hour_ms, region, count, failures, probe_errors, slow, latency FROM rollups_hourly
-    WHERE check_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?3";
-
-const DAY_RANGE: &str = "
-    SELECT day_ms, region, count, failures, probe_errors, slow, latency FROM rollups_daily
-    WHERE check_id = ?1 AND day_ms >= ?2 AND day_ms < ?3";
+/// [`range_sql`] of each tier, indexed by tier.
+static RANGES: std::sync::LazyLock<[String; 4]> =
+    std::sync::LazyLock::new(|| Tier::ALL.map(range_sql));
 
 /// Reader threads of one large report. A cold report waits on random page reads (the minute
 /// edges of each check and probe lie on their own pages): several readers keep the disk's
@@ -82,13 +80,7 @@ fn each_row(
     span: &Span,
     mut f: impl FnMut(i64, &str, &Totals) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let sql = match span.tier {
-        Tier::Minute => MINUTE_RANGE,
-        Tier::TenMinutes => TEN_MINUTE_RANGE,
-        Tier::Hour => HOUR_RANGE,
-        Tier::Day => DAY_RANGE,
-    };
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = conn.prepare_cached(&RANGES[span.tier as usize])?;
     let mut rows = stmt.query(params![check, span.from_ms, span.to_ms])?;
     while let Some(row) = rows.next()? {
         let count = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
