@@ -18,6 +18,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use vantage_checks::pem::CaFileError;
 use vantage_checks::result::{CheckResult, Status};
 
 mod lease;
@@ -149,28 +150,28 @@ impl Link {
             }
             return Ok(Self { cfg, tls: None });
         }
-        let mut roots = rustls::RootCertStore::empty();
-        match &root_cert {
+        let roots = match &root_cert {
             Some(path) => {
                 let path = std::path::Path::new(path);
-                let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
-                    StoreError::Config(format!(
-                        "cannot use the store's sslrootcert `{}`: {e}",
-                        path.display()
-                    ))
-                })?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(StoreError::Config(format!(
-                        "the store's sslrootcert `{}` holds no usable CA certificate",
-                        path.display()
-                    )));
-                }
+                vantage_checks::pem::root_store(path).map_err(|e| {
+                    StoreError::Config(match e {
+                        CaFileError::Read(e) => format!(
+                            "cannot use the store's sslrootcert `{}`: {e}",
+                            path.display()
+                        ),
+                        CaFileError::NoUsableCertificate => format!(
+                            "the store's sslrootcert `{}` holds no usable CA certificate",
+                            path.display()
+                        ),
+                    })
+                })?
             }
             None => {
+                let mut roots = rustls::RootCertStore::empty();
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                roots
             }
-        }
+        };
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
