@@ -1,6 +1,7 @@
 //! PEM CA files, read the same way everywhere: a check's `ca`, the probe's `ca_file` for its
-//! coordinator, and the coordinator's `[tls] client_ca`. At most [`MAX_CA_FILE_BYTES`] of a
-//! file is read, so a wrong path (a log, a device) is refused before it is read whole.
+//! coordinator, the coordinator's `[tls] client_ca` and its store's `sslrootcert`. At most
+//! [`MAX_CA_FILE_BYTES`] of a file is read, so a wrong path (a log, a device) is refused
+//! before it is read whole.
 
 use std::path::Path;
 
@@ -33,6 +34,32 @@ pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Stri
         return Err("holds no `-----BEGIN CERTIFICATE-----` block".to_owned());
     }
     Ok(certs)
+}
+
+/// Why a PEM CA file gives no roots to trust. Neither variant names the file: the caller does,
+/// in its own words.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    /// The file cannot be read, is too large, or is not a PEM list of certificates (the
+    /// message of [`ca_certificates`]).
+    #[error("{0}")]
+    Read(String),
+    /// The file holds certificates, but rustls takes none of them as a trust anchor.
+    #[error("it holds no usable CA certificate")]
+    NoUsableCertificate,
+}
+
+/// The roots to trust from the PEM CA file `path`: every certificate of it that rustls can
+/// use as a trust anchor (the others are skipped, as the TLS clients and servers built on it
+/// have always done). `Err` when the file cannot be read or none of it is usable.
+pub fn root_store(path: &Path) -> Result<rustls::RootCertStore, CaFileError> {
+    let certs = ca_certificates(path).map_err(CaFileError::Read)?;
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(CaFileError::NoUsableCertificate);
+    }
+    Ok(roots)
 }
 
 /// A certificate chain (`cert`, leaf first) and its private key (`key`), both PEM: a TLS
@@ -84,5 +111,52 @@ mod tests {
         }
         let missing = ca_certificates(&dir.path().join("missing.pem")).expect_err("missing");
         assert!(missing.contains("No such file"), "{missing}");
+    }
+
+    fn self_signed_ca() -> String {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().expect("key");
+        params.self_signed(&key).expect("self-signed").pem()
+    }
+
+    #[test]
+    fn root_store_takes_the_usable_certificates_and_says_why_there_are_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("write");
+            path
+        };
+
+        // A good file: its CA, and a certificate rustls cannot parse beside it is skipped.
+        let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+        let good = write("good.pem", &format!("{}{junk}", self_signed_ca()));
+        assert_eq!(root_store(&good).expect("a good CA file").len(), 1);
+
+        // No certificate at all: a key, not a CA.
+        let key = write(
+            "key.pem",
+            &rcgen::KeyPair::generate().expect("key").serialize_pem(),
+        );
+        match root_store(&key) {
+            Err(CaFileError::Read(e)) => assert!(e.contains("no `-----BEGIN CERTIFICATE"), "{e}"),
+            other => panic!("a key file: {other:?}"),
+        }
+
+        // Certificate blocks, none of them a certificate rustls can use.
+        let unusable = write("unusable.pem", junk);
+        match root_store(&unusable) {
+            Err(e @ CaFileError::NoUsableCertificate) => {
+                assert_eq!(e.to_string(), "it holds no usable CA certificate");
+            }
+            other => panic!("an unusable certificate: {other:?}"),
+        }
+
+        // A missing file.
+        match root_store(&dir.path().join("missing.pem")) {
+            Err(CaFileError::Read(e)) => assert!(e.contains("No such file"), "{e}"),
+            other => panic!("a missing file: {other:?}"),
+        }
     }
 }

@@ -267,6 +267,34 @@ fn minute_row(shape: &Shape, check: usize, big: bool, probe: usize, minute: i64)
     r
 }
 
+/// The insert of one row into the coarse rollup tier `table` (10-minute, hourly or daily), whose
+/// rows start at `start_column`: the tiers differ only in those two names.
+fn tier_insert<'c>(
+    tx: &'c rusqlite::Transaction<'_>,
+    table: &'static str,
+    start_column: &str,
+) -> impl FnMut(&str, i64, usize, &Row) + 'c {
+    let mut insert = tx
+        .prepare_cached(&format!(
+            "INSERT INTO {table} (check_id, {start_column}, region, count, failures, probe_errors, slow, latency)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)"
+        ))
+        .expect("prepare");
+    move |check, start, region, row| {
+        insert
+            .execute(params![
+                check,
+                start,
+                REGIONS[region],
+                row.runs as i64,
+                row.failures as i64,
+                row.probe_errors as i64,
+                row.blob()
+            ])
+            .unwrap_or_else(|e| panic!("a row of {table}: {e}"));
+    }
+}
+
 struct Generated {
     minute_rows: u64,
     hour_rows: u64,
@@ -336,31 +364,11 @@ fn generate(path: &Path, shape: &Shape) -> Generated {
                     }
                 }
             }
-            let mut ins_ten = tx
-                .prepare_cached(
-                    "INSERT INTO rollups_10min (check_id, start_ms, region, count, failures, probe_errors, slow, latency)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
-                )
-                .expect("prepare");
-            for ((start, r), row) in &tens {
-                ins_ten
-                    .execute(params![
-                        check.id,
-                        start,
-                        REGIONS[*r],
-                        row.runs as i64,
-                        row.failures as i64,
-                        row.probe_errors as i64,
-                        row.blob()
-                    ])
-                    .expect("10-minute row");
+            let mut ins_ten = tier_insert(&tx, "rollups_10min", "start_ms");
+            for (&(start, r), row) in &tens {
+                ins_ten(&check.id, start, r, row);
             }
-            let mut ins_hour = tx
-                .prepare_cached(
-                    "INSERT INTO rollups_hourly (check_id, hour_ms, region, count, failures, probe_errors, slow, latency)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
-                )
-                .expect("prepare");
+            let mut ins_hour = tier_insert(&tx, "rollups_hourly", "hour_ms");
             let mut daily: BTreeMap<(i64, usize), Row> = BTreeMap::new();
             for (h, regions) in hourly.iter().enumerate() {
                 let hour = shape.first_ms + h as i64 * HOUR;
@@ -368,39 +376,14 @@ fn generate(path: &Path, shape: &Shape) -> Generated {
                     if row.runs == 0 {
                         continue;
                     }
-                    ins_hour
-                        .execute(params![
-                            check.id,
-                            hour,
-                            REGIONS[r],
-                            row.runs as i64,
-                            row.failures as i64,
-                            row.probe_errors as i64,
-                            row.blob()
-                        ])
-                        .expect("hour row");
+                    ins_hour(&check.id, hour, r, row);
                     hour_rows += 1;
                     daily.entry((floor(hour, DAY), r)).or_default().add(row);
                 }
             }
-            let mut ins_day = tx
-                .prepare_cached(
-                    "INSERT INTO rollups_daily (check_id, day_ms, region, count, failures, probe_errors, slow, latency)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?7)",
-                )
-                .expect("prepare");
-            for ((day, r), row) in &daily {
-                ins_day
-                    .execute(params![
-                        check.id,
-                        day,
-                        REGIONS[*r],
-                        row.runs as i64,
-                        row.failures as i64,
-                        row.probe_errors as i64,
-                        row.blob()
-                    ])
-                    .expect("day row");
+            let mut ins_day = tier_insert(&tx, "rollups_daily", "day_ms");
+            for (&(day, r), row) in &daily {
+                ins_day(&check.id, day, r, row);
                 day_rows += 1;
             }
         }

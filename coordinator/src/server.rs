@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use vantage_checks::pem::CaFileError;
 
 use crate::api::{self, AppState};
 use crate::catalog::Catalogs;
@@ -103,20 +104,17 @@ fn client_verifier(
     path: &std::path::Path,
     provider: Arc<rustls::crypto::CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServeError> {
-    let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
-        ServeError::Tls(format!(
-            "cannot use the probes' client CA `{}`: {e}",
-            path.display()
-        ))
+    let roots = vantage_checks::pem::root_store(path).map_err(|e| {
+        ServeError::Tls(match e {
+            CaFileError::Read(e) => {
+                format!("cannot use the probes' client CA `{}`: {e}", path.display())
+            }
+            CaFileError::NoUsableCertificate => format!(
+                "`{}` holds no usable CA certificate for the probes' client certificates",
+                path.display()
+            ),
+        })
     })?;
-    let mut roots = rustls::RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(ServeError::Tls(format!(
-            "`{}` holds no usable CA certificate for the probes' client certificates",
-            path.display()
-        )));
-    }
     rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .allow_unauthenticated()
         .build()

@@ -11,6 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use vantage_checks::pem::CaFileError;
 use vantage_checks::wire::{BatchAck, ResultBatch};
 
 use crate::settings::Settings;
@@ -80,28 +81,23 @@ fn client_identity(
 impl CoordinatorClient {
     /// Builds the client; with `ca_file`, only that CA is trusted for the coordinator.
     pub fn new(settings: &Settings) -> Result<Self, ClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        match &settings.ca_file {
-            Some(path) => {
-                let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
-                    ClientError::Setup(format!(
-                        "cannot use the coordinator CA `{}`: {e}",
-                        path.display()
-                    ))
-                })?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(ClientError::Setup(format!(
-                        "`{}` holds no usable CA certificate",
-                        path.display()
-                    )));
-                }
-            }
+        let roots = match &settings.ca_file {
+            Some(path) => vantage_checks::pem::root_store(path).map_err(|e| {
+                ClientError::Setup(match e {
+                    CaFileError::Read(e) => {
+                        format!("cannot use the coordinator CA `{}`: {e}", path.display())
+                    }
+                    CaFileError::NoUsableCertificate => {
+                        format!("`{}` holds no usable CA certificate", path.display())
+                    }
+                })
+            })?,
             None => {
-                let native = rustls_native_certs::load_native_certs();
-                roots.add_parsable_certificates(native.certs);
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                roots
             }
-        }
+        };
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

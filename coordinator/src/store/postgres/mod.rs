@@ -18,6 +18,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres_rustls::MakeRustlsConnect;
+use vantage_checks::pem::CaFileError;
 use vantage_checks::result::{CheckResult, Status};
 
 mod lease;
@@ -131,7 +132,8 @@ pub(crate) struct Link {
 
 impl Link {
     pub(crate) fn parse(url: &str) -> Result<Self, StoreError> {
-        let (rest, root_cert, verify) = lift_tls_params(url);
+        let (rest, root_cert, verify) = lift_tls_params(url)
+            .map_err(|e| StoreError::Config(format!("the store URL is invalid: {e}")))?;
         let mut cfg: tokio_postgres::Config = rest
             .parse()
             .map_err(|e| StoreError::Config(format!("the store URL is invalid: {e}")))?;
@@ -149,28 +151,28 @@ impl Link {
             }
             return Ok(Self { cfg, tls: None });
         }
-        let mut roots = rustls::RootCertStore::empty();
-        match &root_cert {
+        let roots = match &root_cert {
             Some(path) => {
                 let path = std::path::Path::new(path);
-                let certs = vantage_checks::pem::ca_certificates(path).map_err(|e| {
-                    StoreError::Config(format!(
-                        "cannot use the store's sslrootcert `{}`: {e}",
-                        path.display()
-                    ))
-                })?;
-                let (added, _) = roots.add_parsable_certificates(certs);
-                if added == 0 {
-                    return Err(StoreError::Config(format!(
-                        "the store's sslrootcert `{}` holds no usable CA certificate",
-                        path.display()
-                    )));
-                }
+                vantage_checks::pem::root_store(path).map_err(|e| {
+                    StoreError::Config(match e {
+                        CaFileError::Read(e) => format!(
+                            "cannot use the store's sslrootcert `{}`: {e}",
+                            path.display()
+                        ),
+                        CaFileError::NoUsableCertificate => format!(
+                            "the store's sslrootcert `{}` holds no usable CA certificate",
+                            path.display()
+                        ),
+                    })
+                })?
             }
             None => {
+                let mut roots = rustls::RootCertStore::empty();
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                roots
             }
-        }
+        };
         let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -203,8 +205,9 @@ impl Link {
 
 /// Takes libpq's `sslrootcert` and `sslmode=verify-ca|verify-full` out of a URL (or a
 /// `key=value` string), which tokio-postgres refuses: the rest, the root certificate's path,
-/// and whether a `verify-*` mode was asked (it becomes `require`).
-fn lift_tls_params(url: &str) -> (String, Option<String>, bool) {
+/// and whether a `verify-*` mode was asked (it becomes `require`). `Err` says why a
+/// `key=value` string cannot be read.
+fn lift_tls_params(url: &str) -> Result<(String, Option<String>, bool), String> {
     let mut root = None;
     let mut verify = false;
     let mut take = |key: &str, value: &str| -> bool {
@@ -222,7 +225,7 @@ fn lift_tls_params(url: &str) -> (String, Option<String>, bool) {
     };
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let Some((head, query)) = url.split_once('?') else {
-            return (url.to_owned(), None, false);
+            return Ok((url.to_owned(), None, false));
         };
         let kept: Vec<&str> = query
             .split('&')
@@ -237,17 +240,99 @@ fn lift_tls_params(url: &str) -> (String, Option<String>, bool) {
         } else {
             format!("{head}?{}", kept.join("&"))
         };
-        (rest, root, verify)
+        Ok((rest, root, verify))
     } else {
-        let kept: Vec<&str> = url
-            .split_whitespace()
-            .filter(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                !take(k.trim(), v.trim().trim_matches('\''))
-            })
+        let kept: Vec<String> = key_value_pairs(url)?
+            .into_iter()
+            .filter(|(k, v)| !take(k, v))
+            .map(|(k, v)| format!("{k}={}", quote_value(&v)))
             .collect();
-        (kept.join(" "), root, verify)
+        Ok((kept.join(" "), root, verify))
     }
+}
+
+/// The `key=value` pairs of a libpq connection string, read by libpq's rules
+/// (`conninfo_parse`): pairs are separated by whitespace, `=` may have whitespace around it, a
+/// value is bare or in single quotes, and a backslash takes the next character as it is (`\'`,
+/// `\\`), in quotes or out. `Err` names the parameter at fault, never its value: it may be a
+/// password.
+fn key_value_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs = Vec::new();
+    let mut it = s.chars().peekable();
+    let skip_whitespace = |it: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+        while it.next_if(|c| c.is_whitespace()).is_some() {}
+    };
+    loop {
+        skip_whitespace(&mut it);
+        if it.peek().is_none() {
+            return Ok(pairs);
+        }
+        let mut key = String::new();
+        while let Some(c) = it.next_if(|c| !c.is_whitespace() && *c != '=') {
+            key.push(c);
+        }
+        if key.is_empty() {
+            return Err(
+                "a parameter has no name before its `=`, e.g. `host=db.example`".to_owned(),
+            );
+        }
+        skip_whitespace(&mut it);
+        if it.next_if_eq(&'=').is_none() {
+            return Err(format!(
+                "`{key}` has no `=` after it, e.g. `{key}=value` (a value with spaces goes in \
+                 single quotes)"
+            ));
+        }
+        skip_whitespace(&mut it);
+        let mut value = String::new();
+        if it.next_if_eq(&'\'').is_some() {
+            loop {
+                match it.next() {
+                    None => {
+                        return Err(format!(
+                            "the quoted value of `{key}` has no closing `'`; a quote inside \
+                             it is written `\\'`"
+                        ));
+                    }
+                    Some('\'') => break,
+                    Some('\\') => value.extend(it.next()),
+                    Some(c) => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = it.next_if(|c| !c.is_whitespace()) {
+                if c == '\\' {
+                    value.extend(it.next());
+                } else {
+                    value.push(c);
+                }
+            }
+        }
+        pairs.push((key, value));
+    }
+}
+
+/// `value` as tokio-postgres' `key=value` parser reads it back: bare when it can be; in single
+/// quotes, with `\` and `'` escaped, when it is empty or holds whitespace, a quote or a
+/// backslash.
+fn quote_value(value: &str) -> std::borrow::Cow<'_, str> {
+    let bare = !value.is_empty()
+        && !value
+            .chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '\\');
+    if bare {
+        return value.into();
+    }
+    let mut quoted = String::with_capacity(value.len() + 2);
+    quoted.push('\'');
+    for c in value.chars() {
+        if c == '\'' || c == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('\'');
+    quoted.into()
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -1283,5 +1368,108 @@ impl super::ResultFeed for PostgresStore {
             }
             Ok((out, cursor))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lift(s: &str) -> (String, Option<String>, bool) {
+        lift_tls_params(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn key_value_sslrootcert_may_be_quoted_with_a_space_in_it() {
+        let (rest, root, verify) = lift(
+            "host=db.example sslmode=verify-full sslrootcert='/etc/my certs/ca.pem' dbname=vantage",
+        );
+        assert_eq!(rest, "host=db.example dbname=vantage");
+        assert_eq!(root.as_deref(), Some("/etc/my certs/ca.pem"));
+        assert!(verify);
+    }
+
+    #[test]
+    fn key_value_escapes_are_undone_when_lifted_and_redone_when_passed_on() {
+        let (rest, root, verify) =
+            lift(r"sslrootcert='/etc/o\'brien\\ca.pem' application_name='it\'s a probe' host=db");
+        assert_eq!(root.as_deref(), Some(r"/etc/o'brien\ca.pem"));
+        assert!(!verify);
+        assert_eq!(rest, r"application_name='it\'s a probe' host=db");
+        // A backslash outside quotes escapes too, and an empty value keeps its quotes.
+        let (rest, _, _) = lift(r"user=o\'brien password='' host=db");
+        assert_eq!(rest, r"user='o\'brien' password='' host=db");
+    }
+
+    #[test]
+    fn key_value_takes_spaces_around_the_equals_sign() {
+        let (rest, root, verify) =
+            lift("  host = db.example\tsslrootcert =/ca.pem  sslmode= verify-ca port =5432 ");
+        assert_eq!(rest, "host=db.example port=5432");
+        assert_eq!(root.as_deref(), Some("/ca.pem"));
+        assert!(verify);
+        let (rest, root, verify) = lift("host = db sslmode = require");
+        assert_eq!(rest, "host=db sslmode=require");
+        assert_eq!(root, None);
+        assert!(!verify);
+    }
+
+    #[test]
+    fn what_is_passed_on_reads_back_in_tokio_postgres() {
+        let url = "host = db.example user=vantage application_name='my probe' \
+                   options='-c search_path=a\\\\ b' sslrootcert='/etc/my certs/ca.pem'";
+        let (rest, _, _) = lift(url);
+        let cfg: tokio_postgres::Config = rest.parse().unwrap_or_else(|e| panic!("{rest}: {e}"));
+        assert_eq!(cfg.get_application_name(), Some("my probe"));
+        assert_eq!(cfg.get_options(), Some(r"-c search_path=a\ b"));
+        assert_eq!(cfg.get_user(), Some("vantage"));
+    }
+
+    #[test]
+    fn a_key_value_string_that_cannot_be_read_is_refused_without_its_values() {
+        for (s, want) in [
+            (
+                "host=db password='s3cret",
+                "the quoted value of `password` has no closing `'`",
+            ),
+            ("host=db oops port=5432", "`oops` has no `=` after it"),
+            ("host=db =s3cret", "a parameter has no name before its `=`"),
+        ] {
+            let e = lift_tls_params(s).expect_err(s);
+            assert!(e.contains(want), "{s}: {e}");
+            assert!(!e.contains("s3cret"), "{s}: {e}");
+        }
+        match Link::parse("host=db password='s3cret") {
+            Err(StoreError::Config(e)) => {
+                assert!(e.starts_with("the store URL is invalid: "), "{e}");
+                assert!(!e.contains("s3cret"), "{e}");
+            }
+            other => panic!("an unterminated quote: {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn the_url_form_is_unchanged() {
+        let url = "postgresql://vantage@db.example:5432/vantage?application_name=x";
+        assert_eq!(lift(url), (url.to_owned(), None, false));
+        assert_eq!(
+            lift("postgres://db.example/v"),
+            ("postgres://db.example/v".to_owned(), None, false)
+        );
+        let (rest, root, verify) = lift(
+            "postgresql://vantage@db.example/vantage?sslmode=verify-full\
+             &sslrootcert=/etc/my%20certs/ca.pem&application_name=it%27s",
+        );
+        assert_eq!(
+            rest,
+            "postgresql://vantage@db.example/vantage?application_name=it%27s"
+        );
+        assert_eq!(root.as_deref(), Some("/etc/my certs/ca.pem"));
+        assert!(verify);
+        let (rest, root, verify) =
+            lift("postgresql://db.example/v?sslmode=require&sslrootcert=/ca.pem");
+        assert_eq!(rest, "postgresql://db.example/v?sslmode=require");
+        assert_eq!(root.as_deref(), Some("/ca.pem"));
+        assert!(!verify);
     }
 }
