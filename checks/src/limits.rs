@@ -298,6 +298,7 @@ mod tests {
                 .map(|a| format!("198.51.100.{}", a % 250))
                 .collect(),
             soa_serial: Some(1),
+            rrsig: None,
             nsid: None,
             rtt_ms: Some(1.0),
         };

@@ -142,6 +142,18 @@ failure_kinds! {
     SoaSerialMismatch => "soa_serial_mismatch",
     /// The parent's NS set differs from the zone's own apex NS set.
     DelegationMismatch => "delegation_mismatch",
+    /// With `dnssec`: a server's answer carries no RRSIG over it (unsigned zone, or the DO
+    /// bit ignored).
+    RrsigMissing => "rrsig_missing",
+    /// With `dnssec`: the answer's RRSIG has expired.
+    RrsigExpired => "rrsig_expired",
+    /// With `dnssec`: the answer's RRSIG expires sooner than `valid_for`.
+    RrsigExpiresSoon => "rrsig_expires_soon",
+    /// With `dnssec`: the answer's RRSIG has an inception in the future.
+    RrsigNotYetValid => "rrsig_not_yet_valid",
+    /// With `dnssec`: no RRSIG over the answer verifies against the zone's DNSKEY set, as the
+    /// same server serves it.
+    DnssecInvalid => "dnssec_invalid",
     /// A host name in the check (URL host, edge, target) did not resolve.
     ResolveFailed => "resolve_failed",
     /// The TCP connection was refused.
@@ -335,12 +347,35 @@ pub struct DnsServerResult {
     /// The zone's SOA serial as this server serves it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soa_serial: Option<u32>,
+    /// The RRSIG judged over this server's answer (with `dnssec`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rrsig: Option<RrsigFacts>,
     /// The server's NSID (RFC 5001): which anycast instance answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nsid: Option<String>,
     /// Round-trip time of the query, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
+}
+
+/// The RRSIG a `dnssec` check judged over one server's answer: the one that lasts longest
+/// among those that verify (or, when none verifies, among all of them).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RrsigFacts {
+    /// The record type the signature covers.
+    pub covers: String,
+    /// The signer's name (the zone).
+    pub signer: String,
+    /// The DNSSEC algorithm number.
+    pub algorithm: u8,
+    /// The key tag of the DNSKEY that made it.
+    pub key_tag: u16,
+    /// The signature's inception (RFC 3339).
+    pub inception: String,
+    /// The signature's expiration (RFC 3339).
+    pub expiration: String,
+    /// The signature verified against a DNSKEY the same server serves for the signer.
+    pub verified: bool,
 }
 
 /// A delegation comparison.

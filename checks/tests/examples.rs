@@ -291,6 +291,7 @@ transport = "tcp"
 nsid = false
 consistent_soa = true
 consistent_delegation = true
+dnssec = { valid_for = "3d" }
 expect = { rcode = "NXDOMAIN", authoritative = false, answers_match = "^2001:db8:" }
 
 [[check]]

@@ -451,3 +451,160 @@ fn a_delegation_differing_from_the_apex_fails() {
         "{message}"
     );
 }
+
+/// Now, in Unix seconds, for signature times.
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}
+
+const DAY: i64 = 86_400;
+
+/// A `www A` check of the child with `dnssec = { valid_for = "7d" }` against `addrs`.
+fn dnssec_check(qname: &str, rcode: &str, addrs: &[SocketAddr]) -> Check {
+    check(&format!(
+        "zone = \"{CHILD}\"\nquery = {{ name = \"{qname}\", type = \"A\" }}\n{}\n\
+         expect = {{ rcode = \"{rcode}\" }}\ndnssec = {{ valid_for = \"7d\" }}",
+        servers(addrs)
+    ))
+}
+
+#[test]
+fn dnssec_a_zone_signed_by_ldns_passes_and_its_signatures_verify() {
+    let key = vantage_e2e::dns::SigningKey::generate(CHILD);
+    let now = unix_now();
+    let expiration = now + 30 * DAY;
+    let zone = child_zone(1, &local(), &local()).signed(&key, now - DAY, expiration);
+    let nsd = Nsd::start("signed", &[loopback(free_port())], &[zone]);
+
+    let r = run(&dnssec_check(
+        &format!("www.{CHILD}"),
+        "NOERROR",
+        &[nsd.addr()],
+    ));
+    assert_eq!(r.status, Status::Ok, "{r:#?}\n{}", nsd.log());
+    let rrsig = server(&r, nsd.addr())
+        .rrsig
+        .clone()
+        .expect("the RRSIG judged");
+    assert!(rrsig.verified, "{rrsig:?}");
+    assert_eq!((rrsig.covers.as_str(), rrsig.signer.as_str()), ("A", CHILD));
+    assert_eq!((rrsig.algorithm, rrsig.key_tag), (13, key.key_tag()));
+    assert_eq!(rrsig.expiration, rfc3339(expiration));
+    assert_eq!(rrsig.inception, rfc3339(now - DAY));
+
+    // A negative answer is judged by the SOA of its authority section.
+    let r = run(&dnssec_check(
+        &format!("nothere.{CHILD}"),
+        "NXDOMAIN",
+        &[nsd.addr()],
+    ));
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    let rrsig = server(&r, nsd.addr())
+        .rrsig
+        .clone()
+        .expect("the RRSIG judged");
+    assert_eq!(rrsig.covers, "SOA");
+    assert!(rrsig.verified);
+
+    // A signed answer too big for UDP comes over TCP, signature and all.
+    let r = run(&dnssec_check(
+        &format!("big.{CHILD}"),
+        "NOERROR",
+        &[nsd.addr()],
+    ));
+    assert_eq!(r.status, Status::Ok, "{r:#?}");
+    assert!(server(&r, nsd.addr()).tcp, "{r:#?}");
+}
+
+#[test]
+fn dnssec_each_server_fails_on_its_own_naming_itself_and_the_expiry() {
+    let key = vantage_e2e::dns::SigningKey::generate(CHILD);
+    let tag = key.key_tag();
+    let now = unix_now();
+    let plain = child_zone(1, &local(), &local());
+    let signed = |inception: i64, expiration: i64| plain.signed(&key, inception, expiration);
+    // The valid copy, with one A record changed after signing.
+    let mut tampered = signed(now - DAY, now + 30 * DAY);
+    let before = tampered.text.clone();
+    tampered.text = tampered
+        .text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("www.{CHILD}.")) && l.ends_with(&format!("A\t{}", WWW[0])) {
+                l.replace(WWW[0], "192.0.2.99")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(tampered.text, before, "no www A record to tamper with");
+
+    let cases: [(&str, Zone, Option<FailureKind>); 6] = [
+        ("valid", signed(now - DAY, now + 30 * DAY), None),
+        (
+            "soon",
+            signed(now - DAY, now + 2 * DAY),
+            Some(FailureKind::RrsigExpiresSoon),
+        ),
+        (
+            "expired",
+            signed(now - 10 * DAY, now - DAY),
+            Some(FailureKind::RrsigExpired),
+        ),
+        (
+            "future",
+            signed(now + DAY, now + 30 * DAY),
+            Some(FailureKind::RrsigNotYetValid),
+        ),
+        ("unsigned", plain.clone(), Some(FailureKind::RrsigMissing)),
+        ("tampered", tampered, Some(FailureKind::DnssecInvalid)),
+    ];
+    let nsds: Vec<(Nsd, Option<FailureKind>)> = cases
+        .into_iter()
+        .map(|(nsid, zone, want)| (Nsd::start(nsid, &[loopback(free_port())], &[zone]), want))
+        .collect();
+    let addrs: Vec<SocketAddr> = nsds.iter().map(|(n, _)| n.addr()).collect();
+    let r = run(&dnssec_check(&format!("www.{CHILD}"), "NOERROR", &addrs));
+
+    // Missing ranks first of these; every failing server is named in the message.
+    assert_eq!(r.failure, Some(FailureKind::RrsigMissing), "{r:#?}");
+    let message = r.message.clone().unwrap_or_default();
+    assert!(message.starts_with("5 of 6 servers failed: "), "{message}");
+    for (nsd, want) in &nsds {
+        let s = server(&r, nsd.addr());
+        assert_eq!(s.failure, *want, "{}: {s:#?}\n{}", nsd.addr(), nsd.log());
+        match want {
+            None => assert!(!message.contains(&nsd.addr().to_string()), "{message}"),
+            Some(kind) => assert!(
+                message.contains(&format!("127.0.0.1 ({}) {}: ", nsd.addr(), kind.as_label())),
+                "{message}"
+            ),
+        }
+    }
+    let sig = format!("RRSIG (key {tag}, algorithm 13, signer {CHILD}) over `www.{CHILD} A`");
+    for expected in [
+        // The run is a few seconds after `now`: the spans are checked by their times.
+        format!("{sig} expires at {}, in ", rfc3339(now + 2 * DAY)),
+        "within valid_for of 7days".to_owned(),
+        format!("{sig} expired at {}, 1day", rfc3339(now - DAY)),
+        format!("{sig} is not valid before {}, in ", rfc3339(now + DAY)),
+        format!("no RRSIG over `www.{CHILD} A`: the answer is unsigned"),
+        format!(
+            "no RRSIG over `www.{CHILD} A` verifies against the DNSKEY set of `{CHILD}` this \
+             server serves"
+        ),
+    ] {
+        assert!(
+            message.contains(&expected),
+            "`{expected}` not in: {message}"
+        );
+    }
+}

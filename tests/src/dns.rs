@@ -273,3 +273,85 @@ fn answers_authoritatively(addr: SocketAddr, origin: &str) -> bool {
 fn answers_at_all(addr: SocketAddr) -> bool {
     ask(addr, "stop.invalid", 1).is_some()
 }
+
+/// A zone-signing key made by `ldns-keygen` (ECDSA P-256, algorithm 13), in a temporary
+/// directory of its own, for [`Zone::signed`].
+#[derive(Debug)]
+pub struct SigningKey {
+    /// The key's base name (`K<origin>.+013+<tag>`), as `ldns-signzone` takes it.
+    base: String,
+    dir: tempfile::TempDir,
+}
+
+impl SigningKey {
+    /// A fresh key for `origin` (no trailing dot).
+    pub fn generate(origin: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("vantage-dnssec-")
+            .tempdir()
+            .expect("create a temporary directory for the key");
+        let keygen = find_binary("ldns-keygen", "ldnsutils");
+        let out = Command::new(&keygen)
+            .args(["-a", "ECDSAP256SHA256", origin.trim_end_matches('.')])
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", keygen.display()));
+        assert!(
+            out.status.success(),
+            "ldns-keygen failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let base = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert!(
+            base.starts_with('K') && dir.path().join(format!("{base}.private")).is_file(),
+            "ldns-keygen printed `{base}`, not the base name of a key it wrote"
+        );
+        Self { base, dir }
+    }
+
+    /// The key tag, from the base name `K<origin>.+<algorithm>+<tag>`.
+    pub fn key_tag(&self) -> u16 {
+        self.base
+            .rsplit('+')
+            .next()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no key tag in the key name `{}`", self.base))
+    }
+}
+
+impl Zone {
+    /// This zone signed with `key` by `ldns-signzone` (NSEC), every RRSIG with this inception
+    /// and expiration (Unix seconds): any validity period, past or future, so that a test can
+    /// make expired and not yet valid signatures. The DNSKEY is added to the zone.
+    pub fn signed(&self, key: &SigningKey, inception: i64, expiration: i64) -> Zone {
+        let dir = key.dir.path();
+        let unsigned = dir.join(format!("{}.{inception}.{expiration}.zone", self.origin));
+        let signed = unsigned.with_extension("signed");
+        std::fs::write(&unsigned, &self.text).expect("write the zone to sign");
+        let signzone = find_binary("ldns-signzone", "ldnsutils");
+        let out = Command::new(&signzone)
+            .arg("-i")
+            .arg(inception.to_string())
+            .arg("-e")
+            .arg(expiration.to_string())
+            .arg("-o")
+            .arg(&self.origin)
+            .arg("-f")
+            .arg(&signed)
+            .arg(&unsigned)
+            .arg(&key.base)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", signzone.display()));
+        assert!(
+            out.status.success() && signed.is_file(),
+            "ldns-signzone failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Zone {
+            origin: self.origin.clone(),
+            text: std::fs::read_to_string(&signed).expect("read the signed zone"),
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //!
 //! Layout:
 //! - this file: ports, process guards, waiting with deadlines, finding server binaries;
-//! - [`dns`]: authoritative DNS servers (NSD) with generated zones;
+//! - [`dns`]: authoritative DNS servers (NSD) with generated zones, signed with `ldns-signzone`
+//!   for the DNSSEC tests;
 //! - [`pki`]: a throwaway test CA and server certificates;
 //! - [`cdn`]: nginx as a caching edge in front of an origin, with per-source faults;
 //! - [`fleet`]: a coordinator and probes as real processes;

@@ -2,6 +2,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RecordType};
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::Ctx;
-use crate::model::{AnswerExpect, DnsCheck, DnsServers, DnsTransport};
+use crate::model::{AnswerExpect, DnsCheck, DnsServers, DnsTransport, DnssecExpect};
 
 /// The keys of a `kind = "dns"` check.
 #[derive(Debug, Deserialize)]
@@ -37,7 +38,26 @@ pub(crate) struct DnsCheckConfig {
     consistent_soa: Option<bool>,
     /// The parent's NS set must equal the zone's apex NS set; default false.
     consistent_delegation: Option<bool>,
+    /// Ask with the DO bit and require a valid RRSIG over every server's answer:
+    /// `dnssec = { valid_for = "7d" }`.
+    #[serde(default, deserialize_with = "super::table")]
+    dnssec: Option<DnssecConfig>,
 }
+
+/// `dnssec = { valid_for = "7d" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnssecConfig {
+    /// `rrsig_expires_soon` when the answer's RRSIG expires within this (default `"7d"`).
+    valid_for: Option<Spanned<String>>,
+}
+
+/// Default `valid_for` of `dnssec`: a week, time enough to notice a signer that stopped.
+const DEFAULT_DNSSEC_VALID_FOR: Duration = Duration::from_secs(7 * 86_400);
+
+/// The longest `valid_for` of `dnssec`: RRSIG times are 32-bit serial numbers (RFC 4034
+/// §3.1.5), so no time more than 2^31 seconds (68 years) ahead can be told from one behind.
+const MAX_DNSSEC_VALID_FOR: Duration = Duration::from_secs(24_855 * 86_400);
 
 /// `query = { name = "www.example.com", type = "A" }`.
 #[derive(Debug, Deserialize)]
@@ -194,6 +214,16 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsChe
             ok = false;
         }
     }
+    let dnssec = match &raw.dnssec {
+        None => None,
+        Some(d) => match dnssec_valid_for(ctx, d) {
+            Some(valid_for) => Some(DnssecExpect { valid_for }),
+            None => {
+                ok = false;
+                None
+            }
+        },
+    };
     let answers = match answers {
         Some(a) => a,
         None if expect.is_some_and(|e| {
@@ -221,7 +251,30 @@ pub(crate) fn validate(ctx: &mut Ctx<'_>, raw: &DnsCheckConfig) -> Option<DnsChe
         answers,
         consistent_soa,
         consistent_delegation,
+        dnssec,
     })
+}
+
+/// `dnssec.valid_for`: a duration from `0s` (only an expired RRSIG fails) to
+/// [`MAX_DNSSEC_VALID_FOR`]; [`DEFAULT_DNSSEC_VALID_FOR`] when absent.
+fn dnssec_valid_for(ctx: &mut Ctx<'_>, raw: &DnssecConfig) -> Option<Duration> {
+    let Some(v) = &raw.valid_for else {
+        return Some(DEFAULT_DNSSEC_VALID_FOR);
+    };
+    let d = ctx.duration(v, "valid_for", Duration::ZERO, "\"7d\"")?;
+    if d > MAX_DNSSEC_VALID_FOR {
+        ctx.error(
+            v.span(),
+            format!(
+                "valid_for must be at most {}d (68 years: RRSIG times are 32-bit serial \
+                 numbers, RFC 4034 §3.1.5), e.g. `valid_for = \"7d\"`; got `{:?}`",
+                MAX_DNSSEC_VALID_FOR.as_secs() / 86_400,
+                v.get_ref()
+            ),
+        );
+        return None;
+    }
+    Some(d)
 }
 
 /// A domain name, made fully qualified.

@@ -728,11 +728,20 @@ fn serde_message(message: &str, key: Option<&str>) -> String {
         .strip_prefix("invalid type: ")
         .and_then(|r| r.split_once(", expected "))
     {
+        let table;
         let expected = match expected {
             "i64" | "u64" | "i32" | "u32" | "an integer" => "an integer, e.g. `2`",
             "a boolean" => "`true` or `false`",
             "a string" => "a quoted string, e.g. `\"10s\"`",
             "a sequence" => "a list, e.g. `[\"a\", \"b\"]`",
+            // A serde struct is a TOML table: say so, with the key's own example when known.
+            other if other == "a table" || other.starts_with("struct ") => {
+                table = match key.and_then(table_example) {
+                    Some(example) => format!("a table, e.g. `{} = {example}`", key.unwrap_or("")),
+                    None => "a table, e.g. `{ key = \"value\" }`".to_owned(),
+                };
+                table.as_str()
+            }
             other => other,
         };
         return match key {
@@ -741,6 +750,38 @@ fn serde_message(message: &str, key: Option<&str>) -> String {
         };
     }
     m.to_owned()
+}
+
+/// An optional table, refusing every other shape. Serde's derived structs also take a list of
+/// their fields in order, so `dnssec = ["7d"]` would pass for `dnssec = { valid_for = "7d" }`:
+/// `#[serde(default, deserialize_with = "super::table")]` keeps a table key a table.
+pub(crate) fn table<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct TableOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for TableOnly<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+    }
+    d.deserialize_map(TableOnly(std::marker::PhantomData))
+}
+
+/// An example value of the keys whose value is a table, for "must be a table" messages.
+fn table_example(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "dnssec" => "{ valid_for = \"7d\" }",
+        "query" => "{ name = \"www.example.com\", type = \"A\" }",
+        "probes" => "{ regions = [\"eu-west\"] }",
+        "sla" => "{ availability = \"99.95%\" }",
+        _ => return None,
+    })
 }
 
 /// The key whose value starts at `at` (`key = value`), for messages that lack it.

@@ -180,3 +180,73 @@ fn render_points_at_the_value() {
         "{r}"
     );
 }
+
+#[test]
+fn dnssec_on_a_dns_check() {
+    let dns = |dnssec: &str| {
+        format!(
+            "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"dns\"\nzone = \"example.com\"\n\
+             query = {{ name = \"www.example.com\" }}\n{dnssec}\n"
+        )
+    };
+    let spec = |text: &str| {
+        let set = parse_str(text).unwrap_or_else(|e| panic!("{e}"));
+        match &set.checks[0].spec {
+            crate::model::CheckSpec::Dns(d) => d.dnssec.clone(),
+            other => panic!("a dns check, got {other:?}"),
+        }
+    };
+    let week = Duration::from_secs(7 * 86_400);
+    assert_eq!(spec(&dns("")), None, "off unless asked");
+    assert_eq!(
+        spec(&dns("dnssec = {}")).map(|d| d.valid_for),
+        Some(week),
+        "valid_for defaults to a week"
+    );
+    assert_eq!(
+        spec(&dns("dnssec = { valid_for = \"3d\" }")).map(|d| d.valid_for),
+        Some(Duration::from_secs(3 * 86_400))
+    );
+    assert_eq!(
+        spec(&dns("dnssec = { valid_for = \"0s\" }")).map(|d| d.valid_for),
+        Some(Duration::ZERO),
+        "0s: only an expired signature fails"
+    );
+    assert_eq!(
+        spec(&dns("dnssec = { valid_for = \"24855d\" }")).map(|d| d.valid_for),
+        Some(Duration::from_secs(24_855 * 86_400)),
+        "the longest span serial arithmetic can tell"
+    );
+    // Errors carry file:line:column, and every check's are reported.
+    let two = format!(
+        "{}[[check]]\nid = \"b\"\nvendor = \"v\"\nkind = \"dns\"\nzone = \"example.com\"\n\
+         query = {{ name = \"example.com\" }}\ndnssec = {{ valid_for = \"7d\", colour = \"red\" }}\n",
+        dns("dnssec = { valid_for = \"24856d\" }")
+    );
+    let errs = errors(&two);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("<inline>:9:24: valid_for must be at most 24855d"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with(
+            "<inline>:16:30: unknown key `colour` in a `dns` check; expected `valid_for`"
+        ),
+        "{errs:#?}"
+    );
+    let errs = errors(&dns("dnssec = [\"7d\"]"));
+    assert_eq!(
+        errs,
+        vec!["<inline>:9:10: `dnssec` must be a table, e.g. `dnssec = { valid_for = \"7d\" }`; got sequence".to_owned()],
+    );
+    let tls = format!(
+        "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tls\"\ntarget = \"h:443\"\ndnssec = {{ valid_for = \"7d\" }}\n"
+    );
+    let errs = errors(&tls);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("<inline>:8:1: unknown key `dnssec` for a `tls` check"),
+        "{errs:#?}"
+    );
+}

@@ -414,6 +414,19 @@ pub struct DnsCheck {
     pub consistent_soa: bool,
     /// The parent's NS set must equal the apex NS set.
     pub consistent_delegation: bool,
+    /// Ask with the DO bit and require a valid RRSIG over every server's answer. Left off
+    /// the wire when unset, so that probes which predate it still take the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<DnssecExpect>,
+}
+
+/// `dnssec = { valid_for = "7d" }` on a DNS check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecExpect {
+    /// `rrsig_expires_soon` when the answer's RRSIG expires within this.
+    #[serde(with = "serde_as::duration")]
+    pub valid_for: Duration,
 }
 
 /// Expected HTTP status.

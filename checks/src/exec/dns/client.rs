@@ -32,6 +32,8 @@ pub(super) struct Ask<'a> {
     pub(super) rd: bool,
     /// Request the server's NSID (RFC 5001).
     pub(super) nsid: bool,
+    /// Set the DO bit (RFC 3225): ask for the answer's RRSIGs.
+    pub(super) dnssec_ok: bool,
     /// Skip UDP.
     pub(super) tcp_only: bool,
     /// The local address every socket is bound to (the probe's `source_address`).
@@ -105,7 +107,8 @@ async fn exchange_with(
     })
 }
 
-/// The wire form of a query with id `id`, with EDNS (and NSID when asked) if `edns`.
+/// The wire form of a query with id `id`, with EDNS (and NSID and the DO bit when asked) if
+/// `edns`.
 pub(super) fn build_query(id: u16, ask: Ask<'_>, edns: bool) -> Result<Vec<u8>, QueryError> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = ask.rd;
@@ -118,6 +121,7 @@ pub(super) fn build_query(id: u16, ask: Ask<'_>, edns: bool) -> Result<Vec<u8>, 
                 .map_err(|e| QueryError::Local(format!("cannot build the NSID option: {e}")))?;
             opt.options_mut().insert(EdnsOption::NSID(empty));
         }
+        opt.set_dnssec_ok(ask.dnssec_ok);
         msg.set_edns(opt);
     }
     msg.to_vec()

@@ -3,14 +3,19 @@
 //!
 //! Layout: this file plans a run, runs the servers concurrently and judges the outcome;
 //! [`client`] does one exchange (UDP, TCP when truncated); [`answer`] holds the pure helpers
-//! (answer text, expectations, RFC 1982 serials).
+//! (answer text, expectations, RFC 1982 serials); [`dnssec`] judges the RRSIGs over an
+//! answer (`dnssec = { valid_for = "7d" }`).
 //!
 //! Failure precedence, most significant first (the run reports the first one present, and its
 //! message lists every problem in this order): `dns_timeout`, `dns_servfail`, `dns_refused`,
 //! `dns_bad_response`, `dns_rcode`, `dns_not_authoritative`, `soa_serial_mismatch`,
-//! `dns_answer_mismatch`, `delegation_mismatch`, `dns_discovery`, `resolve_failed`. A server
-//! that does not answer is worse than one that answers wrongly; a lagging serial is ranked
-//! above an answer mismatch because it usually explains it.
+//! `dns_answer_mismatch`, `rrsig_missing`, `dnssec_invalid`, `rrsig_expired`,
+//! `rrsig_not_yet_valid`, `delegation_mismatch`, `dns_discovery`, `resolve_failed`,
+//! `rrsig_expires_soon`. A server that does not answer is worse than one that answers
+//! wrongly; a lagging serial is ranked above an answer mismatch because it usually explains
+//! it. A missing, invalid, expired or not yet valid signature makes validating resolvers fail
+//! the name, so it ranks with the answer; a signature that merely expires soon is a warning,
+//! ranked last.
 //!
 //! Choices worth knowing:
 //! - "Nothing listens there" (ICMP port unreachable on UDP, TCP connection refused) is
@@ -23,6 +28,9 @@
 //!   again without EDNS (and so without NSID).
 //! - With `consistent_delegation`, the zone's own NS set is the union of what its servers
 //!   serve at the apex; every parent server's referral must equal it.
+//! - With `dnssec`, the question goes out with the DO bit, and a server whose answer is signed
+//!   is also asked the signer's DNSKEY set, to verify the signatures with. A server's first
+//!   failure stands: one that answers wrongly is not also judged on its signatures.
 //! - Laggards (`consistent_soa`) are the servers whose serial differs from the newest one;
 //!   their own entries fail with `soa_serial_mismatch` too.
 //! - Fan-out is bounded, since the NS set is the vendor's (or an attacker's) to choose: at most
@@ -34,6 +42,7 @@
 
 pub(crate) mod answer;
 pub(crate) mod client;
+pub(crate) mod dnssec;
 #[cfg(test)]
 mod tests;
 
@@ -175,6 +184,7 @@ async fn run_with(
         qname: qname.clone(),
         qtype: check.query_type,
         nsid: check.nsid,
+        dnssec: check.dnssec.as_ref().map(|d| d.valid_for),
         tcp_only,
         rcode: check.rcode,
         authoritative: check.authoritative,
@@ -290,10 +300,15 @@ fn rank(kind: FailureKind) -> u8 {
         FailureKind::DnsNotAuthoritative => 5,
         FailureKind::SoaSerialMismatch => 6,
         FailureKind::DnsAnswerMismatch => 7,
-        FailureKind::DelegationMismatch => 8,
-        FailureKind::DnsDiscovery => 9,
-        FailureKind::ResolveFailed => 10,
-        _ => 11,
+        FailureKind::RrsigMissing => 8,
+        FailureKind::DnssecInvalid => 9,
+        FailureKind::RrsigExpired => 10,
+        FailureKind::RrsigNotYetValid => 11,
+        FailureKind::DelegationMismatch => 12,
+        FailureKind::DnsDiscovery => 13,
+        FailureKind::ResolveFailed => 14,
+        FailureKind::RrsigExpiresSoon => 15,
+        _ => 16,
     }
 }
 
@@ -456,6 +471,7 @@ impl ResolverCtx {
             qtype,
             rd: true,
             nsid: false,
+            dnssec_ok: false,
             tcp_only: self.tcp_only,
             source: self.source,
         };
@@ -727,6 +743,8 @@ struct Plan {
     qname: Name,
     qtype: RecordType,
     nsid: bool,
+    /// With `dnssec`: ask with the DO bit, and the RRSIGs must last this long.
+    dnssec: Option<Duration>,
     tcp_only: bool,
     rcode: ResponseCode,
     authoritative: Option<bool>,
@@ -780,6 +798,7 @@ async fn query_server(plan: &Plan, target: Target) -> ServerOutcome {
             tcp: false,
             answers: Vec::new(),
             soa_serial: None,
+            rrsig: None,
             nsid: None,
             rtt_ms: None,
         },
@@ -796,6 +815,7 @@ async fn query_server(plan: &Plan, target: Target) -> ServerOutcome {
         qtype: plan.qtype,
         rd: false,
         nsid: plan.nsid,
+        dnssec_ok: plan.dnssec.is_some(),
         tcp_only: plan.tcp_only,
         source: plan.source,
     };
@@ -816,6 +836,9 @@ async fn query_server(plan: &Plan, target: Target) -> ServerOutcome {
     r.rtt_ms = Some(millis(response.rtt));
     if let Some((kind, why)) = judge(plan, msg, &r.answers) {
         fail(r, kind, why);
+    }
+    if let Some(valid_for) = plan.dnssec {
+        judge_dnssec(plan, target.addr, &response.message, valid_for, &mut out).await;
     }
 
     let Some(zone) = &plan.zone else { return out };
@@ -866,7 +889,43 @@ async fn query_server(plan: &Plan, target: Target) -> ServerOutcome {
     out
 }
 
-/// Asks `addr` for the zone's `qtype` (SOA or NS) at the apex, RD=0.
+/// Judges the RRSIGs over one server's answer, fetching the signer's DNSKEY set from the
+/// same server to verify them (see [`dnssec`]).
+async fn judge_dnssec(
+    plan: &Plan,
+    addr: SocketAddr,
+    msg: &Message,
+    valid_for: Duration,
+    out: &mut ServerOutcome,
+) {
+    let keys = match dnssec::signer(msg) {
+        None => None,
+        Some(signer) if signer.eq_ignore_root(&plan.qname) && plan.qtype == RecordType::DNSKEY => {
+            Some(dnssec::dnskeys(msg, &signer))
+        }
+        Some(signer) => match zone_query(plan, addr, &signer, RecordType::DNSKEY).await {
+            Ok(m) => Some(dnssec::dnskeys(&m, &signer)),
+            Err(e) => {
+                let context = format!("`{} DNSKEY`: ", name_text(&signer));
+                record_error(out, e, &context);
+                return;
+            }
+        },
+    };
+    let keys = keys.filter(|k| !k.is_empty());
+    let judged = dnssec::judge(msg, keys.as_deref(), unix_now(), valid_for);
+    out.result.rrsig = judged.rrsig;
+    if let Some((kind, why)) = judged.failure {
+        fail(&mut out.result, kind, why);
+    }
+}
+
+/// The probe's clock, in Unix seconds.
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Asks `addr` for the zone's `qtype` (SOA, NS or DNSKEY) at the apex, RD=0; DO=1 for DNSKEY.
 async fn zone_query(
     plan: &Plan,
     addr: SocketAddr,
@@ -878,6 +937,7 @@ async fn zone_query(
         qtype,
         rd: false,
         nsid: false,
+        dnssec_ok: qtype == RecordType::DNSKEY,
         tcp_only: plan.tcp_only,
         source: plan.source,
     };
@@ -1092,6 +1152,7 @@ async fn parent_delegation(
                 qtype: RecordType::NS,
                 rd: false,
                 nsid: false,
+                dnssec_ok: false,
                 tcp_only,
                 source,
             };

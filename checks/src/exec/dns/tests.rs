@@ -181,6 +181,7 @@ fn check(servers: &[SocketAddr]) -> DnsCheck {
         answers: AnswerExpect::Exact(vec!["192.0.2.10".to_owned()]),
         consistent_soa: false,
         consistent_delegation: false,
+        dnssec: None,
     }
 }
 
@@ -778,4 +779,93 @@ async fn r12_at_most_max_in_flight_queries_are_out_at_once() {
         })
         .count();
     assert_eq!(not_asked, MAX_SERVERS - MAX_IN_FLIGHT);
+}
+
+/// A server for `example.test.` that signs `www A` (only when the query has the DO bit) from
+/// `inception` to `expiration` (seconds from now), and serves the signer's DNSKEY.
+fn signed_server(
+    signer: Arc<super::dnssec::tests::Signer>,
+    inception: i64,
+    expiration: i64,
+) -> impl Fn(&Message, bool) -> Reply + Send + Sync + 'static {
+    use super::dnssec::tests::field;
+    use hickory_proto::dnssec::rdata::DNSSECRData;
+    move |q, _tcp| {
+        let mut m = response(q, "signed");
+        let dnssec_ok = q.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        match q.queries.first().map(|q| q.query_type()) {
+            Some(RecordType::A) => {
+                let rrset = vec![a("www.example.test.", [192, 0, 2, 10])];
+                m.add_answer(rrset[0].clone());
+                if dnssec_ok {
+                    m.add_answer(signer.sign(
+                        &rrset,
+                        field(now + inception),
+                        field(now + expiration),
+                    ));
+                }
+            }
+            Some(RecordType::DNSKEY) => {
+                m.add_answer(Record::from_rdata(
+                    name("example.test."),
+                    60,
+                    RData::DNSSEC(DNSSECRData::DNSKEY(signer.dnskey.clone())),
+                ));
+            }
+            _ => {}
+        }
+        Reply::Message(m)
+    }
+}
+
+#[tokio::test]
+async fn dnssec_asks_with_the_do_bit_and_names_each_failing_server_and_expiry() {
+    const DAY: i64 = 86_400;
+    let signer = Arc::new(super::dnssec::tests::Signer::new("example.test."));
+    let good = fake(signed_server(signer.clone(), -DAY, 30 * DAY)).await;
+    let soon = fake(signed_server(signer.clone(), -DAY, 2 * DAY)).await;
+    let unsigned = fake(zone_server("plain", 1)).await;
+    let mut c = check(&[good, soon, unsigned]);
+    c.dnssec = Some(crate::model::DnssecExpect {
+        valid_for: Duration::from_secs(7 * 86_400),
+    });
+    let (obs, facts) = observe(&c, Duration::from_secs(2)).await;
+    // Missing outranks expiring soon; both are named, with their servers.
+    assert_eq!(obs.failure, Some(FailureKind::RrsigMissing), "{obs:?}");
+    let message = obs.message.unwrap_or_default();
+    assert!(message.starts_with("2 of 3 servers failed: "), "{message}");
+    let tag = signer.key_tag();
+    assert!(
+        message.contains(&format!(
+            "127.0.0.1 ({soon}) rrsig_expires_soon: RRSIG (key {tag}, algorithm 15, signer \
+             example.test) over `www.example.test A` expires at "
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "127.0.0.1 ({unsigned}) rrsig_missing: no RRSIG over `www.example.test A`"
+        )),
+        "{message}"
+    );
+    let expiry = server(&facts, soon)
+        .rrsig
+        .as_ref()
+        .expect("the judged RRSIG")
+        .expiration
+        .clone();
+    assert!(
+        message.contains(&format!("expires at {expiry}, in "))
+            && message.contains("within valid_for of 7days"),
+        "{message}"
+    );
+    let g = server(&facts, good);
+    assert_eq!(g.status, Status::Ok, "{g:?}");
+    assert!(g.rrsig.as_ref().is_some_and(|r| r.verified), "{g:?}");
+    assert_eq!(server(&facts, unsigned).rrsig, None);
+    // Without `dnssec`, the same servers pass: no DO bit, nothing judged.
+    let (obs, facts) = observe(&check(&[good, soon, unsigned]), Duration::from_secs(2)).await;
+    assert_eq!(obs.status, Status::Ok, "{obs:?}");
+    assert!(facts.servers.iter().all(|s| s.rrsig.is_none()));
 }
