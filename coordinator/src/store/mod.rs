@@ -255,8 +255,8 @@ pub trait Store: StateStore + ReportStore + LeaseStore + Send + Sync + 'static {
     }
 
     /// How many commits of results the ingest writer may have in flight at once: one for
-    /// SQLite (one writer at a time); more for a server, which works on one commit while the
-    /// coordinator prepares the next.
+    /// SQLite (one writer at a time); a server could take more, working on one commit while
+    /// the coordinator prepares the next, where row locks allow.
     fn writers(&self) -> usize {
         1
     }
