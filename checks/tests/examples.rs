@@ -193,6 +193,92 @@ fn an_unknown_key_in_any_table_of_any_example_is_rejected() {
     assert!(mutated >= 30, "only {mutated} tables were mutated");
 }
 
+/// The path of every inline table (`key = { … }`) of a document, with the path of its key.
+fn inline_tables(item: &Item, path: &str, out: &mut Vec<String>) {
+    match item {
+        Item::Table(t) => {
+            for (k, v) in t.iter() {
+                inline_tables(v, &format!("{path}.{k}"), out);
+            }
+        }
+        Item::ArrayOfTables(a) => {
+            for (i, t) in a.iter().enumerate() {
+                for (k, v) in t.iter() {
+                    inline_tables(v, &format!("{path}[{i}].{k}"), out);
+                }
+            }
+        }
+        Item::Value(Value::InlineTable(t)) => {
+            out.push(path.to_owned());
+            for (k, v) in t.iter() {
+                inline_tables(&Item::Value(v.clone()), &format!("{path}.{k}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Replaces the inline table at `target` (a path from `inline_tables`) with the list of its
+/// values, the shape serde's derived structs would otherwise take.
+fn listify_at(table: &mut Table, path: &str, target: &str) -> bool {
+    table.iter_mut().any(|(key, item)| {
+        let here = format!("{path}.{key}");
+        match item {
+            Item::Table(t) => listify_at(t, &here, target),
+            Item::ArrayOfTables(a) => a
+                .iter_mut()
+                .enumerate()
+                .any(|(i, t)| listify_at(t, &format!("{here}[{i}]"), target)),
+            Item::Value(v) => listify_value(v, &here, target),
+            _ => false,
+        }
+    })
+}
+
+fn listify_value(value: &mut Value, path: &str, target: &str) -> bool {
+    let Value::InlineTable(t) = value else {
+        return false;
+    };
+    if path == target {
+        let list: toml_edit::Array = t.iter().map(|(_, v)| v.clone()).collect();
+        *value = Value::Array(list);
+        return true;
+    }
+    t.iter_mut()
+        .any(|(key, v)| listify_value(v, &format!("{path}.{key}"), target))
+}
+
+#[test]
+fn every_table_valued_key_refuses_a_list_of_its_values() {
+    let doc: DocumentMut = EVERY_FIELD.parse().expect("EVERY_FIELD parses");
+    let mut targets = Vec::new();
+    inline_tables(doc.as_item(), "", &mut targets);
+    assert!(targets.len() >= 15, "only {} inline tables", targets.len());
+    for target in targets {
+        let mut doc = doc.clone();
+        assert!(
+            listify_at(doc.as_table_mut(), "", &target),
+            "could not replace {target}"
+        );
+        let key = target.rsplit('.').next().unwrap_or_default();
+        let source = Source {
+            name: "every-field.toml".into(),
+            text: doc.to_string(),
+            dir: None,
+        };
+        match validate(&[source]) {
+            Ok(_) => panic!("`{target}` as a list of its values was accepted"),
+            Err(d) => assert!(
+                d.0.iter()
+                    .any(|e| e.message.starts_with(&format!("`{key}` must be a "))
+                        && e.message.ends_with("got sequence")),
+                "`{target}` as a list was refused with the wrong message:\n{}",
+                d.render()
+            ),
+        }
+    }
+}
+
 /// Probes receive checks as the coordinator validated them, encoded as JSON: every shipped
 /// check must come back from that encoding exactly as it went (every field, by its `Debug`
 /// form, which shows each pattern, duration and header), and encode to the same bytes again.

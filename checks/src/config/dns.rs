@@ -19,7 +19,7 @@ pub(crate) struct DnsCheckConfig {
     /// The zone; needed by `servers = "authoritative"`, `consistent_soa` and `consistent_delegation`.
     zone: Option<Spanned<String>>,
     /// What to ask: `query = { name = "www.example.com", type = "A" }`.
-    query: DnsQueryConfig,
+    query: super::Table<DnsQueryConfig>,
     /// `"authoritative"` (discover the NS set; the default when `zone` is set) or a list of
     /// servers as `"host"`, `"ip"` or `"ip:port"`.
     servers: Option<Spanned<toml::Value>>,
@@ -33,15 +33,14 @@ pub(crate) struct DnsCheckConfig {
     /// Ask for the server's NSID (RFC 5001); default true.
     nsid: Option<bool>,
     /// What the answer must be.
-    expect: Option<DnsExpectConfig>,
+    expect: Option<super::Table<DnsExpectConfig>>,
     /// Every server must serve the same SOA serial; default false.
     consistent_soa: Option<bool>,
     /// The parent's NS set must equal the zone's apex NS set; default false.
     consistent_delegation: Option<bool>,
     /// Ask with the DO bit and require a valid RRSIG over every server's answer:
     /// `dnssec = { valid_for = "7d" }`.
-    #[serde(default, deserialize_with = "super::table")]
-    dnssec: Option<DnssecConfig>,
+    dnssec: Option<super::Table<DnssecConfig>>,
 }
 
 /// `dnssec = { valid_for = "7d" }`.

@@ -37,7 +37,7 @@ pub(crate) struct HttpCheckConfig {
     /// The DNS server that resolves host names (`"ip"` or `"ip:port"`); default the system's.
     resolver: Option<Spanned<String>>,
     /// What the response must be.
-    expect: Option<HttpExpectConfig>,
+    expect: Option<super::Table<HttpExpectConfig>>,
 }
 
 /// `expect = { status = 200, … }` of an HTTP check.
@@ -53,13 +53,13 @@ struct HttpExpectConfig {
     /// The body must match this regex.
     body_matches: Option<Spanned<String>>,
     /// `json = { pointer = "/status", equals = "ok" }`.
-    json: Option<JsonConfig>,
+    json: Option<super::Table<JsonConfig>>,
     /// `fresh = { json_pointer = "/last_event_at", max_age = "5m" }`.
-    fresh: Option<FreshConfig>,
+    fresh: Option<super::Table<FreshConfig>>,
     /// Accepted content encodings, also offered in Accept-Encoding (cdn default: br, gzip offered, any accepted).
     encoding: Option<Spanned<Vec<String>>>,
     /// `vendor_header = { name = "x-served-by", matches = "^cache-" }`.
-    vendor_header: Option<VendorHeaderConfig>,
+    vendor_header: Option<super::Table<VendorHeaderConfig>>,
 }
 
 /// A JSON pointer assertion.

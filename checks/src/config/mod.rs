@@ -291,7 +291,7 @@ struct CommonConfig {
     /// Free text for people.
     description: Option<String>,
     /// Which probes run the check; every probe when absent.
-    probes: Option<ProbesConfig>,
+    probes: Option<Table<ProbesConfig>>,
 }
 
 const COMMON_KEYS: &[&str] = &["id", "vendor", "kind", "role", "description", "probes"];
@@ -315,7 +315,7 @@ struct VendorConfig {
     /// Display name; the id when absent.
     name: Option<String>,
     /// Contract SLA.
-    sla: Option<SlaConfig>,
+    sla: Option<Table<SlaConfig>>,
 }
 
 /// `sla = { availability = "99.95%", latency_p95 = "400ms" }`.
@@ -460,7 +460,7 @@ fn validate_check<'i>(
     let settings = own.and_then(|own| settings::merge(ctx, base, &own, span.clone()));
     let probes = common
         .probes
-        .map(|p| ProbeSelector {
+        .map(|Table(p)| ProbeSelector {
             regions: p.regions.unwrap_or_default(),
             labels: p.labels.unwrap_or_default(),
         })
@@ -515,12 +515,22 @@ impl Ctx<'_> {
             );
             return None;
         };
+        let mut dropped: Vec<String> = Vec::new();
         loop {
             let attempt = Spanned::new(span.clone(), DeValue::Table(table.clone()));
             match T::deserialize(attempt.into_deserializer()) {
                 // The unknown keys are already reported, so the whole load fails; validating the
                 // rest still finds the table's other problems.
                 Ok(v) => return Some(v),
+                // A required key dropped below is reported already, as what is wrong with it.
+                Err(e)
+                    if e.message()
+                        .strip_prefix("missing field `")
+                        .and_then(|rest| rest.split_once('`'))
+                        .is_some_and(|(key, _)| dropped.iter().any(|d| d == key)) =>
+                {
+                    return None;
+                }
                 Err(e) => {
                     let at = e.span().unwrap_or(span.clone());
                     let message = serde_message(e.message(), key_before(&self.src.text, at.start));
@@ -534,7 +544,7 @@ impl Ctx<'_> {
                         .map(|(key, _)| key.to_owned())
                         .or_else(|| key_before(&self.src.text, at.start).map(str::to_owned));
                     match unknown {
-                        Some(key) if table.remove(key.as_str()).is_some() => {}
+                        Some(key) if table.remove(key.as_str()).is_some() => dropped.push(key),
                         _ => return None,
                     }
                 }
@@ -752,31 +762,47 @@ fn serde_message(message: &str, key: Option<&str>) -> String {
     m.to_owned()
 }
 
-/// An optional table, refusing every other shape. Serde's derived structs also take a list of
-/// their fields in order, so `dnssec = ["7d"]` would pass for `dnssec = { valid_for = "7d" }`:
-/// `#[serde(default, deserialize_with = "super::table")]` keeps a table key a table.
-pub(crate) fn table<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct TableOnly<T>(std::marker::PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for TableOnly<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a table")
-        }
-        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-            T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
-        }
+/// The value of a key that takes a table, and only a table. Serde's derived structs also take
+/// a list of their fields in order, so `dnssec = ["7d"]` would pass for
+/// `dnssec = { valid_for = "7d" }` and `expect = [200]` for `expect = { status = 200 }`:
+/// every key whose value is a struct is a `Table` of it.
+#[derive(Debug)]
+pub(crate) struct Table<T>(T);
+
+impl<T> std::ops::Deref for Table<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
     }
-    d.deserialize_map(TableOnly(std::marker::PhantomData))
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TableOnly<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for TableOnly<T> {
+            type Value = Table<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Table)
+            }
+        }
+        d.deserialize_map(TableOnly(std::marker::PhantomData))
+    }
 }
 
 /// An example value of the keys whose value is a table, for "must be a table" messages.
 fn table_example(key: &str) -> Option<&'static str> {
     Some(match key {
         "dnssec" => "{ valid_for = \"7d\" }",
+        "json" => "{ pointer = \"/status\", equals = \"ok\" }",
+        "fresh" => "{ json_pointer = \"/last_event_at\", max_age = \"5m\" }",
+        "vendor_header" => "{ name = \"x-served-by\", matches = \"^cache-\" }",
         "query" => "{ name = \"www.example.com\", type = \"A\" }",
         "probes" => "{ regions = [\"eu-west\"] }",
         "sla" => "{ availability = \"99.95%\" }",

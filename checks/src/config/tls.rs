@@ -21,7 +21,7 @@ pub(crate) struct TlsCheckConfig {
     /// The DNS server that resolves host names (`"ip"` or `"ip:port"`); default the system's.
     resolver: Option<Spanned<String>>,
     /// What the certificate must satisfy.
-    expect: Option<TlsExpectConfig>,
+    expect: Option<super::Table<TlsExpectConfig>>,
 }
 
 /// `expect = { valid_for = "21d" }`.
