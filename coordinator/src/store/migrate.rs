@@ -973,10 +973,11 @@ impl Column {
             (Self::Real(c), ValueRef::Null) => c.push(None),
             (Self::Bytes(c), ValueRef::Null) => c.push(None),
             (Self::Hist(c), ValueRef::Blob(b)) => {
-                let counts = decode_buckets(b).map_err(|e| e.to_string())?;
-                let mut h = [0; LATENCY_BUCKETS];
-                h.copy_from_slice(&counts);
-                c.push(&h);
+                let counts: [u64; LATENCY_BUCKETS] = decode_buckets(b)
+                    .map_err(|e| e.to_string())?
+                    .try_into()
+                    .map_err(|v: Vec<u64>| format!("{} buckets, not {LATENCY_BUCKETS}", v.len()))?;
+                c.push(&counts);
             }
             (Self::Text(c), ValueRef::Text(t)) => {
                 let s =

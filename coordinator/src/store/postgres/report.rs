@@ -61,55 +61,30 @@ static SUMMED: std::sync::LazyLock<[String; 4]> =
 static RANGES: std::sync::LazyLock<[String; 4]> =
     std::sync::LazyLock::new(|| Tier::ALL.map(range_sql));
 
-/// The totals per (check, region) of `checks` over each of `spans`, the spans' queries
-/// pipelined on one connection.
-async fn sums_of(
+/// Runs `sql[span.tier]` with (`first`, span start, span end) for each of `spans`, the
+/// queries pipelined on one connection, and reads each row as (its first column, region,
+/// then the columns [`totals_at`] reads): [`SUMMED`] over a set of checks, or [`RANGES`] of
+/// one check.
+async fn each_span<K: for<'a> tokio_postgres::types::FromSql<'a>>(
     c: &deadpool_postgres::Client,
-    checks: &[String],
+    sql: &[String; 4],
+    first: &(dyn ToSql + Sync),
     spans: &[Span],
-) -> Result<Vec<(String, String, Totals)>, PgError> {
+) -> Result<Vec<(K, String, Totals)>, PgError> {
     let stmts =
-        futures_util::future::try_join_all(SUMMED.iter().map(|sql| c.prepare_cached(sql))).await?;
+        futures_util::future::try_join_all(sql.iter().map(|sql| c.prepare_cached(sql))).await?;
     let args: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = spans
         .iter()
         .map(|span| {
             (
                 &stmts[span.tier as usize],
-                [&checks as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
+                [first, &span.from_ms, &span.to_ms],
             )
         })
         .collect();
     let queries = args.iter().map(|(stmt, p)| c.query(*stmt, p));
     let mut out = Vec::new();
     for rows in futures_util::future::try_join_all(queries).await? {
-        for r in rows {
-            out.push((r.try_get(0)?, r.try_get(1)?, totals_at(&r, 2)?));
-        }
-    }
-    Ok(out)
-}
-
-/// Every rollup row of one check over each of `spans`, as (unit start, region, totals), the
-/// spans' queries pipelined on one connection.
-async fn rows_of(
-    c: &deadpool_postgres::Client,
-    check: &str,
-    spans: &[Span],
-) -> Result<Vec<(i64, String, Totals)>, PgError> {
-    let stmts =
-        futures_util::future::try_join_all(RANGES.iter().map(|sql| c.prepare_cached(sql))).await?;
-    let args: Vec<(&tokio_postgres::Statement, [&(dyn ToSql + Sync); 3])> = spans
-        .iter()
-        .map(|span| {
-            (
-                &stmts[span.tier as usize],
-                [&check as &(dyn ToSql + Sync), &span.from_ms, &span.to_ms],
-            )
-        })
-        .collect();
-    let mut out = Vec::new();
-    for rows in futures_util::future::try_join_all(args.iter().map(|(s, p)| c.query(*s, p))).await?
-    {
         for r in rows {
             out.push((r.try_get(0)?, r.try_get(1)?, totals_at(&r, 2)?));
         }
@@ -176,9 +151,12 @@ impl ReportStore for PostgresStore {
             .div_ceil(REPORT_CONNECTIONS)
             .max(MIN_CHECKS_PER_CONNECTION);
         let parts: Vec<Vec<(String, String, Totals)>> = self.block_on(async {
-            futures_util::future::try_join_all(checks.chunks(per).map(|part| async {
+            let spans = &spans;
+            futures_util::future::try_join_all(checks.chunks(per).map(|part| async move {
                 let c = self.client().await?;
-                sums_of(&c, part, &spans).await.map_err(StoreError::from)
+                each_span::<String>(&c, &SUMMED, &part, spans)
+                    .await
+                    .map_err(StoreError::from)
             }))
             .await
         })?;
@@ -216,7 +194,7 @@ impl ReportStore for PostgresStore {
     ) -> Result<Vec<SeriesRow>, StoreError> {
         let bucket_ms = bucket_ms.max(Tier::Minute.ms());
         let spans = plan(from_ms, to_ms, Tier::coarsest_dividing(bucket_ms));
-        let rows = self.run(async |c| rows_of(c, check, &spans).await)?;
+        let rows = self.run(async |c| each_span::<i64>(c, &RANGES, &check, &spans).await)?;
         let mut buckets: BTreeMap<(i64, String), Totals> = BTreeMap::new();
         for (start, region, t) in rows {
             let bucket = start - start.rem_euclid(bucket_ms);
