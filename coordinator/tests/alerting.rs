@@ -668,7 +668,17 @@ async fn r11_a_vendor_flapping_after_it_cleared_is_one_incident_with_one_trigger
     for _ in 0..3 {
         w.until_state("acme", "hard_down", acme_everywhere).await;
         // Clear (after recover_for), but only for a moment: well within the flap window.
+        // The global state can read operational while one region still waits out its
+        // recover_for; the incident clears only when every scope has, so wait for that.
         w.until_state("acme", "operational", never).await;
+        w.until_api(
+            "acme's incident clearing",
+            SETTLE,
+            never,
+            "/api/v1/incidents?subject=acme&open=true",
+            |open| open[0]["clear_since_ms"].is_i64(),
+        )
+        .await;
     }
     let cleared = Instant::now();
     let open = w.api("/api/v1/incidents?subject=acme&open=true").await;
