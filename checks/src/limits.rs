@@ -81,6 +81,7 @@ pub fn fit(r: &mut CheckResult) -> bool {
         Facts::Http(h) => {
             strings |= fit_http_strings(h);
             notes.extend(keep("assets", &mut h.assets, MAX_LIST));
+            notes.extend(keep("extra requests", &mut h.extra_requests, MAX_LIST));
         }
         Facts::Tls(t) => strings |= fit_tls_strings(t),
         Facts::Tcp(_) | Facts::None => {}
@@ -142,8 +143,16 @@ fn fit_http_strings(h: &mut HttpFacts) -> bool {
         &mut h.served_by,
         &mut h.vendor_header,
         &mut h.content_encoding,
+        &mut h.cache_control,
+        &mut h.expires,
+        &mut h.vary,
+        &mut h.etag,
+        &mut h.last_modified,
     ] {
         any |= cut_opt(s, MAX_FIELD_BYTES);
+    }
+    for r in &mut h.extra_requests {
+        any |= cut(&mut r.url, MAX_FIELD_BYTES) | cut_opt(&mut r.cache_control, MAX_FIELD_BYTES);
     }
     if let Some(t) = &mut h.tls {
         any |= fit_tls_strings(t);

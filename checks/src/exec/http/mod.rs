@@ -1,16 +1,21 @@
 //! `kind = "cdn"` and `kind = "http"`: one request over a fresh connection (through the vendor's
 //! edge when `edge` is set, keeping the URL's Host and SNI), redirects followed up to a cap, the
-//! body read up to a cap, then the assertions, in order: status, encoding, vendor header,
-//! headers, body, child assets.
+//! body read up to a cap, then the assertions, in order: status, protocol, encoding, vendor
+//! header, headers, cache policy, cache status, body, child assets, cache key, error page.
+//! A check that asserts the cache status after a warm-up (`expect.cache`) requests its URL
+//! once before the measured request; the cache key and the error page need requests of
+//! their own after it. Every request of a run shares its deadline.
 //!
 //! Layout:
 //! - [`fetch`]: one exchange over HTTP/1.1 or HTTP/2 (by ALPN), and redirect following;
 //! - [`body`]: content decoding and the body assertions;
 //! - [`assets`]: child assets of an HTML page;
+//! - [`cache`]: the content-profile assertions and their extra requests;
 //! - the cache status is read by [`super::cache_status`].
 
 pub(crate) mod assets;
 pub(crate) mod body;
+mod cache;
 mod fetch;
 #[cfg(test)]
 mod tests;
@@ -28,7 +33,7 @@ use self::fetch::{Client, FetchError, Phases, follow};
 use super::tls::TlsClient;
 use super::{ExecError, Observation, cache_status};
 use crate::model::{HttpCheck, HttpMethod, StatusExpect};
-use crate::result::{Facts, FailureKind, HttpFacts, Timings, millis};
+use crate::result::{Facts, FailureKind, HttpFacts, RequestPurpose, Timings, millis};
 
 /// Offered by `kind = "cdn"` checks that list no encodings.
 const CDN_ACCEPT_ENCODING: &str = "br, gzip";
@@ -64,7 +69,23 @@ pub(crate) async fn run(
     // A redirect the check expects (`status = 301`) is the answer, not a hop.
     let keep =
         |status: u16| matches!(&check.status, StatusExpect::OneOf(list) if list.contains(&status));
-    let followed = follow(&client, check.method, url, keep, deadline).await;
+    let profile = check.cdn_expect.as_deref();
+    if let Some(p) = profile
+        && !p.cache.is_empty()
+    {
+        // Recorded, not judged: a warm-up that fails fails the measured request too.
+        let warm = cache::request(
+            &client,
+            check.method,
+            RequestPurpose::WarmUp,
+            url.clone(),
+            keep,
+            deadline,
+        )
+        .await?;
+        facts.extra_requests.push(warm.record);
+    }
+    let followed = follow(&client, check.method, url.clone(), keep, deadline).await;
     let mut timings = timings_of(followed.phases);
     facts.redirects = followed.redirects;
     let fail = |kind: FailureKind, message: String, mut timings: Timings, facts: HttpFacts| {
@@ -111,6 +132,7 @@ pub(crate) async fn run(
     if let Some(vh) = &check.vendor_header {
         facts.vendor_header = header(&vh.name);
     }
+    cache::record(&mut facts, &response.headers);
 
     if !check.status.accepts(response.status) {
         let message = format!(
@@ -120,6 +142,11 @@ pub(crate) async fn run(
             expected_status(&check.status)
         );
         return fail(FailureKind::HttpStatus, message, timings, facts);
+    }
+    if let Some(p) = profile
+        && let Some(why) = cache::judge_protocol(p, response.version, response.tls.as_ref())
+    {
+        return fail(FailureKind::ProtocolMismatch, why, timings, facts);
     }
     if !check.encoding.is_empty() {
         let got = facts
@@ -161,6 +188,23 @@ pub(crate) async fn run(
         };
         if let Some(message) = problem {
             return fail(FailureKind::HeaderMismatch, message, timings, facts);
+        }
+    }
+    if let Some(p) = profile {
+        let now = OffsetDateTime::now_utc();
+        if let Some(why) = cache::judge_headers(p, &response.headers, facts.age, now) {
+            let message = format!("`{}`: {why}", response.url);
+            return fail(FailureKind::CachePolicyMismatch, message, timings, facts);
+        }
+        if !p.cache.is_empty() && !p.cache.contains(&facts.cache) {
+            let want: Vec<&str> = p.cache.iter().map(|c| c.as_label()).collect();
+            let message = format!(
+                "right after a warm-up request, `{}` was a {}, expected {}",
+                response.url,
+                facts.cache.as_label(),
+                want.join(" or ")
+            );
+            return fail(FailureKind::CacheStatusMismatch, message, timings, facts);
         }
     }
 
@@ -216,6 +260,20 @@ pub(crate) async fn run(
                 return fail(FailureKind::AssetErrors, message, timings, facts);
             }
         }
+    }
+    if let Some(p) = profile
+        && let Some((kind, message)) = cache::after(
+            &client,
+            check.method,
+            &check.status,
+            p,
+            &url,
+            deadline,
+            &mut facts,
+        )
+        .await?
+    {
+        return fail(kind, message, timings, facts);
     }
     timings.total_ms = millis(start.elapsed());
     Ok(Observation::ok(timings, Facts::Http(facts)))
