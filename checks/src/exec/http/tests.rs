@@ -397,3 +397,55 @@ async fn r13_content_profile_requests() {
         assert_eq!(extra(&observed).len(), requests, "{expect}: {observed:?}");
     }
 }
+
+/// Issue 13, part 2: the extra requests share the run's deadline. An edge that never
+/// answers the error page fails the run `timeout` within the check's timeout, and the facts
+/// say which request it was.
+#[tokio::test]
+async fn r13_an_extra_request_that_never_answers_ends_at_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let edge = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if String::from_utf8_lossy(&head).contains("vantage-negative-") {
+                    // Hold the connection open and say nothing, for as long as the test runs.
+                    std::future::pending::<()>().await;
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let check = http_check(&format!(
+        "url = \"http://{edge}/a.png\"\nexpect = {{ negative = {{ cached = true }} }}"
+    ));
+    let timeout = Duration::from_millis(800);
+    let started = std::time::Instant::now();
+    let observed = run(&check, timeout, None).await.expect("run");
+    let took = started.elapsed();
+    assert_eq!(observed.failure, Some(FailureKind::Timeout), "{observed:?}");
+    assert!(took < timeout + Duration::from_millis(400), "took {took:?}");
+    let message = observed.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("the error page request failed: a response from `http://"),
+        "{message}"
+    );
+    match &observed.facts {
+        Facts::Http(f) => {
+            assert_eq!(f.status, Some(200), "the measured request passed");
+            assert_eq!(f.extra_requests.len(), 1, "{f:?}");
+            assert_eq!(f.extra_requests[0].purpose, RequestPurpose::Negative);
+            assert_eq!(f.extra_requests[0].failure, Some(FailureKind::Timeout));
+        }
+        other => panic!("http facts, got {other:?}"),
+    }
+}
