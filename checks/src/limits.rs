@@ -81,6 +81,7 @@ pub fn fit(r: &mut CheckResult) -> bool {
         Facts::Http(h) => {
             strings |= fit_http_strings(h);
             notes.extend(keep("assets", &mut h.assets, MAX_LIST));
+            notes.extend(keep("extra requests", &mut h.extra_requests, MAX_LIST));
         }
         Facts::Tls(t) => strings |= fit_tls_strings(t),
         Facts::Tcp(_) | Facts::None => {}
@@ -142,8 +143,16 @@ fn fit_http_strings(h: &mut HttpFacts) -> bool {
         &mut h.served_by,
         &mut h.vendor_header,
         &mut h.content_encoding,
+        &mut h.cache_control,
+        &mut h.expires,
+        &mut h.vary,
+        &mut h.etag,
+        &mut h.last_modified,
     ] {
         any |= cut_opt(s, MAX_FIELD_BYTES);
+    }
+    for r in &mut h.extra_requests {
+        any |= cut(&mut r.url, MAX_FIELD_BYTES) | cut_opt(&mut r.cache_control, MAX_FIELD_BYTES);
     }
     if let Some(t) = &mut h.tls {
         any |= fit_tls_strings(t);
@@ -195,7 +204,7 @@ fn halve_longest(facts: &mut Facts) -> bool {
                     halve(&mut x.child) || parent
                 })
         }
-        Facts::Http(h) => halve(&mut h.assets),
+        Facts::Http(h) => halve(&mut h.assets) || halve(&mut h.extra_requests),
         _ => false,
     }
 }
@@ -203,7 +212,10 @@ fn halve_longest(facts: &mut Facts) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::{AssetResult, DnsServerResult, FailureKind, Status};
+    use crate::result::{
+        AssetResult, CacheStatus, DnsServerResult, ExtraRequest, FailureKind, RequestPurpose,
+        Status,
+    };
 
     fn result(facts: Facts) -> CheckResult {
         let mut r: CheckResult = serde_json::from_str(
@@ -281,6 +293,61 @@ mod tests {
         let back: CheckResult =
             serde_json::from_slice(&serde_json::to_vec(&r).expect("encode")).expect("decode");
         assert_eq!(back, r);
+    }
+
+    /// Issue 13, part 2: an edge that answers megabyte headers to every request of a
+    /// content profile still yields a result within the limits, its facts kept.
+    #[test]
+    fn r13_long_caching_headers_and_extra_requests_are_cut_to_fit() {
+        let long = || Some("h".repeat(1 << 20));
+        let extra = |purpose| ExtraRequest {
+            purpose,
+            url: format!("https://cdn.example/{}", "u".repeat(1 << 20)),
+            status: Some(404),
+            cache: CacheStatus::Hit,
+            age: Some(1),
+            cache_control: long(),
+            failure: None,
+            total_ms: 1.0,
+        };
+        let mut r = result(Facts::Http(HttpFacts {
+            url: "https://www.example/".into(),
+            cache_control: long(),
+            expires: long(),
+            vary: long(),
+            etag: long(),
+            last_modified: long(),
+            extra_requests: [
+                RequestPurpose::WarmUp,
+                RequestPurpose::CacheKey,
+                RequestPurpose::Negative,
+                RequestPurpose::NegativeRepeat,
+            ]
+            .into_iter()
+            .map(extra)
+            .collect(),
+            ..HttpFacts::default()
+        }));
+        assert!(fit(&mut r));
+        assert!(
+            json_len(&r.facts) <= MAX_FACTS_BYTES,
+            "{}",
+            json_len(&r.facts)
+        );
+        let Facts::Http(h) = &r.facts else {
+            panic!("the facts are kept: {:?}", r.truncated)
+        };
+        assert!(
+            h.cache_control
+                .as_ref()
+                .is_some_and(|c| c.len() <= MAX_FIELD_BYTES)
+        );
+        assert!(!h.extra_requests.is_empty());
+        assert!(
+            h.extra_requests
+                .iter()
+                .all(|e| e.url.len() <= MAX_FIELD_BYTES)
+        );
     }
 
     #[test]

@@ -192,6 +192,20 @@ failure_kinds! {
     AssetErrors => "asset_errors",
     /// A timestamp in the body is older than `max_age`.
     StaleData => "stale_data",
+    /// The response's caching headers (`Cache-Control`, `Age`, `Expires`, `Vary`, `ETag`,
+    /// `Last-Modified`) break the check's cache policy.
+    CachePolicyMismatch => "cache_policy_mismatch",
+    /// After a warm-up request, the response's cache status is not an expected one (a miss
+    /// where a hit was expected).
+    CacheStatusMismatch => "cache_status_mismatch",
+    /// The edge's cache key treats the query string otherwise than expected (a miss with
+    /// another query string where it should be ignored, or a hit where it is in the key).
+    CacheKeyMismatch => "cache_key_mismatch",
+    /// An error page of the origin (`negative`) has another status, another cache policy,
+    /// or is cached where it should not be (or the reverse).
+    NegativeCacheMismatch => "negative_cache_mismatch",
+    /// The negotiated HTTP or TLS version is not an expected one.
+    ProtocolMismatch => "protocol_mismatch",
     /// The server only speaks a TLS version or cipher this probe refuses: it cannot be tested
     /// from here. Reported with `status = "probe_error"`.
     TlsUnsupportedProtocol => "tls_unsupported_protocol",
@@ -448,6 +462,21 @@ pub struct HttpFacts {
     /// The `Age` header, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub age: Option<u64>,
+    /// The `Cache-Control` header (several joined with `, `).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// The `Expires` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// The `Vary` header (several joined with `, `).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vary: Option<String>,
+    /// The `ETag` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The `Last-Modified` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
     /// Body bytes received (on the wire, before decompression).
     pub bytes: u64,
     /// Redirects followed.
@@ -459,6 +488,63 @@ pub struct HttpFacts {
     /// Child assets fetched (with `assets = true`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assets: Vec<AssetResult>,
+    /// The requests made besides the measured one, for the content-profile assertions
+    /// (`expect.cache`, `expect.cache_key`, `expect.negative`), in the order they were made.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_requests: Vec<ExtraRequest>,
+}
+
+/// Why a run made a request besides the measured one.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestPurpose {
+    /// The same URL just before the measured request, so that it may be cached
+    /// (`expect.cache`).
+    WarmUp,
+    /// The URL with another query string, after the measured request (`expect.cache_key`).
+    CacheKey,
+    /// An error page of the same origin (`expect.negative`).
+    Negative,
+    /// The error page again, to see whether the edge cached it (`negative.cached`).
+    NegativeRepeat,
+}
+
+impl RequestPurpose {
+    /// The stable label.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::WarmUp => "warm_up",
+            Self::CacheKey => "cache_key",
+            Self::Negative => "negative",
+            Self::NegativeRepeat => "negative_repeat",
+        }
+    }
+}
+
+/// What one extra request of a run saw.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ExtraRequest {
+    /// Why it was made.
+    pub purpose: RequestPurpose,
+    /// The URL requested.
+    pub url: String,
+    /// The HTTP status, when a response came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The normalised cache status.
+    #[serde(default)]
+    pub cache: CacheStatus,
+    /// The `Age` header, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<u64>,
+    /// The `Cache-Control` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// Why the request got no response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
+    /// Request time in milliseconds, redirects included.
+    pub total_ms: f64,
 }
 
 /// One child asset of a page.

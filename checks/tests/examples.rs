@@ -361,6 +361,11 @@ lone_probe_pages = true
 id = "v"
 sla = { availability = "99.9%", latency_p95 = "400ms" }
 
+[[profile]]
+id = "every"
+description = "every content-profile key"
+expect = { status = 203, headers = { "x-profile" = "^p$" }, cache_control = { max_age = { min = "1h", max = "30d" }, s_maxage = { max = "1d" }, no_store = false, no_cache = false, private = false, public = true, immutable = true, must_revalidate = false }, age = { min = "0s", max = "1h" }, vary = ["accept-encoding"], expires = { min = "1h" }, etag = true, last_modified = false, http_version = ["1.1", "2"], tls_version = ["1.2", "1.3"], cache = ["hit", "expired"], cache_key = { query = "included" }, negative = { path = "/missing?x=1", status = [404, 410], cache_control = { max_age = { max = "5m" }, no_store = false }, cached = true } }
+
 [[check]]
 id = "dns"
 vendor = "v"
@@ -412,6 +417,7 @@ assets = true
 max_assets = 7
 max_redirects = 2
 max_body_bytes = 4096
+profile = "every"
 expect = { status = [200, 304], headers = { "x-cache" = "^HIT", "age" = "^[0-9]+$" }, body_contains = "ok", body_matches = "\"count\":\\d", json = { pointer = "/status", equals = "ok" }, fresh = { json_pointer = "/at", max_age = "5m" }, encoding = ["br", "identity"], vendor_header = { name = "x-served-by", matches = "^cache-" } }
 
 [[check]]
@@ -450,4 +456,13 @@ fn a_check_setting_every_field_survives_the_trip_to_a_probe() {
     assert_eq!(cdn["settings"]["retry"], serde_json::Value::Null);
     assert_eq!(cdn["spec"]["http"]["headers"][0][0], "user-agent");
     assert_eq!(cdn["spec"]["http"]["body_matches"], "\"count\":\\d");
+    // The check's own status over its profile's, the profile's cache policy under it.
+    assert_eq!(cdn["spec"]["http"]["status"]["one_of"][1], 304);
+    assert_eq!(cdn["spec"]["http"]["profile"], "every");
+    let p = &cdn["spec"]["http"]["cdn_expect"];
+    assert_eq!(p["cache_control"]["max_age"]["max"], "30days");
+    assert_eq!(p["http_version"], serde_json::json!(["1.1", "2"]));
+    assert_eq!(p["cache"], serde_json::json!(["hit", "expired"]));
+    assert_eq!(p["cache_key"], "included");
+    assert_eq!(p["negative"]["status"], serde_json::json!([404, 410]));
 }

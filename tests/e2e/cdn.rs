@@ -7,8 +7,10 @@
 //! proxy while Host and SNI stay those of the URL.
 
 use vantage_checks::model::Check;
-use vantage_checks::result::{CacheStatus, CheckResult, Facts, FailureKind, HttpFacts, Status};
-use vantage_e2e::cdn::{Cdn, HOST, SERVED_BY};
+use vantage_checks::result::{
+    CacheStatus, CheckResult, Facts, FailureKind, HttpFacts, RequestPurpose, Status,
+};
+use vantage_e2e::cdn::{Cdn, HOST, PROFILE_IMAGES, PROFILE_SCRIPTS, SERVED_BY};
 
 /// One check of `kind` from its TOML keys (timeout 4s, no retry, so a failure is the first
 /// attempt's).
@@ -393,4 +395,231 @@ fn json_and_freshness_of_an_origin_endpoint() {
     let cdn_kind = run(&edge_check(&cdn, "cdn", "/api/fresh.json", fresh));
     assert_ok(&cdn_kind);
     assert_eq!(http(&cdn_kind).content_encoding.as_deref(), Some("gzip"));
+}
+
+/// Issue 13, part 2: two content profiles, as the edge serves them (see `vantage_e2e::cdn`):
+/// images keep the query string out of the cache key, are not compressed and have their 404s
+/// cached; scripts key on the query string, are gzipped and have no 404 cached. The same
+/// profiles are written as `[[profile]]` tables and the checks name them.
+const CONTENT_PROFILES: &str = r#"
+[[profile]]
+id = "static-image"
+[profile.expect]
+status = 200
+encoding = ["identity"]
+cache_control = { max_age = { min = "7d", max = "30d" }, public = true, immutable = true, private = false, no_store = false }
+expires = { min = "7d" }
+etag = true
+last_modified = true
+http_version = "2"
+tls_version = "1.3"
+cache = "hit"
+cache_key = { query = "ignored" }
+negative = { status = 404, cache_control = { max_age = { min = "10s", max = "5m" } }, cached = true }
+
+[[profile]]
+id = "javascript"
+[profile.expect]
+status = 200
+encoding = ["br", "gzip"]
+vary = ["accept-encoding"]
+cache_control = { max_age = { min = "30d" }, immutable = false, no_store = false }
+cache = "hit"
+cache_key = { query = "included" }
+negative = { status = 404, cached = false }
+"#;
+
+/// The checks of a file holding [`CONTENT_PROFILES`], a vendor and `checks` (each `[[check]]`
+/// given its url on the TLS edge, the test CA, a 4 s timeout and no retry).
+fn profiled_checks(cdn: &Cdn, checks: &[(&str, &str, &str)]) -> Vec<Check> {
+    let mut text = format!("[[vendor]]\nid = \"e2e\"\n{CONTENT_PROFILES}");
+    for (id, path, keys) in checks {
+        text.push_str(&format!(
+            "\n[[check]]\nid = \"{id}\"\nvendor = \"e2e\"\nkind = \"cdn\"\ntimeout = \"4s\"\nretry = \"off\"\n\
+             url = \"https://{HOST}{path}\"\nedge = \"{}\"\nca = \"{}\"\n{keys}\n",
+            cdn.edge,
+            cdn.ca_file().display()
+        ));
+    }
+    vantage_checks::config::parse_str(&text)
+        .unwrap_or_else(|d| panic!("invalid test checks:\n{}\n{text}", d.render()))
+        .checks
+}
+
+fn purposes(facts: &HttpFacts) -> Vec<RequestPurpose> {
+    facts.extra_requests.iter().map(|r| r.purpose).collect()
+}
+
+#[test]
+fn r13_content_profiles_pass_against_an_edge_configured_for_them() {
+    let cdn = Cdn::start();
+    let logo = format!("{PROFILE_IMAGES}logo.png");
+    let script = format!("{PROFILE_SCRIPTS}app.js?v=1");
+    let checks = profiled_checks(
+        &cdn,
+        &[
+            (
+                "logo",
+                logo.as_str(),
+                "headers = { \"accept-encoding\" = \"gzip, br\" }\nprofile = \"static-image\"",
+            ),
+            (
+                "app-js",
+                script.as_str(),
+                "profile = \"javascript\"\nexpect = { http_version = \"2\" }",
+            ),
+        ],
+    );
+
+    let image = run(&checks[0]);
+    assert_ok(&image);
+    let f = http(&image);
+    use RequestPurpose::*;
+    assert_eq!(
+        purposes(f),
+        [WarmUp, CacheKey, Negative, NegativeRepeat],
+        "{image:#?}"
+    );
+    assert_eq!(f.cache, CacheStatus::Hit, "after the warm-up");
+    assert_eq!(
+        f.content_encoding, None,
+        "offered gzip, the edge must not compress images"
+    );
+    assert_eq!(f.http_version.as_deref(), Some("HTTP/2"));
+    assert_eq!(
+        f.tls.as_ref().and_then(|t| t.protocol.as_deref()),
+        Some("TLSv1_3")
+    );
+    let cc = f.cache_control.as_deref().unwrap_or_default();
+    assert!(
+        cc.contains("max-age=2592000") && cc.contains("immutable"),
+        "{cc}"
+    );
+    assert!(
+        f.expires.is_some() && f.etag.is_some() && f.last_modified.is_some(),
+        "{f:#?}"
+    );
+    let key = &f.extra_requests[1];
+    assert_eq!(
+        (key.status, key.cache),
+        (Some(200), CacheStatus::Hit),
+        "{key:?}"
+    );
+    assert!(key.url.contains("?vantage_key="), "{key:?}");
+    let (miss, hit) = (&f.extra_requests[2], &f.extra_requests[3]);
+    assert_eq!(
+        (miss.status, miss.cache),
+        (Some(404), CacheStatus::Miss),
+        "{miss:?}"
+    );
+    assert_eq!(
+        (hit.status, hit.cache),
+        (Some(404), CacheStatus::Hit),
+        "{hit:?}"
+    );
+    assert_eq!(miss.url, hit.url);
+    assert!(
+        miss.url
+            .starts_with(&format!("https://{HOST}{PROFILE_IMAGES}vantage-negative-"))
+            && miss.url.ends_with(".png"),
+        "{miss:?}"
+    );
+    assert_eq!(miss.cache_control.as_deref(), Some("public, max-age=60"));
+    // The warm-up and, once, the error page reached the origin; the other query string did not.
+    assert_eq!(cdn.wait_for_origin_hits(&logo, 1), 1);
+    assert_eq!(cdn.origin_hits(&format!("{logo}?vantage_key=")), 0);
+    assert_eq!(
+        cdn.origin_hits(&format!("{PROFILE_IMAGES}vantage-negative-")),
+        1
+    );
+
+    let js = run(&checks[1]);
+    assert_ok(&js);
+    let f = http(&js);
+    assert_eq!(
+        purposes(f),
+        [WarmUp, CacheKey, Negative, NegativeRepeat],
+        "{js:#?}"
+    );
+    assert_eq!(f.cache, CacheStatus::Hit);
+    assert_eq!(f.content_encoding.as_deref(), Some("gzip"));
+    assert!(
+        f.vary
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("accept-encoding")),
+        "{f:#?}"
+    );
+    let key = &f.extra_requests[1];
+    assert_eq!(
+        (key.status, key.cache),
+        (Some(200), CacheStatus::Miss),
+        "{key:?}"
+    );
+    assert_eq!(
+        f.extra_requests[3].cache,
+        CacheStatus::Miss,
+        "no 404 is cached"
+    );
+    assert_eq!(
+        cdn.wait_for_origin_hits(&format!("{PROFILE_SCRIPTS}app.js?v=1&vantage_key="), 1),
+        1
+    );
+    assert_eq!(
+        cdn.wait_for_origin_hits(&format!("{PROFILE_SCRIPTS}vantage-negative-"), 2),
+        2
+    );
+}
+
+#[test]
+fn r13_a_changed_content_profile_assertion_fails_with_its_kind() {
+    let cdn = Cdn::start();
+    let logo = format!("{PROFILE_IMAGES}logo.png");
+    let script = format!("{PROFILE_SCRIPTS}app.js");
+    let offer_gzip = "headers = { \"accept-encoding\" = \"gzip\" }\nprofile = \"static-image\"";
+    let cases: &[(&str, &str, FailureKind, &str)] = &[
+        // Scripts key on the query string: a check that says it is ignored must fail.
+        (
+            "javascript",
+            "expect = { cache_key = { query = \"ignored\" } }",
+            FailureKind::CacheKeyMismatch,
+            "was a miss, expected a hit: the query string should not be in the cache key",
+        ),
+        (
+            "static-image",
+            "expect = { cache_key = { query = \"included\" } }",
+            FailureKind::CacheKeyMismatch,
+            "was a hit, expected a miss: the query string should be in the cache key",
+        ),
+        (
+            "static-image",
+            "expect = { cache_control = { max_age = { min = \"60d\" } } }",
+            FailureKind::CachePolicyMismatch,
+            "max-age is 30d, expected at least 60d",
+        ),
+        (
+            "javascript",
+            "expect = { negative = { status = 404, cached = true } }",
+            FailureKind::NegativeCacheMismatch,
+            "was a miss, expected a hit: the edge should cache it",
+        ),
+        (
+            "static-image",
+            "expect = { tls_version = \"1.2\" }",
+            FailureKind::ProtocolMismatch,
+            "TLSv1_3 was negotiated, expected TLS 1.2",
+        ),
+    ];
+    for (profile, keys, kind, says) in cases {
+        let (path, extra) = if *profile == "javascript" {
+            (script.as_str(), "profile = \"javascript\"")
+        } else {
+            (logo.as_str(), offer_gzip)
+        };
+        let keys_all = format!("{extra}\n{keys}");
+        let checks = profiled_checks(&cdn, &[("changed", path, keys_all.as_str())]);
+        let r = run(&checks[0]);
+        assert_fails(&r, *kind);
+        let message = r.message.as_deref().unwrap_or_default();
+        assert!(message.contains(says), "{profile} with {keys}: {message}");
+    }
 }

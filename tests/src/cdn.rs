@@ -9,6 +9,16 @@
 //! one that speaks only TLS 1.0 and 1.1, and one with only a CBC cipher suite. The origin serves files from [`Cdn::www`] and logs
 //! every request it gets, so tests can count what reached it.
 //!
+//! Two content profiles (issue 13), each a path with cache rules of its own on both sides:
+//! - images, [`PROFILE_IMAGES`]: the origin sends `Cache-Control: max-age=2592000` (from
+//!   `expires 30d`, with `Expires`) and `public, immutable`; the edge keeps the query string
+//!   out of its cache key (`$host$uri`) and never compresses; a 404 comes with
+//!   `Cache-Control: public, max-age=60`, so the edge caches it (negative caching);
+//! - scripts, [`PROFILE_SCRIPTS`]: a year's `max-age`; the edge keys on the query string
+//!   (`$host$uri$is_args$args`), gzips with `Vary: Accept-Encoding`, and caches no 404.
+//!
+//! These paths have no fault table: they are for the cache rules alone.
+//!
 //! Regional faults: every edge listener looks up the client's source address in a `geo` table
 //! that [`Cdn::set_faults`] rewrites, then reloads nginx and waits until the new table is live.
 //! Probes bind their sockets to a source per probe, `127.0.R.P` ([`probe_source`]), so a fault
@@ -41,6 +51,10 @@ pub const HOST: &str = "static.vantage.test";
 pub const OTHER_HOST: &str = "other.vantage.test";
 /// The vendor header value the edge adds.
 pub const SERVED_BY: &str = "cache-lo1-LOOP";
+/// The path prefix of the images content profile (see the module header).
+pub const PROFILE_IMAGES: &str = "/profiles/img/";
+/// The path prefix of the scripts content profile.
+pub const PROFILE_SCRIPTS: &str = "/profiles/js/";
 /// Days left on the certificate of [`Cdn::expiring`].
 pub const EXPIRING_DAYS: i64 = 5;
 
@@ -121,6 +135,15 @@ const SITE: &[(&str, &str)] = &[
          .banner { background: #eee; border-bottom: 1px solid #ccc; padding: 1rem; }\n",
     ),
     ("js/app.js", "console.log('vantage test app');\n"),
+    (
+        "profiles/img/logo.png",
+        "not really a PNG, but served as image/png\n",
+    ),
+    (
+        "profiles/js/app.js",
+        "// Vantage test script of the scripts content profile, worth compressing.\n\
+         console.log('profiles: scripts are keyed on their query string');\n",
+    ),
     (
         "img/logo.svg",
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1\" height=\"1\"/>\n",
@@ -684,6 +707,34 @@ fn edge_location(origin: SocketAddr) -> String {
             add_header X-Edge-Host $host always;
             add_header X-Edge-SNI \"$ssl_server_name\" always;
         }}
+{profiles}",
+        profiles = profile_locations(origin),
+    )
+}
+
+/// The edge's two content profiles (see the module header): cache key, compression and the
+/// caching of 404s differ; the headers a CDN adds are the same as everywhere else.
+fn profile_locations(origin: SocketAddr) -> String {
+    let common = format!(
+        "            proxy_pass http://{origin};
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_cache edge;
+            add_header X-Cache-Status $upstream_cache_status always;
+            add_header X-Served-By {SERVED_BY} always;
+"
+    );
+    format!(
+        "        location {PROFILE_IMAGES} {{
+{common}            proxy_cache_key $host$uri;
+            proxy_cache_valid 200 10m;
+            gzip off;
+        }}
+        location {PROFILE_SCRIPTS} {{
+{common}            proxy_cache_key $host$uri$is_args$args;
+            proxy_cache_valid 200 10m;
+            gzip_vary on;
+        }}
 "
     )
 }
@@ -775,6 +826,11 @@ http {{
         default 0;
         flaky:heads 1;
     }}
+    # The images profile's 404s say how long to cache them (nothing for other statuses).
+    map $status $vantage_negative_cache {{
+        404 \"public, max-age=60\";
+        default \"\";
+    }}
 
     # The origin: files, a failing endpoint and redirects. It never compresses.
     server {{
@@ -786,6 +842,12 @@ http {{
         location = /moved {{ return 301 /css/site.css; }}
         location = /loop {{ return 302 /loop; }}
         location = {GENERATION_PATH} {{ access_log off; return 200 \"$vantage_generation\\n\"; }}
+        location {PROFILE_IMAGES} {{
+            expires 30d;
+            add_header Cache-Control \"public, immutable\";
+            add_header Cache-Control $vantage_negative_cache always;
+        }}
+        location {PROFILE_SCRIPTS} {{ expires 365d; }}
         location / {{ }}
     }}
 

@@ -5,6 +5,10 @@
 //! model types, parsing durations, regexes, URLs and addresses once. Validation collects
 //! **every** problem, each located by file, line and column, before anything runs.
 //!
+//! `[[profile]]` tables (named bundles of an HTTP check's `expect`, see `http.rs`) are
+//! validated on their own, before the checks that name them, so that their errors point into
+//! the profile, once.
+//!
 //! Each `[[check]]` table is deserialized on its own, so one bad check does not hide the
 //! problems of the next. Its keys are split three ways: the keys every check has (`id`,
 //! `vendor`, `kind`, …), the settings that `[defaults]` may also set (`interval`, `quorum`, …),
@@ -158,6 +162,7 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
     // Split every file into its three kinds of table.
     let mut defaults: Vec<(&Source, Spanned<DeValue<'_>>)> = Vec::new();
     let mut vendor_tables = Vec::new();
+    let mut profile_tables = Vec::new();
     let mut check_tables = Vec::new();
     for (src, doc) in docs {
         let mut ctx = Ctx {
@@ -168,10 +173,11 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
             match key.get_ref().as_ref() {
                 "defaults" => defaults.push((src, value)),
                 "vendor" => vendor_tables.extend(ctx.array_of_tables(value, "vendor").into_iter().map(|t| (src, t))),
+                "profile" => profile_tables.extend(ctx.array_of_tables(value, "profile").into_iter().map(|t| (src, t))),
                 "check" => check_tables.extend(ctx.array_of_tables(value, "check").into_iter().map(|t| (src, t))),
                 other => ctx.error(
                     key.span(),
-                    format!("unknown key `{other}` at the top level; a check file holds `[defaults]`, `[[vendor]]` and `[[check]]` tables"),
+                    format!("unknown key `{other}` at the top level; a check file holds `[defaults]`, `[[vendor]]`, `[[profile]]` and `[[check]]` tables"),
                 ),
             }
         }
@@ -238,6 +244,42 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
         });
     }
 
+    // Profiles: validated alone, so that a check naming a bad one adds no error.
+    let mut profiles = http::Profiles::new();
+    let mut profile_at: HashMap<String, String> = HashMap::new();
+    for (src, table) in profile_tables {
+        let mut ctx = Ctx {
+            src,
+            errors: &mut errors,
+        };
+        let errors_before = ctx.errors.len();
+        let raw = ctx.deserialize::<ProfileConfig>(table);
+        for d in &mut ctx.errors[errors_before..] {
+            if let Some(rest) = d.message.strip_prefix("unknown key ")
+                && let Some((key, expected)) = rest.split_once("; expected ")
+            {
+                d.message = format!("unknown key {key} in a `[[profile]]`; expected {expected}");
+            }
+        }
+        let Some(raw) = raw else { continue };
+        let Some(id) = ctx.ident(&raw.id, "profile id", "id = \"static-image\"") else {
+            continue;
+        };
+        if let Some(prev) = profile_at.get(&id) {
+            ctx.error(
+                raw.id.span(),
+                format!("profile id `{id}` is already used at {prev}; profile ids must be unique across all files"),
+            );
+            continue;
+        }
+        profile_at.insert(id.clone(), ctx.location(raw.id.span()));
+        let expect = match &raw.expect {
+            Some(e) => http::validate_expect(&mut ctx, e),
+            None => Some(http::PartialExpect::default()),
+        };
+        profiles.insert(id, expect);
+    }
+
     // Checks.
     let mut checks = Vec::new();
     let mut check_ids: HashMap<String, String> = HashMap::new();
@@ -246,7 +288,7 @@ pub fn validate(sources: &[Source]) -> Result<CheckSet, Diagnostics> {
             src,
             errors: &mut errors,
         };
-        let Some(check) = validate_check(&mut ctx, table, &base, &vendor_ids) else {
+        let Some(check) = validate_check(&mut ctx, table, &base, &vendor_ids, &profiles) else {
             continue;
         };
         if let Some(prev) = check_ids.get(&check.0.id) {
@@ -306,6 +348,19 @@ struct ProbesConfig {
     labels: Option<BTreeMap<String, String>>,
 }
 
+/// `[[profile]]`: a named `expect` for HTTP and CDN checks (`profile = "static-image"`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileConfig {
+    /// Unique id across all files: lowercase letters, digits, `-`, `_` and `.`.
+    id: Spanned<String>,
+    /// Free text for people.
+    #[allow(dead_code)]
+    description: Option<String>,
+    /// The assertions, as in an HTTP check's `expect`.
+    expect: Option<Table<http::HttpExpectConfig>>,
+}
+
 /// `[[vendor]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -362,6 +417,7 @@ fn validate_check<'i>(
     table: Spanned<DeValue<'i>>,
     base: &PartialSettings,
     vendor_ids: &HashMap<String, String>,
+    profiles: &http::Profiles,
 ) -> Option<(Check, Range<usize>)> {
     let span = table.span();
     let DeValue::Table(map) = table.into_inner() else {
@@ -392,7 +448,7 @@ fn validate_check<'i>(
         "cdn" | "http" => {
             let cdn = kind_name == "cdn";
             ctx.deserialize(kind_table).and_then(|raw| {
-                http::validate(ctx, &raw, cdn).map(|c| CheckSpec::Http(Box::new(c)))
+                http::validate(ctx, &raw, cdn, profiles).map(|c| CheckSpec::Http(Box::new(c)))
             })
         }
         "tls" => ctx
@@ -803,6 +859,11 @@ fn table_example(key: &str) -> Option<&'static str> {
         "json" => "{ pointer = \"/status\", equals = \"ok\" }",
         "fresh" => "{ json_pointer = \"/last_event_at\", max_age = \"5m\" }",
         "vendor_header" => "{ name = \"x-served-by\", matches = \"^cache-\" }",
+        "cache_control" => "{ max_age = { min = \"1h\" }, immutable = true }",
+        "max_age" | "s_maxage" | "age" => "{ min = \"1h\", max = \"30d\" }",
+        "expires" => "{ min = \"1d\" }",
+        "cache_key" => "{ query = \"ignored\" }",
+        "negative" => "{ status = 404, cached = true }",
         "query" => "{ name = \"www.example.com\", type = \"A\" }",
         "probes" => "{ regions = [\"eu-west\"] }",
         "sla" => "{ availability = \"99.95%\" }",

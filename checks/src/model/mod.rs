@@ -575,6 +575,265 @@ pub struct HttpCheck {
     pub encoding: Vec<Encoding>,
     /// The header that names the vendor.
     pub vendor_header: Option<VendorHeader>,
+    /// The `[[profile]]` whose `expect` was merged under the check's own, for people reading
+    /// the config. Left off the wire when unset, so that probes which predate it still take
+    /// the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The content-profile assertions: cache policy, protocol, and the cache's behaviour over
+    /// several requests. Left off the wire when unset, as `profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdn_expect: Option<Box<CdnExpect>>,
+}
+
+/// Bounds on a duration that must be present (a `Cache-Control` max-age, `Age`, how far
+/// `Expires` is ahead): `{ min = "1h", max = "30d" }`, either bound optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    /// The least value accepted.
+    #[serde(
+        default,
+        with = "serde_as::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub min: Option<Duration>,
+    /// The greatest value accepted.
+    #[serde(
+        default,
+        with = "serde_as::opt_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max: Option<Duration>,
+}
+
+impl Bounds {
+    /// True when `d` is within both bounds.
+    pub fn contains(&self, d: Duration) -> bool {
+        self.min.is_none_or(|min| d >= min) && self.max.is_none_or(|max| d <= max)
+    }
+}
+
+/// `cache_control = { … }`: directives of the response's `Cache-Control`. A range requires
+/// the directive with a value within it; `true` requires a directive, `false` forbids it;
+/// an absent key asserts nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheControlExpect {
+    /// `max-age`, present and within these bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Bounds>,
+    /// `s-maxage`, present and within these bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s_maxage: Option<Bounds>,
+    /// `no-store` present (`true`) or absent (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_store: Option<bool>,
+    /// `no-cache` present or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_cache: Option<bool>,
+    /// `private` present or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<bool>,
+    /// `public` present or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
+    /// `immutable` present or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+    /// `must-revalidate` present or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_revalidate: Option<bool>,
+}
+
+impl CacheControlExpect {
+    /// True when it asserts nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// These directives over `base`'s, directive by directive.
+    pub fn over(self, base: &Self) -> Self {
+        Self {
+            max_age: self.max_age.or_else(|| base.max_age.clone()),
+            s_maxage: self.s_maxage.or_else(|| base.s_maxage.clone()),
+            no_store: self.no_store.or(base.no_store),
+            no_cache: self.no_cache.or(base.no_cache),
+            private: self.private.or(base.private),
+            public: self.public.or(base.public),
+            immutable: self.immutable.or(base.immutable),
+            must_revalidate: self.must_revalidate.or(base.must_revalidate),
+        }
+    }
+
+    /// The flag directives as (Cache-Control token, expectation).
+    pub fn flags(&self) -> [(&'static str, Option<bool>); 6] {
+        [
+            ("no-store", self.no_store),
+            ("no-cache", self.no_cache),
+            ("private", self.private),
+            ("public", self.public),
+            ("immutable", self.immutable),
+            ("must-revalidate", self.must_revalidate),
+        ]
+    }
+}
+
+/// A negotiated HTTP version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/1.0.
+    #[serde(rename = "1.0")]
+    Http10,
+    /// HTTP/1.1.
+    #[serde(rename = "1.1")]
+    Http11,
+    /// HTTP/2.
+    #[serde(rename = "2")]
+    Http2,
+}
+
+impl HttpVersion {
+    /// Every version, as written in a check file.
+    pub const ALL: [HttpVersion; 3] = [Self::Http10, Self::Http11, Self::Http2];
+
+    /// As written in a check file: `1.0`, `1.1`, `2`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Http10 => "1.0",
+            Self::Http11 => "1.1",
+            Self::Http2 => "2",
+        }
+    }
+
+    /// As the result's `http_version` fact reads: `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`.
+    pub fn as_fact(self) -> &'static str {
+        match self {
+            Self::Http10 => "HTTP/1.0",
+            Self::Http11 => "HTTP/1.1",
+            Self::Http2 => "HTTP/2",
+        }
+    }
+}
+
+/// A negotiated TLS version (the probe speaks no older one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl TlsVersion {
+    /// Every version, as written in a check file.
+    pub const ALL: [TlsVersion; 2] = [Self::Tls12, Self::Tls13];
+
+    /// As written in a check file: `1.2`, `1.3`.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Tls12 => "1.2",
+            Self::Tls13 => "1.3",
+        }
+    }
+
+    /// As the TLS facts' `protocol` reads (rustls' names): `TLSv1_2`, `TLSv1_3`.
+    pub fn as_fact(self) -> &'static str {
+        match self {
+            Self::Tls12 => "TLSv1_2",
+            Self::Tls13 => "TLSv1_3",
+        }
+    }
+}
+
+/// Whether the edge's cache key holds the query string.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryKey {
+    /// The query string is ignored: the URL with another query string is a hit.
+    Ignored,
+    /// The query string is part of the key: the URL with another query string is a miss.
+    Included,
+}
+
+impl QueryKey {
+    /// As written in a check file.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Ignored => "ignored",
+            Self::Included => "included",
+        }
+    }
+}
+
+/// `negative = { … }`: what an error page of the same origin looks like, and whether the
+/// edge caches it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegativeExpect {
+    /// The path (and query) requested, on the check URL's origin; `None`: a new random name
+    /// every run, beside the check URL's last segment and with its extension
+    /// (`/img/vantage-negative-<random>.png` for `/img/logo.png`).
+    pub path: Option<String>,
+    /// Statuses the error page may have.
+    pub status: Vec<u16>,
+    /// The error page's `Cache-Control`.
+    #[serde(default, skip_serializing_if = "CacheControlExpect::is_empty")]
+    pub cache_control: CacheControlExpect,
+    /// A second request for it must be a hit (`true`) or must not (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached: Option<bool>,
+}
+
+/// The content-profile assertions of an HTTP or CDN check: its response's caching headers
+/// and protocol, and what further requests see (after a warm-up, with another query string,
+/// for an error page).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdnExpect {
+    /// `Cache-Control` directives.
+    #[serde(default, skip_serializing_if = "CacheControlExpect::is_empty")]
+    pub cache_control: CacheControlExpect,
+    /// `Age` present, within these bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age: Option<Bounds>,
+    /// Header names (lowercase) that `Vary` must list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vary: Vec<String>,
+    /// `Expires` present and in the future of the response's `Date`, by these bounds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Bounds>,
+    /// `ETag` present (`true`) or absent (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<bool>,
+    /// `Last-Modified` present or absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<bool>,
+    /// Accepted HTTP versions; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http_version: Vec<HttpVersion>,
+    /// Accepted TLS versions; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tls_version: Vec<TlsVersion>,
+    /// Accepted cache statuses of the response to a request made right after a warm-up
+    /// request of the same URL; empty: no warm-up, any status.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<crate::result::CacheStatus>,
+    /// The cache key's treatment of the query string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<QueryKey>,
+    /// An error page of the same origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative: Option<NegativeExpect>,
+}
+
+impl CdnExpect {
+    /// True when it asserts nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// A `kind = "tls"` check.

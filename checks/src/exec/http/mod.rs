@@ -1,16 +1,21 @@
 //! `kind = "cdn"` and `kind = "http"`: one request over a fresh connection (through the vendor's
 //! edge when `edge` is set, keeping the URL's Host and SNI), redirects followed up to a cap, the
-//! body read up to a cap, then the assertions, in order: status, encoding, vendor header,
-//! headers, body, child assets.
+//! body read up to a cap, then the assertions, in order: status, protocol, encoding, vendor
+//! header, headers, cache policy, cache status, body, child assets, cache key, error page.
+//! A check that asserts the cache status after a warm-up (`expect.cache`) requests its URL
+//! once before the measured request; the cache key and the error page need requests of
+//! their own after it. Every request of a run shares its deadline.
 //!
 //! Layout:
 //! - [`fetch`]: one exchange over HTTP/1.1 or HTTP/2 (by ALPN), and redirect following;
 //! - [`body`]: content decoding and the body assertions;
 //! - [`assets`]: child assets of an HTML page;
+//! - [`cache`]: the content-profile assertions and their extra requests;
 //! - the cache status is read by [`super::cache_status`].
 
 pub(crate) mod assets;
 pub(crate) mod body;
+mod cache;
 mod fetch;
 #[cfg(test)]
 mod tests;
@@ -28,7 +33,7 @@ use self::fetch::{Client, FetchError, Phases, follow};
 use super::tls::TlsClient;
 use super::{ExecError, Observation, cache_status};
 use crate::model::{HttpCheck, HttpMethod, StatusExpect};
-use crate::result::{Facts, FailureKind, HttpFacts, Timings, millis};
+use crate::result::{Facts, FailureKind, HttpFacts, RequestPurpose, Timings, millis};
 
 /// Offered by `kind = "cdn"` checks that list no encodings.
 const CDN_ACCEPT_ENCODING: &str = "br, gzip";
@@ -64,7 +69,23 @@ pub(crate) async fn run(
     // A redirect the check expects (`status = 301`) is the answer, not a hop.
     let keep =
         |status: u16| matches!(&check.status, StatusExpect::OneOf(list) if list.contains(&status));
-    let followed = follow(&client, check.method, url, keep, deadline).await;
+    let profile = check.cdn_expect.as_deref();
+    if let Some(p) = profile
+        && !p.cache.is_empty()
+    {
+        // Recorded, not judged: a warm-up that fails fails the measured request too.
+        let warm = cache::request(
+            &client,
+            check.method,
+            RequestPurpose::WarmUp,
+            url.clone(),
+            keep,
+            deadline,
+        )
+        .await?;
+        facts.extra_requests.push(warm.record);
+    }
+    let followed = follow(&client, check.method, url.clone(), keep, deadline).await;
     let mut timings = timings_of(followed.phases);
     facts.redirects = followed.redirects;
     let fail = |kind: FailureKind, message: String, mut timings: Timings, facts: HttpFacts| {
@@ -111,57 +132,10 @@ pub(crate) async fn run(
     if let Some(vh) = &check.vendor_header {
         facts.vendor_header = header(&vh.name);
     }
+    cache::record(&mut facts, &response.headers);
 
-    if !check.status.accepts(response.status) {
-        let message = format!(
-            "`{}` answered {}, expected {}",
-            response.url,
-            response.status,
-            expected_status(&check.status)
-        );
-        return fail(FailureKind::HttpStatus, message, timings, facts);
-    }
-    if !check.encoding.is_empty() {
-        let got = facts
-            .content_encoding
-            .as_deref()
-            .map(|e| e.trim().to_ascii_lowercase())
-            .unwrap_or_else(|| "identity".to_owned());
-        if !check.encoding.iter().any(|e| e.as_label() == got) {
-            let want: Vec<&str> = check.encoding.iter().map(|e| e.as_label()).collect();
-            let message = format!(
-                "the response's content encoding is `{got}`, expected one of {}",
-                want.join(", ")
-            );
-            return fail(FailureKind::EncodingMismatch, message, timings, facts);
-        }
-    }
-    if let Some(vh) = &check.vendor_header {
-        let problem = match &facts.vendor_header {
-            None => Some(format!("the response has no `{}` header", vh.name)),
-            Some(v) if !vh.matches.is_match(v) => Some(format!(
-                "the `{}` header is `{v}`, which does not match `{}`",
-                vh.name,
-                vh.matches.as_str()
-            )),
-            Some(_) => None,
-        };
-        if let Some(message) = problem {
-            return fail(FailureKind::VendorHeaderMismatch, message, timings, facts);
-        }
-    }
-    for (name, re) in &check.header_matches {
-        let problem = match header(name) {
-            None => Some(format!("the response has no `{name}` header")),
-            Some(v) if !re.is_match(&v) => Some(format!(
-                "the `{name}` header is `{v}`, which does not match `{}`",
-                re.as_str()
-            )),
-            Some(_) => None,
-        };
-        if let Some(message) = problem {
-            return fail(FailureKind::HeaderMismatch, message, timings, facts);
-        }
+    if let Some((kind, message)) = judge_head(check, &response, &facts, OffsetDateTime::now_utc()) {
+        return fail(kind, message, timings, facts);
     }
 
     let is_html = header(&CONTENT_TYPE).is_some_and(|t| t.to_ascii_lowercase().contains("html"));
@@ -217,8 +191,112 @@ pub(crate) async fn run(
             }
         }
     }
+    if let Some(p) = profile
+        && let Some((kind, message)) = cache::after(
+            &client,
+            check.method,
+            &check.status,
+            p,
+            &url,
+            deadline,
+            &mut facts,
+        )
+        .await?
+    {
+        return fail(kind, message, timings, facts);
+    }
     timings.total_ms = millis(start.elapsed());
     Ok(Observation::ok(timings, Facts::Http(facts)))
+}
+
+/// The assertions on the measured response's status and headers, in order (status, protocol,
+/// encoding, vendor header, headers, cache policy, cache status after the warm-up): the
+/// first that fails. Pure: `facts` are the response's as recorded, `now` stands in for a
+/// missing `Date`.
+fn judge_head(
+    check: &HttpCheck,
+    response: &fetch::Response,
+    facts: &HttpFacts,
+    now: OffsetDateTime,
+) -> Option<(FailureKind, String)> {
+    let profile = check.cdn_expect.as_deref();
+    if !check.status.accepts(response.status) {
+        let message = format!(
+            "`{}` answered {}, expected {}",
+            response.url,
+            response.status,
+            expected_status(&check.status)
+        );
+        return Some((FailureKind::HttpStatus, message));
+    }
+    if let Some(p) = profile
+        && let Some(why) = cache::judge_protocol(p, response.version, response.tls.as_ref())
+    {
+        return Some((FailureKind::ProtocolMismatch, why));
+    }
+    if !check.encoding.is_empty() {
+        let got = facts
+            .content_encoding
+            .as_deref()
+            .map(|e| e.trim().to_ascii_lowercase())
+            .unwrap_or_else(|| "identity".to_owned());
+        if !check.encoding.iter().any(|e| e.as_label() == got) {
+            let want: Vec<&str> = check.encoding.iter().map(|e| e.as_label()).collect();
+            let message = format!(
+                "the response's content encoding is `{got}`, expected one of {}",
+                want.join(", ")
+            );
+            return Some((FailureKind::EncodingMismatch, message));
+        }
+    }
+    if let Some(vh) = &check.vendor_header {
+        let problem = match &facts.vendor_header {
+            None => Some(format!("the response has no `{}` header", vh.name)),
+            Some(v) if !vh.matches.is_match(v) => Some(format!(
+                "the `{}` header is `{v}`, which does not match `{}`",
+                vh.name,
+                vh.matches.as_str()
+            )),
+            Some(_) => None,
+        };
+        if let Some(message) = problem {
+            return Some((FailureKind::VendorHeaderMismatch, message));
+        }
+    }
+    for (name, re) in &check.header_matches {
+        let value = response
+            .headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let problem = match value {
+            None => Some(format!("the response has no `{name}` header")),
+            Some(v) if !re.is_match(&v) => Some(format!(
+                "the `{name}` header is `{v}`, which does not match `{}`",
+                re.as_str()
+            )),
+            Some(_) => None,
+        };
+        if let Some(message) = problem {
+            return Some((FailureKind::HeaderMismatch, message));
+        }
+    }
+    if let Some(p) = profile {
+        if let Some(why) = cache::judge_headers(p, &response.headers, facts.age, now) {
+            let message = format!("`{}`: {why}", response.url);
+            return Some((FailureKind::CachePolicyMismatch, message));
+        }
+        if !p.cache.is_empty() && !p.cache.contains(&facts.cache) {
+            let want: Vec<&str> = p.cache.iter().map(|c| c.as_label()).collect();
+            let message = format!(
+                "right after a warm-up request, `{}` was a {}, expected {}",
+                response.url,
+                facts.cache.as_label(),
+                want.join(" or ")
+            );
+            return Some((FailureKind::CacheStatusMismatch, message));
+        }
+    }
+    None
 }
 
 /// The `Accept-Encoding` a check sends: its `encoding` list, or `br, gzip` for a CDN check.

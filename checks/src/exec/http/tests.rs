@@ -236,3 +236,216 @@ async fn r12_a_decompression_bomb_is_body_too_large() {
         "{message}"
     );
 }
+
+/// A fake caching edge: `/img/` is cached by path alone (its 404s too, for a minute), `/js/`
+/// by path and query (no 404s). Answers `x-cache-status: HIT` for what it has seen before.
+async fn caching_edge() -> (SocketAddr, Log) {
+    let seen: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+    server([127, 0, 0, 1], move |path| {
+        let plain = path.split_once('?').map_or(path, |(p, _)| p);
+        let img = plain.starts_with("/img/");
+        let exists = matches!(plain, "/img/logo.png" | "/js/app.js");
+        let key = if img { plain } else { path };
+        let cacheable = exists || img;
+        let hit = cacheable && !seen.lock().expect("cache").insert(key.to_owned());
+        let mut headers = vec![(
+            "x-cache-status".to_owned(),
+            if hit { "HIT" } else { "MISS" }.to_owned(),
+        )];
+        if exists {
+            headers.push(("cache-control".into(), "public, max-age=86400".into()));
+        } else if img {
+            headers.push(("cache-control".into(), "max-age=60".into()));
+        }
+        (if exists { 200 } else { 404 }, headers, b"x".to_vec())
+    })
+    .await
+}
+
+fn extra(observed: &Observation) -> Vec<(RequestPurpose, Option<u16>, crate::result::CacheStatus)> {
+    match &observed.facts {
+        Facts::Http(f) => f
+            .extra_requests
+            .iter()
+            .map(|r| (r.purpose, r.status, r.cache))
+            .collect(),
+        other => panic!("http facts, got {other:?}"),
+    }
+}
+
+/// Issue 13, part 2: the warm-up, the cache-key request and the error page requests, in
+/// order, each recorded with what it saw; the paths the edge treats otherwise fail with
+/// their own kinds.
+#[tokio::test]
+async fn r13_content_profile_requests() {
+    use crate::result::CacheStatus::{Hit, Miss};
+    use RequestPurpose::*;
+    let (edge, log) = caching_edge().await;
+    let img = http_check(&format!(
+        "url = \"http://{edge}/img/logo.png\"\nexpect = {{ cache = \"hit\", cache_key = {{ query = \"ignored\" }}, \
+         negative = {{ cached = true, cache_control = {{ max_age = {{ max = \"5m\" }} }} }} }}"
+    ));
+    let observed = run(&img, Duration::from_secs(5), None).await.expect("run");
+    assert_eq!(observed.status, Status::Ok, "{observed:?}");
+    assert_eq!(
+        extra(&observed),
+        [
+            (WarmUp, Some(200), Miss),
+            (CacheKey, Some(200), Hit),
+            (Negative, Some(404), Miss),
+            (NegativeRepeat, Some(404), Hit)
+        ]
+    );
+    let paths: Vec<String> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .map(|(p, _)| p.clone())
+        .collect();
+    assert_eq!(paths.len(), 5, "{paths:?}");
+    assert_eq!(paths[..2], ["/img/logo.png", "/img/logo.png"]);
+    assert!(
+        paths[2].starts_with("/img/logo.png?vantage_key="),
+        "{paths:?}"
+    );
+    assert!(
+        paths[3].starts_with("/img/vantage-negative-") && paths[3].ends_with(".png"),
+        "{paths:?}"
+    );
+    assert_eq!(paths[3], paths[4]);
+
+    let js = http_check(&format!(
+        "url = \"http://{edge}/js/app.js?v=1\"\nexpect = {{ cache = \"hit\", cache_key = {{ query = \"included\" }}, \
+         negative = {{ path = \"/js/missing.js\", cached = false }} }}"
+    ));
+    let observed = run(&js, Duration::from_secs(5), None).await.expect("run");
+    assert_eq!(observed.status, Status::Ok, "{observed:?}");
+    assert_eq!(
+        extra(&observed),
+        [
+            (WarmUp, Some(200), Miss),
+            (CacheKey, Some(200), Miss),
+            (Negative, Some(404), Miss),
+            (NegativeRepeat, Some(404), Miss)
+        ]
+    );
+
+    let cases = [
+        (
+            "/js/app.js",
+            "cache_key = { query = \"ignored\" }",
+            FailureKind::CacheKeyMismatch,
+            1,
+        ),
+        (
+            "/img/logo.png",
+            "cache_key = { query = \"included\" }",
+            FailureKind::CacheKeyMismatch,
+            1,
+        ),
+        (
+            "/img/logo.png",
+            "negative = { cached = false }",
+            FailureKind::NegativeCacheMismatch,
+            2,
+        ),
+        (
+            "/js/app.js",
+            "negative = { cached = true }",
+            FailureKind::NegativeCacheMismatch,
+            2,
+        ),
+        (
+            "/js/app.js",
+            "negative = { status = 410 }",
+            FailureKind::NegativeCacheMismatch,
+            1,
+        ),
+        (
+            "/img/logo.png",
+            "negative = { cache_control = { no_store = true } }",
+            FailureKind::NegativeCacheMismatch,
+            1,
+        ),
+        (
+            "/img/logo.png",
+            "cache = \"miss\"",
+            FailureKind::CacheStatusMismatch,
+            1,
+        ),
+        (
+            "/img/logo.png",
+            "cache_control = { max_age = { min = \"2d\" } }",
+            FailureKind::CachePolicyMismatch,
+            0,
+        ),
+        (
+            "/img/logo.png",
+            "http_version = \"2\"",
+            FailureKind::ProtocolMismatch,
+            0,
+        ),
+    ];
+    for (path, expect, kind, requests) in cases {
+        let check = http_check(&format!(
+            "url = \"http://{edge}{path}\"\nexpect = {{ {expect} }}"
+        ));
+        let observed = run(&check, Duration::from_secs(5), None)
+            .await
+            .expect("run");
+        assert_eq!(observed.failure, Some(kind), "{expect}: {observed:?}");
+        assert_eq!(extra(&observed).len(), requests, "{expect}: {observed:?}");
+    }
+}
+
+/// Issue 13, part 2: the extra requests share the run's deadline. An edge that never
+/// answers the error page fails the run `timeout` within the check's timeout, and the facts
+/// say which request it was.
+#[tokio::test]
+async fn r13_an_extra_request_that_never_answers_ends_at_the_deadline() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let edge = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if String::from_utf8_lossy(&head).contains("vantage-negative-") {
+                    // Hold the connection open and say nothing, for as long as the test runs.
+                    std::future::pending::<()>().await;
+                }
+                let answer = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    let check = http_check(&format!(
+        "url = \"http://{edge}/a.png\"\nexpect = {{ negative = {{ cached = true }} }}"
+    ));
+    let timeout = Duration::from_millis(800);
+    let started = std::time::Instant::now();
+    let observed = run(&check, timeout, None).await.expect("run");
+    let took = started.elapsed();
+    assert_eq!(observed.failure, Some(FailureKind::Timeout), "{observed:?}");
+    assert!(took < timeout + Duration::from_millis(400), "took {took:?}");
+    let message = observed.message.as_deref().unwrap_or_default();
+    assert!(
+        message.starts_with("the error page request failed: a response from `http://"),
+        "{message}"
+    );
+    match &observed.facts {
+        Facts::Http(f) => {
+            assert_eq!(f.status, Some(200), "the measured request passed");
+            assert_eq!(f.extra_requests.len(), 1, "{f:?}");
+            assert_eq!(f.extra_requests[0].purpose, RequestPurpose::Negative);
+            assert_eq!(f.extra_requests[0].failure, Some(FailureKind::Timeout));
+        }
+        other => panic!("http facts, got {other:?}"),
+    }
+}
