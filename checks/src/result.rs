@@ -64,6 +64,11 @@ pub struct CheckResult {
     /// anything: `"message; assets: 64 of 1000 kept"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncated: Option<String>,
+    /// The on-demand run ([`POST /api/v1/runs`]) this result answers, if any. A run's result
+    /// is stored with its run: it never votes in consensus and never counts in SLA reports,
+    /// since it is not a sample of the schedule. Absent for a scheduled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<i64>,
 }
 
 impl CheckResult {

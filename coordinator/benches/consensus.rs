@@ -101,6 +101,7 @@ fn main() {
                             },
                             facts: Facts::None,
                             truncated: None,
+                            run: None,
                         },
                     }
                 })

@@ -393,6 +393,7 @@ fn result(probe: &str, seq: u64, at: OffsetDateTime) -> CheckResult {
             ..HttpFacts::default()
         }),
         truncated: None,
+        run: None,
     }
 }
 

@@ -552,6 +552,7 @@ mod tests {
             },
             facts: Facts::None,
             truncated: None,
+            run: None,
         }
     }
 

@@ -984,6 +984,7 @@ mod tests {
             },
             facts: Facts::Tcp(TcpFacts::default()),
             truncated: None,
+            run: None,
         }
     }
 

@@ -63,6 +63,7 @@ fn result(seq: u64) -> CheckResult {
             ..HttpFacts::default()
         }),
         truncated: None,
+        run: None,
     }
 }
 

@@ -150,6 +150,7 @@ fn result(
         },
         facts: Facts::Tcp(TcpFacts::default()),
         truncated: None,
+        run: None,
     }
 }
 

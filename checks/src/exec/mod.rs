@@ -211,6 +211,7 @@ pub async fn run_check(check: &Check, env: &RunEnv, seq: u64) -> CheckResult {
         timings: obs.timings,
         facts: obs.facts,
         truncated: None,
+        run: None,
     };
     // Within the limits before it is spooled: cut, never refused whole.
     crate::limits::fit(&mut result);

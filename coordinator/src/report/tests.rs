@@ -75,6 +75,7 @@ impl Runs {
                 },
                 facts: Facts::Tcp(TcpFacts::default()),
                 truncated: None,
+                run: None,
             },
         });
     }

@@ -364,6 +364,7 @@ pub(crate) fn result(
             ..HttpFacts::default()
         }),
         truncated: None,
+        run: None,
     }
 }
 

@@ -679,6 +679,7 @@ mod tests {
                 },
                 facts: Facts::Tcp(TcpFacts::default()),
                 truncated: None,
+                run: None,
             },
         }
     }
