@@ -12,6 +12,7 @@ use vantage_checks::result::{CheckResult, FailureKind, Status};
 use vantage_coordinator::consensus::vendor::VendorState;
 use vantage_coordinator::store::lease::{Fence, Node, PARTS};
 use vantage_coordinator::store::report::UNKNOWN_STATE;
+use vantage_coordinator::store::run::{NewRun, RunProbe, RunRecord};
 use vantage_coordinator::store::state::{
     AlertEvent, DeliveryRow, IncidentQuery, IncidentState, IncidentWrite, NewDelivery, SilenceRow,
     SubjectKind, TransitionRecord,
@@ -1134,3 +1135,116 @@ fn the_postgres_feed_waits_for_a_transaction_that_commits_late() {
     let got: Vec<&str> = others.iter().map(|r| r.result.probe_id.as_str()).collect();
     assert_eq!(got, ["lon-1"], "another handle sees it");
 }
+
+fn new_run(vendor: &str, suite: Option<&str>, created_ms: i64) -> NewRun {
+    NewRun {
+        vendor: vendor.into(),
+        label: Some("before <the> change".into()),
+        suite: suite.map(str::to_owned),
+        checks: vec!["c1".into(), "c2".into()],
+        regions: vec![],
+        probes: vec![
+            RunProbe {
+                id: "fra-1".into(),
+                region: "eu".into(),
+            },
+            RunProbe {
+                id: "iad-1".into(),
+                region: "us".into(),
+            },
+        ],
+        created_ms,
+        deadline_ms: created_ms + 60_000,
+    }
+}
+
+conformance!(
+    runs_keep_their_results_apart_from_the_schedule,
+    |s: &dyn Store| {
+        assert_eq!(s.last_run_id().expect("last"), 0);
+        let first = s
+            .create_run(&new_run("v1", Some("static"), T0))
+            .expect("run");
+        let second = s.create_run(&new_run("v1", None, T0 + 1000)).expect("run");
+        let other = s
+            .create_run(&new_run("v2", Some("static"), T0 + 2000))
+            .expect("run");
+        assert!(first < second && second < other, "ids grow");
+        assert_eq!(s.last_run_id().expect("last"), other);
+        let got = s.run(first).expect("read").expect("the run");
+        assert_eq!(got.run, new_run("v1", Some("static"), T0));
+        assert!(s.run(other + 100).expect("read").is_none());
+
+        let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(s.runs(Some("v1"), None, 10).expect("list")),
+            [second, first]
+        );
+        assert_eq!(ids(s.runs(Some("v1"), None, 1).expect("list")), [second]);
+        assert_eq!(
+            ids(s.runs(None, Some("static"), 10).expect("list")),
+            [other, first]
+        );
+        assert_eq!(
+            ids(s.runs(None, None, 10).expect("list")),
+            [other, second, first]
+        );
+        // Open: after an id, before the deadline.
+        assert_eq!(
+            ids(s.open_runs(first, T0 + 30_000).expect("open")),
+            [second, other]
+        );
+        assert_eq!(
+            ids(s.open_runs(0, T0 + 60_500).expect("open")),
+            [second, other]
+        );
+        assert!(s.open_runs(0, T0 + 70_000).expect("open").is_empty());
+
+        let tagged = |probe: &str, region: &str, seq: u64, check: &str, run: i64| {
+            let mut r = row(probe, region, seq, check, "v1", T0 + 500);
+            r.result.run = Some(run);
+            r
+        };
+        let batch = vec![
+            tagged("iad-1", "us", 7, "c2", first),
+            tagged("fra-1", "eu", 8, "c2", first),
+            tagged("fra-1", "eu", 9, "c1", first),
+            tagged("fra-1", "eu", 10, "c1", second),
+        ];
+        let out = s.insert_run_results(&batch).expect("insert");
+        assert_eq!((out.inserted, out.duplicates), (4, 0));
+        // The same (run, check, probe) again, even under a new seq, is a duplicate.
+        let again = s
+            .insert_run_results(&[tagged("fra-1", "eu", 11, "c1", first)])
+            .expect("insert");
+        assert_eq!((again.inserted, again.duplicates), (0, 1));
+        let results = s.run_results(first, None).expect("results");
+        let pairs: Vec<(&str, &str)> = results
+            .iter()
+            .map(|r| (r.result.check_id.as_str(), r.result.probe_id.as_str()))
+            .collect();
+        assert_eq!(pairs, [("c1", "fra-1"), ("c2", "fra-1"), ("c2", "iad-1")]);
+        assert_eq!(results[0].result, batch[2].result, "stored as sent");
+        assert_eq!(results[2].region, "us");
+        assert_eq!(
+            s.run_results(first, Some("iad-1")).expect("results").len(),
+            1
+        );
+        assert_eq!(s.run_results(other, None).expect("results").len(), 0);
+
+        // Never a scheduled result: not in the raw results, not in the rollups.
+        assert!(s.query_results(&query(|_| ())).expect("query").is_empty());
+        assert!(
+            s.rollups("c1", 0, T0 + 3_600_000)
+                .expect("rollups")
+                .is_empty()
+        );
+
+        // Pruned with the raw results: a run created before the cut goes, with its results.
+        s.prune(T0 + 500, 0).expect("prune");
+        assert!(s.run(first).expect("read").is_none());
+        assert!(s.run_results(first, None).expect("results").is_empty());
+        assert!(s.run(second).expect("read").is_some());
+        assert_eq!(s.run_results(second, None).expect("results").len(), 1);
+    }
+);

@@ -9,6 +9,7 @@ pub mod lease;
 pub mod migrate;
 pub(crate) mod postgres;
 pub mod report;
+pub mod run;
 pub(crate) mod sqlite;
 pub mod state;
 
@@ -20,6 +21,7 @@ use vantage_checks::result::CheckResult;
 pub use self::lease::LeaseStore;
 pub use self::postgres::PostgresStore;
 pub use self::report::ReportStore;
+pub use self::run::RunStore;
 pub use self::sqlite::{SqliteStore, Synchronous};
 pub use self::state::StateStore;
 
@@ -216,7 +218,7 @@ pub fn latency_bucket_upper(i: usize) -> f64 {
 
 /// Everything the coordinator keeps. All methods are blocking; call them from a blocking
 /// thread or the store's own writer task.
-pub trait Store: StateStore + ReportStore + LeaseStore + Send + Sync + 'static {
+pub trait Store: StateStore + ReportStore + LeaseStore + RunStore + Send + Sync + 'static {
     /// Stores several batches in one transaction (group commit), ignoring duplicates, and
     /// updates the rollups of the new results. Returns one outcome per batch, only after the
     /// transaction is durable per the `synchronous` setting.
@@ -230,8 +232,9 @@ pub trait Store: StateStore + ReportStore + LeaseStore + Send + Sync + 'static {
     fn query_results(&self, query: &ResultQuery) -> Result<Vec<CheckResult>, StoreError>;
     /// Rollups of one check between two instants (Unix ms).
     fn rollups(&self, check_id: &str, from_ms: i64, to_ms: i64) -> Result<Vec<Rollup>, StoreError>;
-    /// Deletes raw results that started before `raw_before_ms` and rollups before
-    /// `rollups_before_ms`; returns how many raw results were deleted.
+    /// Deletes raw results that started before `raw_before_ms` (and on-demand runs created
+    /// before then, with their results) and rollups before `rollups_before_ms`; returns how
+    /// many raw results were deleted.
     fn prune(&self, raw_before_ms: i64, rollups_before_ms: i64) -> Result<u64, StoreError>;
     /// Registers a probe with the hash of its token.
     fn add_probe(&self, probe: &ProbeRecord, token_hash: &[u8]) -> Result<(), StoreError>;

@@ -23,6 +23,7 @@ use vantage_checks::result::{CheckResult, Status};
 
 mod lease;
 mod report;
+mod run;
 mod schema;
 mod state;
 
@@ -1180,6 +1181,8 @@ impl Store for PostgresStore {
                     "DELETE FROM results WHERE started_ms < $1",
                     &[&raw_before_ms],
                 )
+                .await?;
+            tx.execute("DELETE FROM runs WHERE created_ms < $1", &[&raw_before_ms])
                 .await?;
             tx.execute(
                 "DELETE FROM rollups WHERE minute_ms < $1",

@@ -344,6 +344,31 @@ pub(super) const MIGRATIONS: &[&str] = &[
     DROP AGGREGATE vantage_hist_sum(BIGINT[]);
     DROP FUNCTION vantage_hist_add(BIGINT[], BIGINT[]);
     "#,
+    // 6: on-demand regression runs and their results, as SQLite's 9.
+    r#"
+    CREATE TABLE runs (
+        id          BIGSERIAL PRIMARY KEY,
+        vendor      TEXT NOT NULL,
+        label       TEXT,
+        suite       TEXT,
+        checks      TEXT NOT NULL,
+        regions     TEXT NOT NULL,
+        probes      TEXT NOT NULL,
+        created_ms  BIGINT NOT NULL,
+        deadline_ms BIGINT NOT NULL
+    );
+    CREATE INDEX runs_by_vendor ON runs (vendor, id);
+
+    CREATE TABLE run_results (
+        run_id      BIGINT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        check_id    TEXT NOT NULL,
+        probe_id    TEXT NOT NULL,
+        region      TEXT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (run_id, check_id, probe_id)
+    );
+    "#,
 ];
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use vantage_checks::result::{CheckResult, Status};
 
 mod lease;
 mod report;
+mod run;
 mod schema;
 mod state;
 
@@ -415,6 +416,7 @@ impl Store for SqliteStore {
         self.write(|conn| {
             let tx = conn.transaction()?;
             let n = tx.execute("DELETE FROM results WHERE started_ms < ?1", [raw_before_ms])?;
+            tx.execute("DELETE FROM runs WHERE created_ms < ?1", [raw_before_ms])?;
             tx.execute(
                 "DELETE FROM rollups WHERE minute_ms < ?1",
                 [rollups_before_ms],

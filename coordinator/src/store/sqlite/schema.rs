@@ -320,4 +320,30 @@ pub(super) const MIGRATIONS: &[&str] = &[
         probe_errors = probe_errors + excluded.probe_errors, slow = slow + excluded.slow,
         latency = vantage_hist_add(latency, excluded.latency);
     "#,
+    // 9: on-demand regression runs (`POST /api/v1/runs`) and their results, apart from the
+    // scheduled results: never in consensus, the rollups or SLA reports. Lists are JSON text.
+    r#"
+    CREATE TABLE runs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        vendor      TEXT NOT NULL,
+        label       TEXT,
+        suite       TEXT,
+        checks      TEXT NOT NULL,
+        regions     TEXT NOT NULL,
+        probes      TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        deadline_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX runs_by_vendor ON runs (vendor, id);
+
+    CREATE TABLE run_results (
+        run_id      INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        check_id    TEXT NOT NULL,
+        probe_id    TEXT NOT NULL,
+        region      TEXT NOT NULL,
+        received_ms INTEGER NOT NULL,
+        body        TEXT NOT NULL,
+        PRIMARY KEY (run_id, check_id, probe_id)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
