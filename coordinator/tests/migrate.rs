@@ -17,6 +17,7 @@ use vantage_checks::result::{CheckResult, Status};
 use vantage_coordinator::consensus::vendor::VendorState;
 use vantage_coordinator::report::{Window, sla};
 use vantage_coordinator::store::lease::{Node, PARTS, part_of};
+use vantage_coordinator::store::run::{NewRun, RunProbe};
 use vantage_coordinator::store::state::{
     AlertEvent, IncidentQuery, IncidentState, IncidentWrite, NewDelivery, SilenceRow, SubjectKind,
     TransitionRecord,
@@ -249,6 +250,31 @@ fn fill(s: &dyn Store) {
         .expect("silence");
     let gone = s.add_silence(&silence("a mistake")).expect("silence");
     assert!(s.remove_silence(gone).expect("remove"));
+    // Two on-demand runs, one with results; the copy keeps their ids and the next run's id
+    // follows them.
+    let run = |label: &str| NewRun {
+        vendor: VENDOR.into(),
+        label: Some(label.into()),
+        suite: Some("static".into()),
+        checks: vec!["a".into()],
+        regions: vec![],
+        probes: vec![RunProbe {
+            id: "p1".into(),
+            region: "eu-west".into(),
+        }],
+        created_ms: T0 + 95 * MIN,
+        deadline_ms: T0 + 96 * MIN,
+    };
+    let before = s.create_run(&run("before")).expect("run");
+    s.create_run(&run("after")).expect("run");
+    let mut answer = support::result("p1", 9_999, "a", VENDOR, at(T0 + 95 * MIN));
+    answer.run = Some(before);
+    s.insert_run_results(&[IngestRow {
+        region: "eu-west".into(),
+        received_ms: T0 + 95 * MIN + 10,
+        result: answer,
+    }])
+    .expect("run result");
     // Two runs of the old coordinator, each stopped cleanly: coverage from epochs 1 and 2.
     for run in ["old-node-1", "old-node-2"] {
         let node = Node {
@@ -390,6 +416,12 @@ fn reads(s: &dyn Store, now_ms: i64) -> BTreeMap<&'static str, String> {
         "silences",
         format!("{:?}", s.silences(None).expect("silences")),
     );
+    let runs = s.runs(None, None, 100).expect("runs");
+    let run_results: Vec<_> = runs
+        .iter()
+        .map(|r| s.run_results(r.id, None).expect("run results"))
+        .collect();
+    put("runs", format!("{runs:?} {run_results:?}"));
     put(
         "outbox pending",
         s.outbox_pending().expect("pending").to_string(),
@@ -511,6 +543,18 @@ fn migrate_copies_a_store_that_reads_back_the_same_and_takes_new_writes() {
         silence,
         silences[0].id + 2,
         "the removed silence's id is not reused"
+    );
+    let runs = pg.runs(None, None, 10).expect("runs");
+    let next_run = pg
+        .create_run(&NewRun {
+            label: Some("after migrating".into()),
+            ..runs[0].run.clone()
+        })
+        .expect("a run after migrating");
+    assert_eq!(
+        next_run,
+        runs[0].id + 1,
+        "run ids go on after the copied ones"
     );
     let max_incident = pg
         .incidents(&IncidentQuery {
