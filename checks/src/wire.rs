@@ -193,6 +193,28 @@ pub struct ProbeConfig {
     pub checks: Vec<Check>,
 }
 
+/// An on-demand run a probe owes results to: run each of `checks` once, now, and push the
+/// results with `run` set to `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrder {
+    /// The run's id.
+    pub id: i64,
+    /// The checks this probe still owes a result of, by id.
+    pub checks: Vec<String>,
+    /// After this the run stops waiting: a result sent later is still stored, but too late.
+    #[serde(with = "time::serde::rfc3339")]
+    pub deadline: time::OffsetDateTime,
+}
+
+/// The answer to `GET /api/v1/probe/runs?after=ID&wait=SECONDS`, a long poll: the runs with
+/// ids after `after` that this probe owes results to, as soon as there are some, or none once
+/// `wait` has passed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrders {
+    /// The runs, oldest first.
+    pub runs: Vec<RunOrder>,
+}
+
 /// An error body: `{"error": "…"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {

@@ -34,6 +34,33 @@ pub struct Checked {
     pub refused: Vec<Refused>,
 }
 
+impl Checked {
+    /// Takes out the results of on-demand runs (`run` set): they are stored with their run,
+    /// never with the scheduled results, and never count against the runs an interval allows.
+    pub fn take_runs(&mut self) -> Checked {
+        let mut runs = Checked {
+            rows: Vec::new(),
+            indices: Vec::new(),
+            refused: Vec::new(),
+        };
+        if self.rows.iter().all(|r| r.result.run.is_none()) {
+            return runs;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let indices = std::mem::take(&mut self.indices);
+        for (row, index) in rows.into_iter().zip(indices) {
+            let (to, at) = if row.result.run.is_some() {
+                (&mut runs.rows, &mut runs.indices)
+            } else {
+                (&mut self.rows, &mut self.indices)
+            };
+            to.push(row);
+            at.push(index);
+        }
+        runs
+    }
+}
+
 /// Checks a decoded batch from `probe` against the limits and the catalog, and turns its
 /// good results into rows for the store. One bad result is refused alone: the rest of its
 /// batch is stored. Only a batch with more results than allowed is refused whole.

@@ -41,6 +41,7 @@ pub mod local_probe;
 pub mod metrics;
 mod page;
 pub mod report;
+pub mod runs;
 pub mod server;
 pub mod store;
 pub mod stream;

@@ -214,7 +214,21 @@ pub async fn run(
             cursor,
         ))
     });
+    // On-demand runs: the newest one wakes the probes' long polls; on a shared store, runs
+    // other coordinators took are looked for every `runs::FOLLOW_EVERY`.
+    let runs = {
+        let s = Arc::clone(&store);
+        let latest = tokio::task::spawn_blocking(move || s.last_run_id())
+            .await
+            .map_err(|e| ServeError::Store(crate::store::StoreError::Corrupt(e.to_string())))?
+            .map_err(ServeError::Store)?;
+        Arc::new(crate::runs::Board::new(latest))
+    };
+    let run_follower = store.feed().is_some().then(|| {
+        tokio::spawn(crate::runs::follow(Arc::clone(&runs), Arc::clone(&store)))
+    });
     let state = Arc::new(AppState {
+        runs,
         store: Arc::clone(&store),
         cluster: Arc::clone(&cluster),
         writer,
@@ -376,6 +390,9 @@ pub async fn run(
     background.abort();
     ticker.abort();
     if let Some(f) = follower {
+        f.abort();
+    }
+    if let Some(f) = run_follower {
         f.abort();
     }
     // Let the incident task record what the engine last sent, then stop the dispatcher; what

@@ -261,6 +261,7 @@ fn fill(s: &dyn Store) {
         probes: vec![RunProbe {
             id: "p1".into(),
             region: "eu-west".into(),
+            checks: vec!["a".into()],
         }],
         created_ms: T0 + 95 * MIN,
         deadline_ms: T0 + 96 * MIN,

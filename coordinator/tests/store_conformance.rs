@@ -1147,10 +1147,12 @@ fn new_run(vendor: &str, suite: Option<&str>, created_ms: i64) -> NewRun {
             RunProbe {
                 id: "fra-1".into(),
                 region: "eu".into(),
+                checks: vec!["c1".into(), "c2".into()],
             },
             RunProbe {
                 id: "iad-1".into(),
                 region: "us".into(),
+                checks: vec!["c2".into()],
             },
         ],
         created_ms,

@@ -14,6 +14,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use tokio::task::JoinSet;
 use vantage_checks::exec::{RunEnv, new_boot_id, run_check};
 use vantage_checks::model::Check;
 use vantage_checks::result::CheckResult;
-use vantage_checks::wire::{ProbeConfig, ResultBatch};
+use vantage_checks::wire::{ProbeConfig, ResultBatch, RunOrder};
 
 use crate::client::{ClientError, ConfigAnswer, CoordinatorClient};
 use crate::metrics::Counters;
@@ -35,6 +36,10 @@ use crate::spool::{Encoded, Spool, SpoolConfig, SpoolError};
 const BATCH_MAX: usize = 500;
 /// How long the shipper waits for more results before pushing a partial batch.
 const BATCH_LINGER: Duration = Duration::from_secs(1);
+/// How long one long poll for on-demand runs waits at the coordinator.
+const RUNS_POLL_WAIT: Duration = Duration::from_secs(10);
+/// On-demand runs carried out at once; more wait their turn.
+const RUNS_AT_ONCE: usize = 16;
 /// Results waiting between the checks and the spool; a full queue makes checks wait.
 const RESULT_QUEUE: usize = 4096;
 /// Backoff bounds for failed pushes.
@@ -271,13 +276,16 @@ pub async fn run(
         fatal_tx.clone(),
         Arc::clone(&reachable),
     ));
+    let urgent = Arc::new(AtomicBool::new(false));
     let spooler = tokio::spawn(spool_results(
         result_rx,
         spool.clone(),
         Arc::clone(&spooled),
+        Arc::clone(&urgent),
         Arc::clone(&counters),
         fatal_tx.clone(),
     ));
+    let (plan_rx_runs, result_tx_runs) = (plan_rx.clone(), result_tx.clone());
     let scheduler = tokio::spawn(schedule(
         plan_rx,
         Arc::clone(&env),
@@ -286,12 +294,20 @@ pub async fn run(
         Arc::clone(&failing),
         result_tx,
     ));
+    let runs = tokio::spawn(poll_runs(
+        client.clone(),
+        plan_rx_runs,
+        Arc::clone(&env),
+        Arc::clone(&counters),
+        result_tx_runs,
+    ));
     let (stop_ship_tx, stop_ship_rx) = watch::channel(false);
     let shipper = tokio::spawn(ship(
         Shipper {
             client,
             spool,
             spooled: Arc::clone(&spooled),
+            urgent,
             counters: Arc::clone(&counters),
             failing: Arc::clone(&failing),
             fatal: fatal_tx,
@@ -312,7 +328,9 @@ pub async fn run(
     // Aborting the scheduler drops its check tasks and with them every result sender, so the
     // spooler writes what is queued and ends.
     scheduler.abort();
+    runs.abort();
     let _ = scheduler.await;
+    let _ = runs.await;
     let _ = tokio::time::timeout(Duration::from_secs(5), spooler).await;
     let _ = stop_ship_tx.send(true);
     let _ = tokio::time::timeout(FINAL_FLUSH + Duration::from_secs(1), shipper).await;
@@ -480,6 +498,119 @@ async fn run_check_forever(
     }
 }
 
+/// Follows the coordinator's on-demand runs (a long poll, see the coordinator's `runs`
+/// module) and carries each out: every check it asks for, once, now, its results tagged with
+/// the run. Runs are remembered by id within a boot; after a restart the coordinator names
+/// only the checks still owed.
+async fn poll_runs(
+    client: CoordinatorClient,
+    plan_rx: watch::Receiver<Option<Arc<Plan>>>,
+    env: Arc<RunEnv>,
+    counters: Arc<Counters>,
+    results: mpsc::Sender<CheckResult>,
+) {
+    let permits = Arc::new(Semaphore::new(RUNS_AT_ONCE));
+    let mut after = 0;
+    let mut backoff = BACKOFF_MIN;
+    let mut running = JoinSet::new();
+    loop {
+        while running.try_join_next().is_some() {}
+        match client.runs(after, RUNS_POLL_WAIT).await {
+            Ok(orders) => {
+                backoff = BACKOFF_MIN;
+                for order in orders.runs {
+                    after = after.max(order.id);
+                    tracing::info!(run = order.id, checks = order.checks.len(), "on-demand run");
+                    running.spawn(carry_out(
+                        order,
+                        plan_rx.clone(),
+                        Arc::clone(&env),
+                        Arc::clone(&permits),
+                        Arc::clone(&counters),
+                        results.clone(),
+                    ));
+                }
+            }
+            Err(ClientError::Rejected { status: 404, .. }) => {
+                // An older coordinator: no runs there. Ask again now and then (an upgrade).
+                tracing::debug!("the coordinator offers no on-demand runs");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            Err(e) => {
+                // The config poller says what is wrong with the coordinator; here, wait.
+                tracing::debug!(error = %e, "cannot poll for on-demand runs");
+                tokio::time::sleep(jitter(backoff)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Runs the checks of one on-demand run once each, at once (a few at a time).
+async fn carry_out(
+    order: RunOrder,
+    mut plan_rx: watch::Receiver<Option<Arc<Plan>>>,
+    env: Arc<RunEnv>,
+    permits: Arc<Semaphore>,
+    counters: Arc<Counters>,
+    results: mpsc::Sender<CheckResult>,
+) {
+    // A run may name a check this probe has not pulled yet (the config changed just before):
+    // wait for the next config, within the run's time.
+    let deadline = tokio::time::Instant::now()
+        + Duration::try_from(order.deadline - time::OffsetDateTime::now_utc())
+            .unwrap_or_default()
+            .min(Duration::from_secs(30));
+    let plan = loop {
+        let plan = plan_rx.borrow_and_update().clone();
+        if let Some(plan) = &plan
+            && order.checks.iter().all(|id| plan.checks.iter().any(|c| &c.id == id))
+        {
+            break Some(Arc::clone(plan));
+        }
+        if !matches!(
+            tokio::time::timeout_at(deadline, plan_rx.changed()).await,
+            Ok(Ok(()))
+        ) {
+            break plan;
+        }
+    };
+    let Some(plan) = plan else {
+        tracing::warn!(run = order.id, "an on-demand run came before any config; not run");
+        return;
+    };
+    let env = Arc::new(RunEnv {
+        probe_id: plan.probe_id.clone(),
+        boot_id: env.boot_id.clone(),
+        source_address: env.source_address,
+    });
+    let mut checks = JoinSet::new();
+    for id in &order.checks {
+        let Some(index) = plan.checks.iter().position(|c| &c.id == id) else {
+            tracing::warn!(run = order.id, check = %id, "an on-demand run names a check this probe does not have; not run");
+            continue;
+        };
+        let (plan, env, permits, counters, results) = (
+            Arc::clone(&plan),
+            Arc::clone(&env),
+            Arc::clone(&permits),
+            Arc::clone(&counters),
+            results.clone(),
+        );
+        let run = order.id;
+        checks.spawn(async move {
+            let Ok(_permit) = permits.acquire().await else {
+                return;
+            };
+            counters.runs.inc();
+            let mut result = Box::pin(run_check(&plan.checks[index], &env, 0)).await;
+            result.run = Some(run);
+            let _ = results.send(result).await;
+        });
+    }
+    while checks.join_next().await.is_some() {}
+}
+
 /// A job for the spool's thread.
 type SpoolJob = Box<dyn FnOnce(&mut Spool) + Send>;
 
@@ -552,6 +683,7 @@ async fn spool_results(
     mut rx: mpsc::Receiver<CheckResult>,
     spool: SpoolThread,
     spooled: Arc<Notify>,
+    urgent: Arc<AtomicBool>,
     counters: Arc<Counters>,
     fatal: mpsc::Sender<AgentError>,
 ) {
@@ -567,6 +699,8 @@ async fn spool_results(
             next_seq += 1;
         }
         let n = batch.len() as u64;
+        // An on-demand run is waited for: its results go out without the batch's linger.
+        let of_run = batch.iter().any(|r| r.run.is_some());
         // Encoded here and handed over as bytes: the results are allocated and freed on this
         // thread, the spool thread's buffers on that one (see SpoolThread).
         let encoded = Encoded::new(&batch).map_err(|e| e.to_string());
@@ -597,6 +731,9 @@ async fn spool_results(
                                 "the spool is written again; results are kept from now on"
                             );
                             write_failures = 0;
+                        }
+                        if of_run {
+                            urgent.store(true, Ordering::Relaxed);
                         }
                         spooled.notify_one();
                     }
@@ -635,6 +772,8 @@ struct Shipper {
     spool: SpoolThread,
     /// Signalled when results were spooled.
     spooled: Arc<Notify>,
+    /// Set with `spooled` when results of an on-demand run were: push them without lingering.
+    urgent: Arc<AtomicBool>,
     counters: Arc<Counters>,
     /// Checks the coordinator says are failing; the scheduler runs them faster.
     failing: Arc<RwLock<HashSet<String>>>,
@@ -663,6 +802,7 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
         client,
         spool,
         spooled,
+        urgent,
         counters,
         failing,
         fatal,
@@ -709,10 +849,13 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
                 _ = stop.changed() => continue,
             }
             // Results trickle in; let them gather for a moment so pushes come about once a
-            // second with everything since, rather than one request per result.
-            tokio::select! {
-                () = tokio::time::sleep(BATCH_LINGER) => {}
-                _ = stop.changed() => {}
+            // second with everything since, rather than one request per result. Results of
+            // an on-demand run are waited for by someone: they go at once.
+            if !urgent.swap(false, Ordering::Relaxed) {
+                tokio::select! {
+                    () = tokio::time::sleep(BATCH_LINGER) => {}
+                    _ = stop.changed() => {}
+                }
             }
             continue;
         }

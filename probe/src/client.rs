@@ -12,14 +12,14 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use vantage_checks::pem::CaFileError;
-use vantage_checks::wire::{BatchAck, ResultBatch};
+use vantage_checks::wire::{BatchAck, ResultBatch, RunOrders};
 
 use crate::settings::Settings;
 
 /// Largest answer the probe reads from the coordinator.
 const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
-/// Deadline of one request.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Deadline of one request (a long poll for runs waits less than this).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What went wrong talking to the coordinator, sorted by what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +290,26 @@ impl CoordinatorClient {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Ok(ConfigAnswer::Changed(body, tag))
+    }
+
+    /// Waits (a long poll, at most `wait`, under [`REQUEST_TIMEOUT`]) for on-demand runs
+    /// after run `after` that owe results from this probe; none when `wait` passed first.
+    pub async fn runs(&self, after: i64, wait: Duration) -> Result<RunOrders, ClientError> {
+        let path = format!("api/v1/probe/runs?after={after}&wait={}", wait.as_secs());
+        let (_, _, body) = self
+            .send(&path, |uri| {
+                Request::builder()
+                    .method(Method::GET)
+                    .uri(uri)
+                    .header(header::AUTHORIZATION, self.auth.clone())
+                    .body(Full::new(Bytes::new()))
+                    .map_err(|e| ClientError::Setup(e.to_string()))
+            })
+            .await?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Retry {
+            message: format!("the coordinator's runs are not valid: {e}"),
+            retry_after: None,
+        })
     }
 
     /// Pushes a batch; `Ok` only once the coordinator committed it (every result but those

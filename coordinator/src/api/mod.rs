@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 use vantage_checks::wire::{ApiError, BatchAck};
 
 mod report;
+mod runs;
 mod state;
 mod stream;
 
@@ -66,6 +67,8 @@ pub struct AppState {
     pub stream: Arc<crate::stream::Hub>,
     /// Sign-in attempts per client address.
     pub(crate) logins: crate::page::limit::LoginLimiter,
+    /// The newest on-demand run: the probes' long polls wait on it.
+    pub runs: Arc<crate::runs::Board>,
     /// Raw result queries running at once ([`RESULTS_QUERIES`]).
     pub(crate) result_reads: Arc<tokio::sync::Semaphore>,
 }
@@ -102,8 +105,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
     // Probes authenticate with their own tokens; everything else under /api/v1 is a read or
     // a change, and /metrics has its own rule.
     // (Other methods on the results path are not changes: the router answers 405.)
-    let probes_own =
-        (path == "/api/v1/results" && method != Method::GET) || path == "/api/v1/probe/config";
+    let probes_own = (path == "/api/v1/results" && method != Method::GET)
+        || path == "/api/v1/probe/config"
+        || path == "/api/v1/probe/runs";
     let need = if path == "/metrics" {
         Some(Need::Metrics)
     } else if path.starts_with("/api/v1/") && !probes_own {
@@ -132,6 +136,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (Method::GET, "/readyz", ..) => readyz(&state).await,
         (Method::GET, "/metrics", ..) => metrics(&state).await,
         (Method::GET, "/api/v1/probe/config", ..) => probe_config(&state, &req).await,
+        (Method::GET, "/api/v1/probe/runs", ..) => runs::poll(&state, &req).await,
         (Method::POST, "/api/v1/results", ..) => post_results(&state, req).await,
         (Method::GET, "/api/v1/results", ..) => get_results(&state, &req).await,
         (Method::GET, "/api/v1/reports/sla", ..) => report::sla(&state, &req).await,
@@ -140,6 +145,9 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
         (Method::GET, _, "incidents", None) => state::incidents(&state, &req).await,
         (Method::GET, _, "incidents", Some(id)) => state::incident(&state, id).await,
         (Method::GET, _, "probes", None) => state::probes(&state).await,
+        (Method::POST, _, "runs", None) => runs::start(&state, req).await,
+        (Method::GET, _, "runs", None) => runs::list(&state, &req).await,
+        (Method::GET, _, "runs", Some(id)) => runs::get(&state, id).await,
         (Method::GET, _, "silences", None) => state::silences(&state, &req).await,
         (Method::GET, "/api/v1/stream", ..) => stream::stream(&state, &req),
         (Method::POST, _, "silences", None) => state::add_silence(&state, req).await,
@@ -150,12 +158,13 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Resp {
             "/healthz"
             | "/readyz"
             | "/api/v1/probe/config"
+            | "/api/v1/probe/runs"
             | "/api/v1/results"
             | "/api/v1/reports/sla"
             | "/api/v1/stream",
             ..,
         )
-        | (_, _, "vendors" | "incidents" | "probes" | "silences", _) => error(
+        | (_, _, "vendors" | "incidents" | "probes" | "silences" | "runs", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         ),
@@ -548,6 +557,15 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
         }
     };
     let mut checked = checked;
+    // Results of on-demand runs go with their runs: never the rollups, consensus or the
+    // runs an interval allows.
+    let of_runs = checked.take_runs();
+    let (run_outcome, run_refused) = match runs::ingest(state, &probe, of_runs).await {
+        Ok(r) => r,
+        Err(e) => return (store_error(&e), Some(RejectReason::store)),
+    };
+    checked.refused.extend(run_refused);
+    checked.refused.sort_by_key(|r| r.index);
     state.run_cap.admit(
         &mut checked,
         &catalog,
@@ -565,8 +583,8 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
     let rows = checked.rows;
     if rows.is_empty() {
         let ack = BatchAck {
-            accepted: 0,
-            duplicates: 0,
+            accepted: run_outcome.inserted,
+            duplicates: run_outcome.duplicates,
             failing_checks: state.engine.failing_checks(),
             refused,
         };
@@ -589,8 +607,8 @@ async fn ingest_batch(state: &AppState, req: Request<Incoming>) -> (Resp, Option
                 .observe(&observed, ingest::unix_ms(OffsetDateTime::now_utc()))
                 .await;
             let ack = BatchAck {
-                accepted: outcome.inserted,
-                duplicates: outcome.duplicates,
+                accepted: outcome.inserted + run_outcome.inserted,
+                duplicates: outcome.duplicates + run_outcome.duplicates,
                 failing_checks: state.engine.failing_checks(),
                 refused,
             };
@@ -645,10 +663,13 @@ pub(super) fn unknown_params(params: &HashMap<String, String>, allowed: &[&str])
 
 async fn get_results<B>(state: &AppState, req: &Request<B>) -> Resp {
     let params = query(req);
+    if params.contains_key("run") {
+        return runs::results(state, &params).await;
+    }
     if let Some(refused) = unknown_params(
         &params,
         &[
-            "check", "probe", "vendor", "region", "since", "until", "limit",
+            "check", "probe", "vendor", "region", "since", "until", "limit", "run",
         ],
     ) {
         return refused;

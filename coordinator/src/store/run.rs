@@ -15,6 +15,8 @@ pub struct RunProbe {
     pub id: String,
     /// Its region.
     pub region: String,
+    /// The run's checks that select it (its region and labels), by id.
+    pub checks: Vec<String>,
 }
 
 /// A run as requested and resolved: the checks and probes it asks for.
