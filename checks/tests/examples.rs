@@ -373,6 +373,8 @@ kind = "dns"
 role = "control"
 description = "every DNS field"
 probes = { regions = ["eu-west"], labels = { network = "eyeball" } }
+suites = ["dns-negative", "dns-all", "dns-negative"]
+on_demand = true
 zone = "example.com"
 query = { name = "www.example.com", type = "AAAA" }
 servers = ["192.0.2.1", "[2001:db8::1]:5353"]
@@ -391,6 +393,7 @@ vendor = "v"
 kind = "dns"
 query = { name = "a.example.com" }
 servers = ["192.0.2.1"]
+suite = "dns-all"
 retry = "250ms"
 failing = "66%"
 expect = { answers = ["192.0.2.10", "192.0.2.11"] }
@@ -450,6 +453,21 @@ fn a_check_setting_every_field_survives_the_trip_to_a_probe() {
             .unwrap_or_else(|e| panic!("check `{}` does not decode: {e}\n{json}", check.id));
         assert_eq!(format!("{back:?}"), format!("{check:?}"), "{json}");
     }
+    // Suites sorted and deduplicated; neither key on the wire of a check that sets neither.
+    let dns = serde_json::to_value(&set.checks[0]).expect("encode");
+    assert_eq!(
+        dns["suites"],
+        serde_json::json!(["dns-all", "dns-negative"])
+    );
+    assert_eq!(dns["on_demand"], true);
+    let exact = serde_json::to_value(&set.checks[1]).expect("encode");
+    assert_eq!(exact["suites"], serde_json::json!(["dns-all"]));
+    assert!(exact.get("on_demand").is_none(), "{exact}");
+    let tcp = serde_json::to_value(&set.checks[5]).expect("encode");
+    assert!(
+        tcp.get("suites").is_none() && tcp.get("on_demand").is_none(),
+        "{tcp}"
+    );
     // Readable on the wire, as an operator reading `GET /api/v1/probe/config` would want.
     let cdn = serde_json::to_value(&set.checks[3]).expect("encode");
     assert_eq!(cdn["settings"]["interval"], "20s");

@@ -334,9 +334,26 @@ struct CommonConfig {
     description: Option<String>,
     /// Which probes run the check; every probe when absent.
     probes: Option<Table<ProbesConfig>>,
+    /// The one regression suite the check belongs to, e.g. `"cdn-static"`; or `suites`.
+    suite: Option<Spanned<String>>,
+    /// The regression suites the check belongs to; or `suite` for one. Each entry is checked
+    /// on its own, so a bad one is reported where it is, with the check's other problems.
+    suites: Option<Spanned<Vec<Spanned<toml::Value>>>>,
+    /// Run only in on-demand runs, never on the probes' schedule (default `false`).
+    on_demand: Option<bool>,
 }
 
-const COMMON_KEYS: &[&str] = &["id", "vendor", "kind", "role", "description", "probes"];
+const COMMON_KEYS: &[&str] = &[
+    "id",
+    "vendor",
+    "kind",
+    "role",
+    "description",
+    "probes",
+    "suite",
+    "suites",
+    "on_demand",
+];
 
 /// `probes = { regions = [...], labels = {...} }`.
 #[derive(Debug, Deserialize)]
@@ -521,18 +538,77 @@ fn validate_check<'i>(
             labels: p.labels.unwrap_or_default(),
         })
         .unwrap_or_default();
+    let suites = suites(ctx, common.suite.as_ref(), common.suites.as_ref());
     let check = Check {
         id: id?,
         vendor,
         role: role?,
         description: common.description,
         probes,
+        suites: suites?,
+        on_demand: common.on_demand.unwrap_or(false),
         settings: settings?,
         spec: spec?,
     };
     vendor_ids
         .contains_key(&check.vendor)
         .then(|| (check, common.id.span()))
+}
+
+/// A check's `suite` or `suites`, as one sorted list without duplicates; `None` when invalid
+/// (reported).
+fn suites(
+    ctx: &mut Ctx<'_>,
+    suite: Option<&Spanned<String>>,
+    suites: Option<&Spanned<Vec<Spanned<toml::Value>>>>,
+) -> Option<Vec<String>> {
+    const EXAMPLE: &str = "suites = [\"cdn-static\", \"cdn-negative\"]";
+    let list = match (suite, suites) {
+        (None, None) => return Some(Vec::new()),
+        (Some(one), None) => {
+            return ctx
+                .ident(one, "suite name", "suite = \"cdn-static\"")
+                .map(|name| vec![name]);
+        }
+        (Some(_), Some(list)) => {
+            ctx.error(
+                list.span(),
+                format!("use only one of `suite` and `suites`: `suite` for one suite, `suites` for several, e.g. `{EXAMPLE}`"),
+            );
+            return None;
+        }
+        (None, Some(list)) => list,
+    };
+    if list.get_ref().is_empty() {
+        ctx.error(
+            list.span(),
+            format!("`suites = []` names no suite; leave it out for a check in no suite, or name one or more, e.g. `{EXAMPLE}`"),
+        );
+        return None;
+    }
+    let mut names = Vec::new();
+    let mut ok = true;
+    for item in list.get_ref() {
+        let name = match item.get_ref() {
+            toml::Value::String(s) => {
+                ctx.ident(&Spanned::new(item.span(), s.clone()), "suite name", EXAMPLE)
+            }
+            other => {
+                ctx.error(
+                    item.span(),
+                    format!("suites must list suite names as quoted strings, e.g. `{EXAMPLE}`; got `{other}`"),
+                );
+                None
+            }
+        };
+        match name {
+            Some(name) => names.push(name),
+            None => ok = false,
+        }
+    }
+    names.sort();
+    names.dedup();
+    ok.then_some(names)
 }
 
 /// Validation context for one file: where errors go and how to locate them.
@@ -798,6 +874,13 @@ fn serde_message(message: &str, key: Option<&str>) -> String {
         let expected = match expected {
             "i64" | "u64" | "i32" | "u32" | "an integer" => "an integer, e.g. `2`",
             "a boolean" => "`true` or `false`",
+            // The two spellings of a check's suites: point each at the other.
+            "a string" if key == Some("suite") => {
+                "one quoted suite name, e.g. `suite = \"cdn-static\"` (several go in `suites = [\"cdn-static\", \"cdn-negative\"]`)"
+            }
+            "a sequence" if key == Some("suites") => {
+                "a list of suite names, e.g. `suites = [\"cdn-static\", \"cdn-negative\"]` (or `suite = \"cdn-static\"` for one)"
+            }
             "a string" => "a quoted string, e.g. `\"10s\"`",
             "a sequence" => "a list, e.g. `[\"a\", \"b\"]`",
             // A serde struct is a TOML table: say so, with the key's own example when known.

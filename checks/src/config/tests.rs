@@ -562,3 +562,75 @@ fn profile_errors_are_located() {
         ]
     );
 }
+
+/// Issue 13: a check's suites (`suite` or `suites`) come sorted and without duplicates,
+/// `on_demand` is read, and a check using neither looks on the wire as it did before them.
+#[test]
+fn suites_and_on_demand() {
+    let check = |keys: &str| {
+        format!(
+            "{VENDOR}[[check]]\nid = \"a\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\n{keys}\n"
+        )
+    };
+    let one = |keys: &str| {
+        parse_str(&check(keys))
+            .unwrap_or_else(|e| panic!("{keys}: {e}"))
+            .checks
+            .remove(0)
+    };
+
+    let plain = one("");
+    assert!(plain.suites.is_empty());
+    assert!(!plain.on_demand);
+    assert!(!plain.in_suite("cdn-static"));
+    let json = serde_json::to_value(&plain).expect("encode");
+    let keys = json.as_object().expect("an object");
+    assert!(!keys.contains_key("suites"), "{json}");
+    assert!(!keys.contains_key("on_demand"), "{json}");
+    assert!(!one("on_demand = false").on_demand);
+
+    let single = one("suite = \"cdn-static\"");
+    assert_eq!(single.suites, ["cdn-static"]);
+    assert!(single.in_suite("cdn-static"));
+    assert!(!single.in_suite("cdn"));
+
+    let many = one(
+        "suites = [\"cdn-static\", \"0-smoke\", \"cdn-negative\", \"cdn-static\"]\non_demand = true",
+    );
+    assert_eq!(many.suites, ["0-smoke", "cdn-negative", "cdn-static"]);
+    assert!(many.on_demand);
+    assert!(many.in_suite("cdn-negative"));
+    let json = serde_json::to_value(&many).expect("encode");
+    assert_eq!(
+        json["suites"],
+        serde_json::json!(["0-smoke", "cdn-negative", "cdn-static"])
+    );
+    assert_eq!(json["on_demand"], true);
+    let back: Check = serde_json::from_value(json).expect("decode");
+    assert_eq!((back.suites, back.on_demand), (many.suites.clone(), true));
+
+    // The longest name, and one past it.
+    let long = "a".repeat(64);
+    assert_eq!(one(&format!("suite = \"{long}\"")).suites, [long.as_str()]);
+    let errs = errors(&check(&format!("suites = [\"{long}b\"]")));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("<inline>:8:11: suite name must be 1 to 64 lowercase letters"),
+        "{errs:#?}"
+    );
+    // A bad suite does not hide the check's other problems.
+    let errs = errors(&check("suite = \"\"\non_demand = 1\ninterval = \"soon\""));
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("<inline>:8:9: suite name must be"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("<inline>:9:13: `on_demand` must be `true` or `false`"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with("<inline>:10:12: interval must be"),
+        "{errs:#?}"
+    );
+}

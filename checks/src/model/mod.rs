@@ -282,6 +282,16 @@ pub struct Check {
     pub description: Option<String>,
     /// Which probes run it.
     pub probes: ProbeSelector,
+    /// The named regression suites it belongs to (`suite` or `suites`), sorted, without
+    /// duplicates; an on-demand run of a suite runs these checks. Left off the wire when
+    /// empty, so a check without suites reads the same to a probe that predates them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<String>,
+    /// Runs only in on-demand runs, never on a probe's schedule (negative tests, heavy
+    /// checks). Left off the wire when `false`; a probe that predates the field refuses a
+    /// config holding it (and keeps the one it runs) rather than run the check on its schedule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_demand: bool,
     /// Effective settings: the check's own over `[defaults]` over built-in defaults.
     pub settings: Settings,
     /// What to run.
@@ -298,6 +308,11 @@ impl Check {
             CheckSpec::Tls(_) => CheckKind::Tls,
             CheckSpec::Tcp(_) => CheckKind::Tcp,
         }
+    }
+
+    /// True when the check belongs to the suite `name`.
+    pub fn in_suite(&self, name: &str) -> bool {
+        self.suites.iter().any(|s| s == name)
     }
 }
 
