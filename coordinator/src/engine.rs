@@ -359,7 +359,8 @@ impl Inner {
             .checks
             .checks
             .iter()
-            .filter(|c| c.vendor == vendor_id)
+            // `on_demand` checks run only in on-demand runs: no state of their own.
+            .filter(|c| c.vendor == vendor_id && !c.on_demand)
             .map(|c| {
                 let e = self.checks.get(&c.id).unwrap_or(&empty);
                 CheckView {
@@ -736,6 +737,7 @@ impl Engine {
             .checks
             .checks
             .iter()
+            .filter(|c| !c.on_demand)
             .map(|c| {
                 let verdict = inner
                     .checks
@@ -779,7 +781,7 @@ impl Engine {
             .checks
             .checks
             .iter()
-            .filter(|c| c.vendor == id)
+            .filter(|c| c.vendor == id && !c.on_demand)
             .map(|c| {
                 let e = inner.checks.get(&c.id);
                 CheckDetail {

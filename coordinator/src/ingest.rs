@@ -179,7 +179,20 @@ fn check_result(
                 ),
             ));
         }
+        Some(c) if c.on_demand && r.run.is_none() => {
+            return Err((
+                RefusalReason::NotSelected,
+                "an `on_demand` check runs only in on-demand runs: its result must name its run"
+                    .to_owned(),
+            ));
+        }
         Some(_) => {}
+    }
+    if r.run.is_some_and(|id| id <= 0) {
+        return Err((
+            RefusalReason::Invalid,
+            "run must be a run id (a positive number)".to_owned(),
+        ));
     }
     if r.started_at > now + limits.clock_skew {
         return Err((

@@ -622,7 +622,7 @@ fn report_command(command: ReportCommand) -> anyhow::Result<()> {
         .checks
         .checks
         .iter()
-        .filter(|c| c.vendor == v.id)
+        .filter(|c| c.vendor == v.id && !c.on_demand)
         .map(|c| (c.id.clone(), c.role))
         .collect();
     let db = config.db_path();

@@ -155,7 +155,11 @@ pub fn select(
                 }
             })?,
     };
-    let of_vendor = |id: &str| set.checks.iter().find(|c| c.id == id && c.vendor == vendor.id);
+    let of_vendor = |id: &str| {
+        set.checks
+            .iter()
+            .find(|c| c.id == id && c.vendor == vendor.id)
+    };
     let mut checks = BTreeSet::new();
     for id in &req.checks {
         match of_vendor(id) {
@@ -254,10 +258,7 @@ pub fn select(
             if regions.is_empty() {
                 String::new()
             } else {
-                format!(
-                    " in {}",
-                    regions.into_iter().collect::<Vec<_>>().join(", ")
-                )
+                format!(" in {}", regions.into_iter().collect::<Vec<_>>().join(", "))
             },
             if checks.len() == 1 {
                 "that check"

@@ -224,9 +224,10 @@ pub async fn run(
             .map_err(ServeError::Store)?;
         Arc::new(crate::runs::Board::new(latest))
     };
-    let run_follower = store.feed().is_some().then(|| {
-        tokio::spawn(crate::runs::follow(Arc::clone(&runs), Arc::clone(&store)))
-    });
+    let run_follower = store
+        .feed()
+        .is_some()
+        .then(|| tokio::spawn(crate::runs::follow(Arc::clone(&runs), Arc::clone(&store))));
     let state = Arc::new(AppState {
         runs,
         store: Arc::clone(&store),

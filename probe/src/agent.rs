@@ -564,7 +564,10 @@ async fn carry_out(
     let plan = loop {
         let plan = plan_rx.borrow_and_update().clone();
         if let Some(plan) = &plan
-            && order.checks.iter().all(|id| plan.checks.iter().any(|c| &c.id == id))
+            && order
+                .checks
+                .iter()
+                .all(|id| plan.checks.iter().any(|c| &c.id == id))
         {
             break Some(Arc::clone(plan));
         }
@@ -576,7 +579,10 @@ async fn carry_out(
         }
     };
     let Some(plan) = plan else {
-        tracing::warn!(run = order.id, "an on-demand run came before any config; not run");
+        tracing::warn!(
+            run = order.id,
+            "an on-demand run came before any config; not run"
+        );
         return;
     };
     let env = Arc::new(RunEnv {

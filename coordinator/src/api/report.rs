@@ -61,7 +61,8 @@ pub(super) async fn sla<B>(state: &AppState, req: &Request<B>) -> Resp {
         .checks
         .checks
         .iter()
-        .filter(|c| c.vendor == vendor.id)
+        // `on_demand` checks are never a sample of the schedule.
+        .filter(|c| c.vendor == vendor.id && !c.on_demand)
         .map(|c| (c.id.clone(), c.role))
         .collect();
     drop(catalog);

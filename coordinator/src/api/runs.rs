@@ -168,7 +168,10 @@ pub(super) async fn results(state: &AppState, params: &HashMap<String, String>) 
     }
     let probe = params.get("probe").cloned();
     let read = blocking(&state.store, move |s| {
-        Ok(s.run(id)?.is_some().then(|| s.run_results(id, probe.as_deref())).transpose()?)
+        if s.run(id)?.is_none() {
+            return Ok(None);
+        }
+        s.run_results(id, probe.as_deref()).map(Some)
     })
     .await;
     match read {
@@ -189,8 +192,7 @@ pub(super) async fn results(state: &AppState, params: &HashMap<String, String>) 
 fn orders(
     probe: &str,
     after: i64,
-) -> impl FnOnce(&dyn crate::store::Store) -> Result<Vec<RunOrder>, StoreError> + Send + 'static
-{
+) -> impl FnOnce(&dyn crate::store::Store) -> Result<Vec<RunOrder>, StoreError> + Send + 'static {
     let probe = probe.to_owned();
     move |s| {
         let mut out = Vec::new();

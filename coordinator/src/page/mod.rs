@@ -423,6 +423,7 @@ async fn read_overview(state: &AppState) -> Result<Overview, StoreError> {
         .checks
         .checks
         .iter()
+        .filter(|c| !c.on_demand)
         .map(|c| (c.id.clone(), c.vendor.clone(), c.kind().as_label()))
         .collect();
     let span = Span::last_hour(now);
