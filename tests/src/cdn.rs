@@ -12,7 +12,8 @@
 //! Two content profiles (issue 13), each a path with cache rules of its own on both sides:
 //! - images, [`PROFILE_IMAGES`]: the origin sends `Cache-Control: max-age=2592000` (from
 //!   `expires 30d`, with `Expires`) and `public, immutable`; the edge keeps the query string
-//!   out of its cache key (`$host$uri`) and never compresses; a 404 comes with
+//!   out of its cache key (`$host$uri`, in an included file that [`Cdn::set_image_rules`]
+//!   rewrites, as an operator changing the CDN would) and never compresses; a 404 comes with
 //!   `Cache-Control: public, max-age=60`, so the edge caches it (negative caching);
 //! - scripts, [`PROFILE_SCRIPTS`]: a year's `max-age`; the edge keys on the query string
 //!   (`$host$uri$is_args$args`), gzips with `Vary: Accept-Encoding`, and caches no 404.
@@ -55,6 +56,11 @@ pub const SERVED_BY: &str = "cache-lo1-LOOP";
 pub const PROFILE_IMAGES: &str = "/profiles/img/";
 /// The path prefix of the scripts content profile.
 pub const PROFILE_SCRIPTS: &str = "/profiles/js/";
+/// The images profile's edge rules as they start: the query string kept out of the cache
+/// key. [`Cdn::set_image_rules`] replaces them.
+pub const IMAGE_RULES: &str = "proxy_cache_key $host$uri;\n";
+/// The file in nginx's directory holding the images profile's edge rules.
+const IMAGE_RULES_FILE: &str = "profile-img.conf";
 /// Days left on the certificate of [`Cdn::expiring`].
 pub const EXPIRING_DAYS: i64 = 5;
 
@@ -209,6 +215,7 @@ impl Cdn {
             std::fs::create_dir_all(dir.path().join(sub)).expect("create nginx directories");
         }
         write_fault_table(dir.path(), "", 0);
+        write_file(&dir.path().join(IMAGE_RULES_FILE), IMAGE_RULES);
         // A port found free may be taken (by another test's server, or as some client's
         // ephemeral port) before nginx binds it: then pick new ports and start again.
         let mut attempt = 0;
@@ -256,6 +263,18 @@ impl Cdn {
         let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
         *generation += 1;
         write_fault_table(self.dir.path(), &table, *generation);
+        self.reload(*generation);
+    }
+
+    /// Replaces the edge rules of the images profile (its `proxy_cache_key`, say: see
+    /// [`IMAGE_RULES`]) and reloads nginx, as an operator changing the CDN's configuration
+    /// would; returns once the new rules are live.
+    pub fn set_image_rules(&self, rules: &str) {
+        let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        *generation += 1;
+        write_file(&self.dir.path().join(IMAGE_RULES_FILE), rules);
+        let faults = self.faults();
+        write_fault_table(self.dir.path(), &faults, *generation);
         self.reload(*generation);
     }
 
@@ -715,6 +734,7 @@ fn edge_location(origin: SocketAddr) -> String {
 /// The edge's two content profiles (see the module header): cache key, compression and the
 /// caching of 404s differ; the headers a CDN adds are the same as everywhere else.
 fn profile_locations(origin: SocketAddr) -> String {
+    let rules = IMAGE_RULES_FILE;
     let common = format!(
         "            proxy_pass http://{origin};
             proxy_http_version 1.1;
@@ -726,7 +746,7 @@ fn profile_locations(origin: SocketAddr) -> String {
     );
     format!(
         "        location {PROFILE_IMAGES} {{
-{common}            proxy_cache_key $host$uri;
+{common}            include {rules};
             proxy_cache_valid 200 10m;
             gzip off;
         }}
