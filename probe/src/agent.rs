@@ -410,7 +410,13 @@ async fn poll_config(
     }
 }
 
-/// Runs the current plan's checks; restarts them all when the plan changes.
+/// The plan's checks that run on the schedule, by index: all but the `on_demand` ones,
+/// which stay in the plan for on-demand runs to find.
+fn scheduled(plan: &Plan) -> impl Iterator<Item = usize> + '_ {
+    (0..plan.checks.len()).filter(|&i| !plan.checks[i].on_demand)
+}
+
+/// Runs the current plan's scheduled checks; restarts them all when the plan changes.
 async fn schedule(
     mut plan_rx: watch::Receiver<Option<Arc<Plan>>>,
     env: Arc<RunEnv>,
@@ -425,14 +431,14 @@ async fn schedule(
         let mut running = JoinSet::new();
         counters
             .checks
-            .set(plan.as_ref().map_or(0, |p| p.checks.len() as i64));
+            .set(plan.as_ref().map_or(0, |p| scheduled(p).count() as i64));
         if let Some(plan) = plan {
             let env = Arc::new(RunEnv {
                 probe_id: plan.probe_id.clone(),
                 boot_id: env.boot_id.clone(),
                 source_address: env.source_address,
             });
-            for check in 0..plan.checks.len() {
+            for check in scheduled(&plan) {
                 running.spawn(run_check_forever(
                     Arc::clone(&plan),
                     check,
@@ -1134,5 +1140,27 @@ mod tests {
         let size = std::mem::size_of_val(&task);
         eprintln!("an idle check task's future: {size} bytes");
         assert!(size <= 512, "a check task's future is {size} bytes");
+    }
+
+    /// Issue 13: an `on_demand` check stays in the plan but never runs on the schedule.
+    #[test]
+    fn on_demand_checks_are_not_scheduled() {
+        let check = |id: &str, on_demand: bool| {
+            format!(
+                "[[check]]\nid = \"{id}\"\nvendor = \"v\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:1\"\non_demand = {on_demand}\n"
+            )
+        };
+        let text = format!(
+            "[[vendor]]\nid = \"v\"\n{}{}{}",
+            check("a", false),
+            check("negative", true),
+            check("b", false)
+        );
+        let checks = config::parse_str(&text).expect("valid").checks;
+        let plan = Plan {
+            probe_id: "p".into(),
+            checks,
+        };
+        assert_eq!(scheduled(&plan).collect::<Vec<_>>(), [0, 2]);
     }
 }

@@ -33,6 +33,8 @@ enum Command {
     Run(RunArgs),
     /// Run checks now, from this machine, once each, and print one result per check.
     ///
+    /// Every check runs, `on_demand` ones included (the agent leaves those off its schedule).
+    ///
     /// Exits 0 when every check passed, 1 when any did not, 2 when the files are invalid.
     Once {
         /// Check files or directories of `*.toml` files.

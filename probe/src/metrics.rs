@@ -39,7 +39,7 @@ pub struct Counters {
     pub pending: Gauge,
     /// Bytes the spool holds on disk.
     pub spool_bytes: Gauge,
-    /// Checks in the config being run.
+    /// Checks of the config run on the schedule (`on_demand` checks are not).
     pub checks: Gauge,
 }
 
@@ -80,7 +80,7 @@ impl Counters {
         );
         r.register(
             "checks",
-            "Checks in the config being run",
+            "Checks of the config run on the schedule (on-demand checks excluded)",
             self.checks.clone(),
         );
         r

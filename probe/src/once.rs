@@ -11,6 +11,7 @@ use vantage_checks::result::CheckResult;
 pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// Runs every check once, at most `concurrency` at a time; results come back in input order.
+/// `on_demand` checks run too: `once` is itself an on-demand run.
 pub async fn run_all(checks: Vec<Check>, env: RunEnv, concurrency: usize) -> Vec<CheckResult> {
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let env = Arc::new(env);

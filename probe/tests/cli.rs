@@ -37,7 +37,7 @@ fn repo() -> &'static Path {
 fn validate_accepts_the_example_with_a_summary() {
     let out = probe(&["validate", "deploy/checks/example.toml"], repo());
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "ok: 3 vendors, 8 checks in 1 file\n");
+    assert_eq!(text(&out.stdout), "ok: 3 vendors, 10 checks in 1 file\n");
 }
 
 /// The README shows what `validate` prints for a bad duration; it must be the truth.
@@ -90,9 +90,10 @@ fn validate_on_a_missing_path_says_so() {
     );
 }
 
+/// Two TCP checks, `open` and `closed`; `closed` is `on_demand`, which `once` runs all the same.
 fn tcp_checks(dir: &Path, open_port: u16, closed_port: u16) {
     let file = format!(
-        "[defaults]\nretry = \"off\"\n\n[[vendor]]\nid = \"local\"\n\n[[check]]\nid = \"open\"\nvendor = \"local\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{open_port}\"\n\n[[check]]\nid = \"closed\"\nvendor = \"local\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed_port}\"\n"
+        "[defaults]\nretry = \"off\"\n\n[[vendor]]\nid = \"local\"\n\n[[check]]\nid = \"open\"\nvendor = \"local\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{open_port}\"\n\n[[check]]\nid = \"closed\"\nvendor = \"local\"\nkind = \"tcp\"\ntarget = \"127.0.0.1:{closed_port}\"\non_demand = true\n"
     );
     std::fs::write(dir.join("tcp.toml"), file).expect("write checks");
 }
@@ -122,6 +123,7 @@ fn once_prints_json_lines_and_exits_1_when_a_check_fails() {
         format!("127.0.0.1:{open}")
     );
     assert!(lines[0]["timings"]["connect_ms"].as_f64().is_some());
+    // `closed` is on_demand: off the agent's schedule, but `once` runs every check.
     assert_eq!(lines[1]["check_id"], "closed");
     assert_eq!(lines[1]["status"], "fail");
     assert_eq!(lines[1]["failure"], "connect_refused");
