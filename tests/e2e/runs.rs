@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vantage_e2e::cdn::{self, Cdn, PROFILE_IMAGES, PROFILE_SCRIPTS};
-use vantage_e2e::fleet::{Coordinator, Fleet, Probe, http_get};
+use vantage_e2e::fleet::{Coordinator, Fleet, Probe, http_get, http_get_token};
 use vantage_e2e::{wait_until, workspace_binary};
 
 const TOKEN: &str = "operator-t0ken-for-the-e2e-runs-0001";
@@ -102,7 +102,10 @@ impl World {
         std::fs::write(&token_file, TOKEN).expect("write the token");
         let coordinator = fleet.coordinator_with(
             &checks(&cdn),
-            Some(&format!("[api]\ntoken_file = \"{}\"\n", token_file.display())),
+            Some(&format!(
+                "[api]\ntoken_file = \"{}\"\n",
+                token_file.display()
+            )),
         );
         let probes = [("eu-1", "eu"), ("eu-2", "eu"), ("us-1", "us")]
             .into_iter()
@@ -171,8 +174,7 @@ impl World {
 
 /// `GET path` with the operator token.
 fn http_get_auth(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    vantage_e2e::fleet::http_get_with(addr, path, &[("authorization", &format!("Bearer {TOKEN}"))])
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    http_get_token(addr, path, TOKEN).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// Every (check, probe, aspect) of a report's diff.
@@ -217,7 +219,10 @@ fn r13_a_suite_run_before_and_after_a_cdn_change_shows_what_changed() {
         "last",
     ]);
     assert_eq!(code, 1, "{after:#}");
-    assert_eq!(after["baseline"], before["run"]["id"], "`last` is the run before");
+    assert_eq!(
+        after["baseline"], before["run"]["id"],
+        "`last` is the run before"
+    );
     // Exactly the images' cache-key behaviour changed, on every probe: the result went from
     // ok to failing with cache_key_mismatch. The scripts are untouched.
     let diff = diff_of(&after);
@@ -290,7 +295,10 @@ fn r13_a_suite_run_before_and_after_a_cdn_change_shows_what_changed() {
     let out = w.run(&["--suite", "cdn-static", "--wait", "5s"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("us-1"), "the missing probe is named: {stderr}");
+    assert!(
+        stderr.contains("us-1"),
+        "the missing probe is named: {stderr}"
+    );
     for p in &mut w.probes[..2] {
         p.assert_running();
     }

@@ -345,6 +345,22 @@ fn s09_a_coordinator_killed_mid_incident_pages_once_and_still_resolves() {
     let mut w = World::start(&SIX, "");
     w.stop_dns();
     w.wait_trigger("acme");
+    // Killed once the page is recorded as sent. A kill between a receiver's answer and that
+    // record is the one duplicate delivery at least once allows (the README's "High
+    // availability" says when): the row is sent again once its claim expires.
+    w.wait("the trigger recorded as delivered", || {
+        let open = w.api("/api/v1/incidents?subject=acme&open=true");
+        let Some(id) = open[0]["id"].as_i64() else {
+            return false;
+        };
+        let incident = w.api(&format!("/api/v1/incidents/{id}"));
+        incident["deliveries"].as_array().is_some_and(|d| {
+            ["hook", "am"].iter().all(|r| {
+                d.iter()
+                    .any(|d| d["receiver"] == *r && d["triggered_ms"].is_i64())
+            })
+        })
+    });
     w.coordinator.kill();
     w.coordinator.restart();
     // The restarted coordinator resumes the outage (it may say unknown for a moment, until

@@ -511,6 +511,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     http_request(addr, "GET", path, None, None)
 }
 
+/// [`http_get`] with a bearer `token` (`Connection: close`): the status and the body.
+pub fn http_get_token(addr: SocketAddr, path: &str, token: &str) -> std::io::Result<(u16, String)> {
+    http_request(addr, "GET", path, Some(token), None)
+}
+
 /// A minimal blocking HTTP/1.1 POST of a JSON `body` without credentials
 /// (`Connection: close`): the status and the body.
 pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<(u16, String)> {
