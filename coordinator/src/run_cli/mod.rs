@@ -1,0 +1,9 @@
+//! `vantage-coordinator run`: the client of on-demand regression runs. It starts a run of a
+//! vendor's checks on the coordinator (`POST /api/v1/runs`), waits for the probes' results,
+//! compares them with a baseline run when asked, prints a table, JSON or JUnit report, and
+//! exits with a code a CI job can act on.
+//!
+//! Layout:
+//! - [`view`]: the API's wire types as read here (`RunView`, the request body).
+
+pub mod view;
