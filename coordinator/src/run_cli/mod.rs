@@ -5,5 +5,12 @@
 //!
 //! Layout:
 //! - [`view`]: the API's wire types as read here (`RunView`, the request body).
+//! - [`facts`]: the facts of a result that are shown and compared, by name.
+//! - [`diff`]: the before/after diff, and its rule for regressions and noise.
 
+pub mod diff;
+pub mod facts;
 pub mod view;
+
+#[cfg(test)]
+mod fixtures;
