@@ -7,10 +7,14 @@
 //! - [`view`]: the API's wire types as read here (`RunView`, the request body).
 //! - [`facts`]: the facts of a result that are shown and compared, by name.
 //! - [`diff`]: the before/after diff, and its rule for regressions and noise.
+//! - [`report`]: the counts, the verdict and the exit codes, with their precedence.
 
 pub mod diff;
 pub mod facts;
+pub mod report;
 pub mod view;
 
 #[cfg(test)]
 mod fixtures;
+
+pub use self::report::{Exit, Report};
