@@ -8,10 +8,13 @@
 //! - [`facts`]: the facts of a result that are shown and compared, by name.
 //! - [`diff`]: the before/after diff, and its rule for regressions and noise.
 //! - [`report`]: the counts, the verdict and the exit codes, with their precedence.
+//! - [`table`], [`junit`]: the text and JUnit outputs (JSON is the report's serialization).
 
 pub mod diff;
 pub mod facts;
+pub mod junit;
 pub mod report;
+pub mod table;
 pub mod view;
 
 #[cfg(test)]
