@@ -20,6 +20,8 @@
 //! - [`server`]: listener, TLS, background tasks, orderly shutdown.
 //! - [`conn`]: what bounds one client connection: per-address slots, the idle deadline.
 //! - [`local_probe`]: `serve --local-probe`, a probe in the same process.
+//! - [`run_cli`]: `run`, the client of on-demand regression runs: starts one, waits, diffs
+//!   it against a baseline, and reports as a table, JSON or JUnit with a CI exit code.
 //! - [`demo`]: `demo`, a simulated vendor world with faults, the coordinator and six probes
 //!   (cargo feature `demo`, on by default).
 
@@ -41,6 +43,7 @@ pub mod local_probe;
 pub mod metrics;
 mod page;
 pub mod report;
+pub mod run_cli;
 pub mod runs;
 pub mod server;
 pub mod store;

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use vantage_coordinator::auth::Token;
 use vantage_coordinator::config::{CoordinatorConfig, TlsConfig};
 use vantage_coordinator::store::ProbeRecord;
-use vantage_coordinator::{local_probe, server};
+use vantage_coordinator::{local_probe, run_cli, server};
 use vantage_probe::agent;
 
 #[derive(Parser)]
@@ -113,6 +113,14 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Run a vendor's checks now on every selected probe (an on-demand regression run),
+    /// wait for the results and report them, compared with a baseline run if asked.
+    ///
+    /// Exit codes: 0 every result passed and nothing regressed; 1 a result failed or
+    /// regressed (wins over 3); 2 invalid request (flags, token, unknown vendor, check,
+    /// suite, region or baseline); 3 timed out with probes missing; 4 the coordinator could
+    /// not be reached or answered an error, or the report could not be written.
+    Run(Box<RunArgs>),
     /// See it work: a simulated vendor world on loopback, the coordinator, six probes in three
     /// regions, and a script of faults; prints each state change and alert until Ctrl-C.
     #[cfg(feature = "demo")]
@@ -130,6 +138,97 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         hold: std::time::Duration,
     },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Vendor id.
+    #[arg(long)]
+    vendor: String,
+    /// A check to run (repeatable); with --suite, the union runs.
+    #[arg(long = "check", value_name = "ID")]
+    checks: Vec<String>,
+    /// A suite of checks to run.
+    #[arg(long, value_name = "NAME")]
+    suite: Option<String>,
+    /// Only the probes of this region (repeatable); default every region.
+    #[arg(long = "region", value_name = "R")]
+    regions: Vec<String>,
+    /// A note kept with the run, e.g. "before purge-rule change".
+    #[arg(long, value_name = "TEXT")]
+    label: Option<String>,
+    /// How long the probes have to report, e.g. `60s` or `2m`.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    wait: std::time::Duration,
+    /// Output: a table for people, JSON, or JUnit XML for CI.
+    #[arg(long, value_enum, default_value_t = RunFormat::Table)]
+    format: RunFormat,
+    /// Write the report to this file instead of stdout (`-`).
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Compare with this run: its id, or `last` for the vendor's newest run (of the same
+    /// suite, with --suite) before this one.
+    #[arg(long, value_name = "RUN_ID|last", value_parser = run_cli::Baseline::parse)]
+    baseline: Option<run_cli::Baseline>,
+    /// The coordinator's URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7470")]
+    coordinator: url::Url,
+    /// A file holding an operator token from `[api]` (default: $VANTAGE_API_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// A PEM CA to trust for the coordinator's certificate, instead of the system's roots.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RunFormat {
+    Table,
+    Json,
+    Junit,
+}
+
+/// `run`: its own exit codes, so it does not go through `run`'s `anyhow` ending.
+fn run_command(args: RunArgs) -> ExitCode {
+    let format = match args.format {
+        RunFormat::Table => run_cli::Format::Table,
+        RunFormat::Json => run_cli::Format::Json,
+        RunFormat::Junit => run_cli::Format::Junit,
+    };
+    let token_env = match std::env::var(run_cli::TOKEN_ENV) {
+        Ok(v) => Some(vantage_coordinator::alert::Secret::new(v)),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            eprintln!("error: ${} is not valid UTF-8", run_cli::TOKEN_ENV);
+            return ExitCode::from(run_cli::Exit::Invalid.code());
+        }
+    };
+    let options = run_cli::Options {
+        coordinator: args.coordinator,
+        token_file: args.token_file,
+        token_env,
+        ca_file: args.ca_file,
+        vendor: args.vendor,
+        checks: args.checks,
+        suite: args.suite,
+        regions: args.regions,
+        label: args.label,
+        wait: args.wait,
+        format,
+        output: args.output,
+        baseline: args.baseline,
+    };
+    let exit = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(run_cli::run(options)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            run_cli::Exit::Unavailable
+        }
+    };
+    ExitCode::from(exit.code())
 }
 
 #[derive(Subcommand)]
@@ -167,7 +266,6 @@ enum ReportFormat {
     Json,
 }
 
-#[cfg(feature = "demo")]
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     vantage_checks::duration::parse(s)
         .map_err(|why| format!("a duration like `10s` or `500ms`; `{s}` {why}"))
@@ -255,13 +353,18 @@ fn main() -> ExitCode {
     // The demo prints its own readable lines (alerts included); only warnings from the
     // internals join them.
     #[cfg(feature = "demo")]
-    let default_filter = if matches!(cli.command, Command::Demo { .. }) {
-        "warn,vantage_coordinator::incident=error"
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,vantage_coordinator::incident=error",
+        // `run` prints its own progress; stderr is for it and for warnings.
+        Command::Run(_) => "warn",
+        _ => "info",
+    };
+    #[cfg(not(feature = "demo"))]
+    let default_filter = if matches!(cli.command, Command::Run(_)) {
+        "warn"
     } else {
         "info"
     };
-    #[cfg(not(feature = "demo"))]
-    let default_filter = "info";
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -270,7 +373,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -437,8 +540,9 @@ fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = match cli.command {
+        Command::Run(args) => return Ok(run_command(*args)),
         Command::Serve {
             config: args,
             listen,
@@ -566,7 +670,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ))?;
             Ok(())
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn report_command(command: ReportCommand) -> anyhow::Result<()> {
