@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use tokio::sync::watch;
 use vantage_checks::model::CheckSet;
 use vantage_checks::result::CheckResult;
 
-use crate::alert::rfc3339;
 use crate::store::run::{NewRun, RunProbe, RunRecord, RunResultRow};
 use crate::store::{ProbeRecord, Store};
 
@@ -85,26 +85,27 @@ pub async fn follow(board: Arc<Board>, store: Arc<dyn Store>) {
     }
 }
 
-/// The body of `POST /api/v1/runs`.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The body of `POST /api/v1/runs`. Absent options are left out when written (the CLI), so
+/// that the coordinator applies its own defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The vendor (required).
     pub vendor: String,
     /// Checks by id.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<String>,
     /// A suite: the vendor's checks in it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<String>,
     /// Only probes in these regions (all when empty).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub regions: Vec<String>,
     /// Free text for people.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// How long the run waits for its results (`"60s"`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait: Option<String>,
 }
 
@@ -292,6 +293,17 @@ pub enum RunState {
     TimedOut,
 }
 
+impl RunState {
+    /// The stable label, as in the API.
+    pub fn as_label(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// A probe of a run, as shown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewProbe {
@@ -322,8 +334,10 @@ pub struct RunView {
     /// Vendor.
     pub vendor: String,
     /// Label, if any.
+    #[serde(default)]
     pub label: Option<String>,
     /// Suite, if asked for by one.
+    #[serde(default)]
     pub suite: Option<String>,
     /// The checks.
     pub checks: Vec<String>,
@@ -332,15 +346,24 @@ pub struct RunView {
     /// The probes selected.
     pub probes: Vec<ViewProbe>,
     /// When it was asked for (RFC 3339).
-    pub created: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created: OffsetDateTime,
     /// When it stops waiting (RFC 3339).
-    pub deadline: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub deadline: OffsetDateTime,
     /// Where it stands.
     pub state: RunState,
     /// Probes that still owe a result.
+    #[serde(default)]
     pub missing: Vec<String>,
     /// Every (check, probe), by check then probe.
     pub results: Vec<Pair>,
+}
+
+/// A Unix millisecond as a time.
+fn at(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// The view of a run and the results it has, at `now_ms`.
@@ -396,8 +419,8 @@ pub fn view(rec: &RunRecord, results: Vec<RunResultRow>, now_ms: i64) -> RunView
                 region: p.region.clone(),
             })
             .collect(),
-        created: rfc3339(rec.run.created_ms),
-        deadline: rfc3339(rec.run.deadline_ms),
+        created: at(rec.run.created_ms),
+        deadline: at(rec.run.deadline_ms),
         state,
         missing: missing.into_iter().collect(),
         results: pairs,

@@ -324,7 +324,7 @@ async fn execute(o: &Options) -> Result<Report, RunError> {
         suite: o.suite.clone(),
         regions: o.regions.clone(),
         label: o.label.clone(),
-        wait: wait_text(o.wait),
+        wait: Some(wait_text(o.wait)),
     };
     let started = client.start(&request).await.map_err(|e| {
         let hint = match &e {

@@ -1,115 +1,13 @@
 //! The wire types of the runs API as this client reads them: the body of `POST /api/v1/runs`
-//! and the `RunView` every answer carries.
+//! and the `RunView` every answer carries. They are the server's own types
+//! ([`crate::runs`]), so the two cannot drift; what the client adds is here.
 //!
-//! Unknown fields are ignored, not refused: these are a server's answers, and the API only
-//! ever adds fields (as [`CheckResult`] does), so an older client keeps working against a
+//! Unknown fields in a `RunView` are ignored, not refused: the API only ever adds fields (as
+//! [`vantage_checks::result::CheckResult`] does), so an older client keeps working against a
 //! newer coordinator. Known fields keep their types, so a renamed or retyped field fails
 //! loudly instead of reading as empty.
 
-use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use vantage_checks::result::CheckResult;
-
-/// The body of `POST /api/v1/runs`: what the user asked for, nothing added. Absent options
-/// are left out, so the coordinator applies its own defaults.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct RunRequest {
-    /// The vendor whose checks run.
-    pub vendor: String,
-    /// Check ids to run (with `suite`, the coordinator runs the union).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub checks: Vec<String>,
-    /// A suite of checks to run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub suite: Option<String>,
-    /// Only the probes of these regions.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub regions: Vec<String>,
-    /// A note kept with the run, e.g. `before purge-rule change`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
-    /// How long the coordinator waits for the probes before it times the run out, e.g. `60s`.
-    pub wait: String,
-}
-
-/// Where an on-demand run stands.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Some probe still owes a result and the deadline has not passed.
-    Running,
-    /// Every (check, probe) pair has its result.
-    Done,
-    /// The deadline passed before every result came.
-    TimedOut,
-}
-
-impl RunState {
-    /// The stable label, as in the API.
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Self::Running => "running",
-            Self::Done => "done",
-            Self::TimedOut => "timed_out",
-        }
-    }
-}
-
-/// A probe selected for a run.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RunProbe {
-    /// The probe's id.
-    pub id: String,
-    /// The probe's region.
-    pub region: String,
-}
-
-/// One expected (check, probe) pair of a run and its result, once it came.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RunEntry {
-    /// The check's id.
-    pub check: String,
-    /// The probe's id.
-    pub probe: String,
-    /// The probe's region.
-    pub region: String,
-    /// The result; `null` while the probe has not reported it.
-    pub result: Option<CheckResult>,
-}
-
-/// An on-demand run as `GET /api/v1/runs/{id}` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RunView {
-    /// The run's id.
-    pub id: i64,
-    /// The vendor whose checks ran.
-    pub vendor: String,
-    /// The note given when the run was started.
-    #[serde(default)]
-    pub label: Option<String>,
-    /// The suite that was run, if one was named.
-    #[serde(default)]
-    pub suite: Option<String>,
-    /// The checks the run selected.
-    pub checks: Vec<String>,
-    /// The regions of the probes selected.
-    pub regions: Vec<String>,
-    /// The probes selected.
-    pub probes: Vec<RunProbe>,
-    /// When the run was started.
-    #[serde(with = "time::serde::rfc3339")]
-    pub created: OffsetDateTime,
-    /// When the coordinator stops waiting for results.
-    #[serde(with = "time::serde::rfc3339")]
-    pub deadline: OffsetDateTime,
-    /// Where the run stands.
-    pub state: RunState,
-    /// Probes that still owe at least one result.
-    #[serde(default)]
-    pub missing: Vec<String>,
-    /// One entry per expected (check, probe) pair, ordered by check then probe.
-    pub results: Vec<RunEntry>,
-}
+pub use crate::runs::{Pair as RunEntry, RunRequest, RunState, RunView, ViewProbe as RunProbe};
 
 impl RunView {
     /// Results received so far.
@@ -255,7 +153,7 @@ mod tests {
             suite: Some("cdn-static".into()),
             regions: vec!["eu".into()],
             label: None,
-            wait: "1m".into(),
+            wait: Some("1m".into()),
         };
         assert_eq!(
             serde_json::to_value(&req).expect("serializes"),
