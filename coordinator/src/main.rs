@@ -170,8 +170,13 @@ struct RunArgs {
     /// suite, with --suite) before this one.
     #[arg(long, value_name = "RUN_ID|last", value_parser = run_cli::Baseline::parse)]
     baseline: Option<run_cli::Baseline>,
-    /// The coordinator's URL.
-    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:7470")]
+    /// The coordinator's URL (or `VANTAGE_COORDINATOR`).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "VANTAGE_COORDINATOR",
+        default_value = "http://127.0.0.1:7470"
+    )]
     coordinator: url::Url,
     /// A file holding an operator token from `[api]` (default: $VANTAGE_API_TOKEN).
     #[arg(long, value_name = "FILE")]

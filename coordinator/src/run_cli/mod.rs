@@ -341,10 +341,12 @@ async fn execute(o: &Options) -> Result<Report, RunError> {
         started.results.len(),
         started.probes.len(),
         if started.probes.len() == 1 { "" } else { "s" },
-        if started.regions.is_empty() {
-            "no region".to_owned()
-        } else {
-            started.regions.join(", ")
+        {
+            // Where the probes selected are (the request's regions, or all of them).
+            let mut regions: Vec<&str> = started.probes.iter().map(|p| p.region.as_str()).collect();
+            regions.sort_unstable();
+            regions.dedup();
+            regions.join(", ")
         },
         vantage_checks::duration::format(o.wait)
     );
