@@ -62,6 +62,38 @@ pub fn root_store(path: &Path) -> Result<rustls::RootCertStore, CaFileError> {
     Ok(roots)
 }
 
+/// The system's trust anchors (rustls-native-certs): what a TLS client trusts when it is given
+/// no CA file. Certificates of the system store that rustls cannot use are skipped.
+pub fn native_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
+}
+
+/// The roots of the CA file `ca_file` when one is given ([`root_store`]), the system's
+/// otherwise ([`native_roots`]).
+pub fn roots(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, CaFileError> {
+    ca_file.map_or_else(|| Ok(native_roots()), root_store)
+}
+
+/// A TLS client's config trusting `roots`: on ring, with rustls' safe default protocol
+/// versions (TLS 1.2 and 1.3), as every client Vantage builds; the caller adds its client
+/// certificate, if any.
+pub fn client_config(
+    roots: rustls::RootCertStore,
+) -> Result<
+    rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    rustls::Error,
+> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots),
+    )
+}
+
 /// A certificate chain (`cert`, leaf first) and its private key (`key`), both PEM: a TLS
 /// server's, or a client's for mutual TLS. `Err` names the file that is wrong and why.
 pub fn identity(

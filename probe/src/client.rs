@@ -81,29 +81,18 @@ fn client_identity(
 impl CoordinatorClient {
     /// Builds the client; with `ca_file`, only that CA is trusted for the coordinator.
     pub fn new(settings: &Settings) -> Result<Self, ClientError> {
-        let roots = match &settings.ca_file {
-            Some(path) => vantage_checks::pem::root_store(path).map_err(|e| {
-                ClientError::Setup(match e {
-                    CaFileError::Read(e) => {
-                        format!("cannot use the coordinator CA `{}`: {e}", path.display())
-                    }
-                    CaFileError::NoUsableCertificate => {
-                        format!("`{}` holds no usable CA certificate", path.display())
-                    }
-                })
-            })?,
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                roots
-            }
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Setup(e.to_string()))?
-        .with_root_certificates(roots);
+        let ca_file = settings.ca_file.as_deref();
+        let roots = vantage_checks::pem::roots(ca_file).map_err(|e| {
+            let path = ca_file.unwrap_or(std::path::Path::new("")).display();
+            ClientError::Setup(match e {
+                CaFileError::Read(e) => format!("cannot use the coordinator CA `{path}`: {e}"),
+                CaFileError::NoUsableCertificate => {
+                    format!("`{path}` holds no usable CA certificate")
+                }
+            })
+        })?;
+        let tls = vantage_checks::pem::client_config(roots)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
         let tls = match &settings.client_identity {
             None => tls.with_no_client_auth(),
             Some(id) => {

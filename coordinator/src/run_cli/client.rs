@@ -67,30 +67,18 @@ impl Client {
                 "--coordinator must be an http or https URL, e.g. `https://vantage.example:7470`; got `{base}`"
             )));
         }
-        let roots = match ca_file {
-            Some(path) => vantage_checks::pem::root_store(path).map_err(|e| {
-                ClientError::Setup(match e {
-                    CaFileError::Read(e) => {
-                        format!("cannot use the CA file `{}`: {e}", path.display())
-                    }
-                    CaFileError::NoUsableCertificate => {
-                        format!("`{}` holds no usable CA certificate", path.display())
-                    }
-                })
-            })?,
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                roots
-            }
-        };
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Setup(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let roots = vantage_checks::pem::roots(ca_file).map_err(|e| {
+            let path = ca_file.unwrap_or(Path::new("")).display();
+            ClientError::Setup(match e {
+                CaFileError::Read(e) => format!("cannot use the CA file `{path}`: {e}"),
+                CaFileError::NoUsableCertificate => {
+                    format!("`{path}` holds no usable CA certificate")
+                }
+            })
+        })?;
+        let tls = vantage_checks::pem::client_config(roots)
+            .map_err(|e| ClientError::Setup(e.to_string()))?
+            .with_no_client_auth();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

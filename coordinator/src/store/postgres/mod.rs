@@ -173,19 +173,11 @@ impl Link {
                     })
                 })?
             }
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-                roots
-            }
+            None => vantage_checks::pem::native_roots(),
         };
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| StoreError::Config(format!("TLS to the store: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = vantage_checks::pem::client_config(roots)
+            .map_err(|e| StoreError::Config(format!("TLS to the store: {e}")))?
+            .with_no_client_auth();
         Ok(Self {
             cfg,
             tls: Some(MakeRustlsConnect::new(tls)),
