@@ -401,3 +401,73 @@ async fn r13_runs_reach_waiting_probes_at_once_and_keep_their_results_apart() {
     assert_eq!(view["missing"], serde_json::json!(["eu-1", "eu-2", "us-1"]));
     c.assert_alive("the runs").await;
 }
+
+/// On a shared PostgreSQL store, any coordinator takes the run and any serves it: a probe long
+/// polling another coordinator hears of the run within that one's half-second look at the
+/// store, pushes its results there, and the first coordinator shows them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r13_a_run_taken_by_one_coordinator_reaches_a_probe_polling_another() {
+    let pg = vantage_e2e::postgres::Postgres::start();
+    let url = pg.create_database("runs_ha");
+    let config = format!("{CONFIG}[store]\nurl = \"{url}\"\n");
+    let mut a = Coordinator::new(&config, Some(CHECKS));
+    let mut b = Coordinator::new(&config, Some(CHECKS));
+    for c in [&a, &b] {
+        std::fs::write(c.path("api.token"), TOKEN).expect("write the token");
+    }
+    let probe = a.add_probe("eu-1", "eu");
+    a.start().await;
+    b.start().await;
+    let r = get(b.addr, "/api/v1/probe/config", Some(&probe), &[])
+        .await
+        .expect("config");
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "the probe is known to b: {:?}",
+        r.body
+    );
+
+    let waiting = {
+        let (addr, token) = (b.addr, probe.clone());
+        tokio::spawn(async move {
+            get(
+                addr,
+                "/api/v1/probe/runs?after=0&wait=20",
+                Some(&token),
+                &[],
+            )
+            .await
+            .expect("long poll")
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posted = Instant::now();
+    let r = post_run(
+        &a,
+        r#"{"vendor": "fastcdn", "checks": ["img"]}"#,
+        Some(TOKEN),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let id = r.json()["id"].as_i64().expect("id");
+    let woke = waiting.await.expect("the poll");
+    let heard = posted.elapsed();
+    let orders: RunOrders = serde_json::from_slice(&woke.body).expect("orders");
+    assert_eq!(orders.runs.iter().map(|o| o.id).collect::<Vec<_>>(), [id]);
+    assert!(
+        heard < Duration::from_secs(5),
+        "b's poll answered {heard:?} after the POST to a"
+    );
+    let ack = post_batch(b.addr, &probe, &[answer("eu-1", 0, "img", id)])
+        .await
+        .ack();
+    assert_eq!(ack.accepted, 1, "{ack:?}");
+    let view = get(a.addr, &format!("/api/v1/runs/{id}"), Some(TOKEN), &[])
+        .await
+        .expect("GET run")
+        .json();
+    assert_eq!(view["state"], "done", "{view}");
+    a.assert_alive("the run").await;
+    b.assert_alive("the run").await;
+}
