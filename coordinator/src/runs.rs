@@ -353,6 +353,9 @@ pub struct RunView {
     pub deadline: OffsetDateTime,
     /// Where it stands.
     pub state: RunState,
+    /// Probes that have sent every result the run asks of them.
+    #[serde(default)]
+    pub reported: Vec<String>,
     /// Probes that still owe a result.
     #[serde(default)]
     pub missing: Vec<String>,
@@ -422,6 +425,13 @@ pub fn view(rec: &RunRecord, results: Vec<RunResultRow>, now_ms: i64) -> RunView
         created: at(rec.run.created_ms),
         deadline: at(rec.run.deadline_ms),
         state,
+        reported: rec
+            .run
+            .probes
+            .iter()
+            .filter(|p| !missing.contains(&p.id))
+            .map(|p| p.id.clone())
+            .collect(),
         missing: missing.into_iter().collect(),
         results: pairs,
     }

@@ -291,6 +291,7 @@ async fn r13_runs_reach_waiting_probes_at_once_and_keep_their_results_apart() {
         .expect("GET run")
         .json();
     assert_eq!(view["state"], "running");
+    assert_eq!(view["reported"], serde_json::json!(["eu-1"]));
     assert_eq!(view["missing"], serde_json::json!(["eu-2", "us-1"]));
     let got: Vec<bool> = view["results"]
         .as_array()

@@ -157,10 +157,15 @@ pub(super) fn run(
         suite: Some("cdn-static".into()),
         checks,
         regions,
-        probes,
+        probes: probes.clone(),
         created: datetime!(2026-12-06 09:00:00.123 UTC),
         deadline: datetime!(2026-12-06 09:01:00.123 UTC),
         state,
+        reported: probes
+            .iter()
+            .filter(|p| !missing.contains(&p.id))
+            .map(|p| p.id.clone())
+            .collect(),
         missing,
         results: entries
             .into_iter()
