@@ -521,7 +521,12 @@ async fn poll_runs(
     let mut running = JoinSet::new();
     loop {
         while running.try_join_next().is_some() {}
+        let asked = tokio::time::Instant::now();
         match client.runs(after, RUNS_POLL_WAIT).await {
+            Ok(orders) if orders.runs.is_empty() && asked.elapsed() < Duration::from_secs(1) => {
+                // An answer that did not wait (a proxy, say): never a busy loop.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             Ok(orders) => {
                 backoff = BACKOFF_MIN;
                 for order in orders.runs {
