@@ -14,7 +14,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -276,7 +275,7 @@ pub async fn run(
         fatal_tx.clone(),
         Arc::clone(&reachable),
     ));
-    let urgent = Arc::new(AtomicBool::new(false));
+    let urgent = Arc::new(Notify::new());
     let spooler = tokio::spawn(spool_results(
         result_rx,
         spool.clone(),
@@ -700,7 +699,7 @@ async fn spool_results(
     mut rx: mpsc::Receiver<CheckResult>,
     spool: SpoolThread,
     spooled: Arc<Notify>,
-    urgent: Arc<AtomicBool>,
+    urgent: Arc<Notify>,
     counters: Arc<Counters>,
     fatal: mpsc::Sender<AgentError>,
 ) {
@@ -749,10 +748,10 @@ async fn spool_results(
                             );
                             write_failures = 0;
                         }
-                        if of_run {
-                            urgent.store(true, Ordering::Relaxed);
-                        }
                         spooled.notify_one();
+                        if of_run {
+                            urgent.notify_one();
+                        }
                     }
                     Some(e) => {
                         // Once at first, then about once a minute: a full disk stays full.
@@ -789,8 +788,9 @@ struct Shipper {
     spool: SpoolThread,
     /// Signalled when results were spooled.
     spooled: Arc<Notify>,
-    /// Set with `spooled` when results of an on-demand run were: push them without lingering.
-    urgent: Arc<AtomicBool>,
+    /// Signalled with `spooled` when results of an on-demand run were: push them without
+    /// lingering (and cut a linger in progress short).
+    urgent: Arc<Notify>,
     counters: Arc<Counters>,
     /// Checks the coordinator says are failing; the scheduler runs them faster.
     failing: Arc<RwLock<HashSet<String>>>,
@@ -868,11 +868,10 @@ async fn ship(shipper: Shipper, mut stop: watch::Receiver<bool>) {
             // Results trickle in; let them gather for a moment so pushes come about once a
             // second with everything since, rather than one request per result. Results of
             // an on-demand run are waited for by someone: they go at once.
-            if !urgent.swap(false, Ordering::Relaxed) {
-                tokio::select! {
-                    () = tokio::time::sleep(BATCH_LINGER) => {}
-                    _ = stop.changed() => {}
-                }
+            tokio::select! {
+                () = tokio::time::sleep(BATCH_LINGER) => {}
+                () = urgent.notified() => {}
+                _ = stop.changed() => {}
             }
             continue;
         }
