@@ -231,18 +231,22 @@ pub fn select(
             known.into_iter().collect::<Vec<_>>().join(", ")
         ));
     }
+    // The selected checks, looked up once (by id order), not once a probe.
+    let mut chosen: Vec<&vantage_checks::model::Check> = set
+        .checks
+        .iter()
+        .filter(|c| checks.contains(&c.id))
+        .collect();
+    chosen.sort_by(|a, b| a.id.cmp(&b.id));
     let mut selected = Vec::new();
     for p in live {
         if !regions.is_empty() && !regions.contains(p.region.as_str()) {
             continue;
         }
-        let mine: Vec<String> = checks
+        let mine: Vec<String> = chosen
             .iter()
-            .filter(|id| {
-                set.check(id)
-                    .is_some_and(|c| c.probes.selects(&p.region, &p.labels))
-            })
-            .cloned()
+            .filter(|c| c.probes.selects(&p.region, &p.labels))
+            .map(|c| c.id.clone())
             .collect();
         if !mine.is_empty() {
             selected.push(RunProbe {
